@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Each installs what is missing.
+SHELL := /bin/bash
+VENV := $(CURDIR)/.venv
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+export LIBTORCH_USE_PYTORCH := 1
+# Tests pin libtorch's intra-op threads (it busy-waits on shared cores).
+export GUNLEARN_TEST_THREADS ?= 2
+CARGO ?= cargo
+BIN := target/release/gunlearn
+
+.PHONY: setup build demo test bench lint clean-venv
+
+setup: .venv/.gunlearn-complete
+
+.venv/.gunlearn-complete:
+	bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release
+
+demo: build
+	$(BIN) demo
+
+test: setup
+	$(CARGO) test --release -- --test-threads=1
+
+bench: build
+	$(BIN) bench train
+
+lint: setup
+	$(CARGO) fmt --check
+	$(CARGO) clippy --release --all-targets -- -D warnings

@@ -1,0 +1,1 @@
+//! Evaluation: accuracies, the SVC membership-inference attack, results and reports.

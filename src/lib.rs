@@ -1,0 +1,8 @@
+//! gunlearn: machine unlearning of image classifiers on libtorch.
+//!
+//! Data flows one way: [`data`] → [`model`] → [`unlearn`] → [`eval`] → report.
+
+pub mod data;
+pub mod eval;
+pub mod model;
+pub mod unlearn;
