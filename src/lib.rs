@@ -2,7 +2,15 @@
 //!
 //! Data flows one way: [`data`] → [`model`] → [`unlearn`] → [`eval`] → report.
 
+pub mod bench;
+pub mod checkpoint;
+pub mod cli;
 pub mod data;
+pub mod device;
 pub mod eval;
+pub mod fsutil;
 pub mod model;
+pub mod optim;
+pub mod plot;
+pub mod train;
 pub mod unlearn;

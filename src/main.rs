@@ -1,3 +1,10 @@
+//! The `gunlearn` binary.
+
 fn main() {
-    println!("gunlearn: under construction");
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GUNLEARN_LOG").unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    if let Err(err) = gunlearn::cli::main() {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
 }

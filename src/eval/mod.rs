@@ -1,1 +1,3 @@
 //! Evaluation: accuracies, the SVC membership-inference attack, results and reports.
+
+pub mod outputs;

@@ -48,3 +48,7 @@ impl Classifier {
         todo!("model helper")
     }
 }
+impl Classifier {
+    /// STUB
+    pub fn num_parameters(&self) -> usize { todo!() }
+}

@@ -1,0 +1,199 @@
+//! Benchmarks that run the same work in gunlearn and in the PyTorch implementation under
+//! `bench/` within one command, and print the ratio. Speed targets live here, not in tests.
+
+use crate::data::batches::Batch;
+use crate::device::{device_name, parse_device, set_threads};
+use crate::model::{Arch, Classifier, ModelSpec};
+use crate::optim::Sgd;
+use crate::train::{sgd_step, Objective};
+use anyhow::{bail, Context};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Options of `gunlearn bench train`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchTrainArgs {
+    /// Architectures to time.
+    #[arg(long, value_delimiter = ',', default_value = "resnet20,resnet18")]
+    pub archs: Vec<String>,
+    /// Batch sizes to time.
+    #[arg(long, value_delimiter = ',', default_value = "64,256")]
+    pub batches: Vec<usize>,
+    /// Timed steps per configuration (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Threads for both sides (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Device for both sides.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Python with PyTorch 2.11 (default: $VIRTUAL_ENV/bin/python, then .venv/bin/python).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Folder holding the PyTorch scripts (default: ./bench).
+    #[arg(long = "bench_dir", alias = "bench-dir", default_value = "bench")]
+    pub bench_dir: PathBuf,
+}
+
+/// One timed configuration, ours and PyTorch's.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchRow {
+    /// What was timed.
+    pub name: String,
+    /// Our median seconds per step.
+    pub ours_s: f64,
+    /// PyTorch's median seconds per step.
+    pub torch_s: f64,
+}
+
+impl BenchRow {
+    /// Throughput ratio ours / PyTorch (> 1 = we are faster).
+    pub fn speedup(&self) -> f64 {
+        self.torch_s / self.ours_s
+    }
+}
+
+/// The Python interpreter for the reference side.
+pub fn python_path(explicit: Option<&Path>) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Ok(venv) = std::env::var("VIRTUAL_ENV") {
+        let p = PathBuf::from(venv).join("bin/python");
+        if p.exists() {
+            return p;
+        }
+    }
+    let local = PathBuf::from(".venv/bin/python");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("python3")
+}
+
+/// Runs a script under `bench_dir` and parses the JSON object on its last stdout line.
+pub fn run_python(python: &Path, bench_dir: &Path, script: &str, args: &[String]) -> anyhow::Result<serde_json::Value> {
+    let script_path = bench_dir.join(script);
+    if !script_path.exists() {
+        bail!("{}: not found (run from the repository root or pass --bench_dir)", script_path.display());
+    }
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .current_dir(bench_dir)
+        .output()
+        .with_context(|| format!("running {} (pass --python PATH to a Python with torch 2.11)", python.display()))?;
+    if !out.status.success() {
+        bail!("{} {script} failed:\n{}", python.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last).with_context(|| format!("{script} printed {last:?}, expected JSON"))
+}
+
+/// Median of timings (seconds).
+pub fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(|a, b| a.total_cmp(b));
+    times[times.len() / 2]
+}
+
+/// Times `step` `warmup + steps` times and returns the median of the timed ones.
+pub fn time_steps(warmup: usize, steps: usize, device: Device, mut step: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    let mut times = Vec::with_capacity(steps);
+    for i in 0..warmup + steps.max(1) {
+        if let Device::Cuda(n) = device {
+            tch::Cuda::synchronize(n as i64);
+        }
+        let start = Instant::now();
+        step()?;
+        if let Device::Cuda(n) = device {
+            tch::Cuda::synchronize(n as i64);
+        }
+        if i >= warmup {
+            times.push(start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(median(times))
+}
+
+fn parse_arch(name: &str) -> anyhow::Result<Arch> {
+    match name {
+        "resnet18" => Ok(Arch::Resnet18),
+        "resnet20" => Ok(Arch::Resnet20),
+        other => bail!("--archs: unknown architecture {other:?} (resnet18, resnet20)"),
+    }
+}
+
+/// `gunlearn bench train`: our SGD training step vs `bench/train_step.py`.
+pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    set_threads(Some(threads));
+    let device = parse_device(&args.device)?;
+    let python = python_path(args.python.as_deref());
+    println!("bench train: device {}, {threads} threads, median of {} steps after {} warm-up", device_name(device), args.steps, args.warmup);
+    let mut rows = Vec::new();
+    for arch_name in &args.archs {
+        let arch = parse_arch(arch_name)?;
+        for &batch_size in &args.batches {
+            tch::manual_seed(0);
+            let spec = ModelSpec {
+                arch,
+                num_classes: 10,
+                in_channels: 3,
+                mean: vec![0.4914, 0.4822, 0.4465],
+                std: vec![0.2470, 0.2435, 0.2616],
+            };
+            let model = Classifier::new(&spec, device);
+            let mut opt = Sgd::new(model.vs.trainable_variables(), 0.01, 0.9, 5e-4);
+            let batch = Batch {
+                images: Tensor::rand([batch_size as i64, 3, 32, 32], (Kind::Float, device)),
+                labels: Tensor::randint(10, [batch_size as i64], (Kind::Int64, device)),
+                indices: (0..batch_size).collect(),
+            };
+            let ours = time_steps(args.warmup, args.steps, device, || {
+                sgd_step(&model, &mut opt, None, &batch, Objective::default(), device).map(|_| ())
+            })?;
+            drop((model, opt, batch));
+            let reference = run_python(
+                &python,
+                &args.bench_dir,
+                "train_step.py",
+                &[
+                    format!("--arch={arch_name}"),
+                    format!("--batch={batch_size}"),
+                    format!("--steps={}", args.steps),
+                    format!("--warmup={}", args.warmup),
+                    format!("--threads={threads}"),
+                    format!("--device={}", device_name(device).replace("cuda:0", "cuda")),
+                ],
+            )?;
+            let torch_s = reference["seconds_per_step"].as_f64().context("train_step.py: no seconds_per_step")?;
+            let row = BenchRow { name: format!("{arch_name} b{batch_size}"), ours_s: ours, torch_s };
+            println!(
+                "{:<16} ours {:8.1} img/s  pytorch {:8.1} img/s  ratio {:.3}",
+                row.name,
+                batch_size as f64 / row.ours_s,
+                batch_size as f64 / row.torch_s,
+                row.speedup()
+            );
+            rows.push(row);
+        }
+    }
+    println!("\n| step | ours (img/s) | PyTorch (img/s) | ratio ours/PyTorch (target ≥ 0.95) |\n|---|---|---|---|");
+    for (row, batch) in rows.iter().zip(args.archs.iter().flat_map(|_| args.batches.iter())) {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.3} |",
+            row.name,
+            *batch as f64 / row.ours_s,
+            *batch as f64 / row.torch_s,
+            row.speedup()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Checkpoints: `NAME.safetensors` (weights under PyTorch state-dict names, plus
+//! `<conv>.weight_mask` for pruned layers, as `torch.nn.utils.prune` names them) and `NAME.json`
+//! (how to rebuild the model and where it came from). Both are written atomically.
+
+use crate::data::DatasetName;
+use crate::fsutil::write_atomic;
+use crate::model::mask::Mask;
+use crate::model::{Classifier, ModelSpec};
+use anyhow::{bail, Context};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use tch::{nn::VarStore, Device, Tensor};
+
+/// Format tag written to every `model.json`.
+pub const FORMAT: &str = "gunlearn-checkpoint-v1";
+/// Suffix of mask entries in the safetensors file.
+pub const MASK_SUFFIX: &str = "_mask";
+
+/// The JSON half of a checkpoint.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ModelInfo {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Architecture, classes, input channels and normalisation.
+    pub model: ModelSpec,
+    /// The data set the model was trained on.
+    pub dataset: DatasetName,
+    /// Seed of the run that produced it.
+    pub seed: u64,
+    /// Last completed epoch (or iteration count for unlearners; 0 for imports).
+    pub epoch: usize,
+    /// Accuracies (%) measured when it was saved, by split name.
+    pub accuracy: BTreeMap<String, f64>,
+    /// Percentage of conv weights that are zero.
+    pub sparsity: f64,
+    /// Device it was computed on.
+    pub device: String,
+    /// What produced it: `train`, `unlearn:<method>`, `prune:<kind>`, `import-torch`, ...
+    pub produced_by: String,
+    /// Anything else worth keeping (configuration of the producing command).
+    #[serde(default)]
+    pub extra: serde_json::Value,
+}
+
+/// A loaded checkpoint.
+pub struct Checkpoint {
+    /// The network, weights loaded, masks applied.
+    pub model: Classifier,
+    /// The pruning mask, when the checkpoint has one.
+    pub mask: Option<Mask>,
+    /// Its metadata.
+    pub info: ModelInfo,
+    /// The safetensors file it came from.
+    pub path: PathBuf,
+}
+
+/// `dir/NAME.safetensors` and `dir/NAME.json`.
+pub fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    (dir.join(format!("{name}.safetensors")), dir.join(format!("{name}.json")))
+}
+
+/// Saves weights (+ mask) and metadata as `dir/NAME.safetensors` and `dir/NAME.json`.
+pub fn save(dir: &Path, name: &str, model: &Classifier, mask: Option<&Mask>, info: &ModelInfo) -> anyhow::Result<()> {
+    let (weights_path, json_path) = paths(dir, name);
+    let mut tensors = named_tensors(&model.vs);
+    if let Some(mask) = mask {
+        for (name, m) in &mask.masks {
+            tensors.push((format!("{name}{MASK_SUFFIX}"), m.shallow_clone()));
+        }
+    }
+    write_safetensors(&weights_path, &tensors)?;
+    crate::fsutil::write_json_atomic(&json_path, info)
+}
+
+/// Every variable of `vs`, sorted by name, on the CPU.
+pub fn named_tensors(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut tensors: Vec<(String, Tensor)> =
+        vs.variables().into_iter().map(|(k, v)| (k, v.detach().to_device(Device::Cpu).contiguous())).collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    tensors
+}
+
+/// Writes named tensors to a safetensors file atomically.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> anyhow::Result<()> {
+    write_atomic(path, |tmp| {
+        Tensor::write_safetensors(tensors, tmp).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(())
+    })
+}
+
+/// Reads every tensor of a safetensors file, with a clear error for a missing or corrupt file.
+pub fn read_safetensors(path: &Path) -> anyhow::Result<HashMap<String, Tensor>> {
+    if !path.exists() {
+        bail!("{}: no such file", path.display());
+    }
+    let tensors = Tensor::read_safetensors(path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
+    Ok(tensors.into_iter().collect())
+}
+
+/// Resolves what the user passed to `--model`: a run folder (its `model.safetensors`), a
+/// `.safetensors` file, or its `.json` twin. PyTorch files are pointed to `import-torch`.
+pub fn resolve(path: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let weights = if path.is_dir() {
+        path.join("model.safetensors")
+    } else if path.extension().is_some_and(|e| e == "json") {
+        path.with_extension("safetensors")
+    } else {
+        path.to_path_buf()
+    };
+    let name = weights.to_string_lossy();
+    if name.ends_with(".pth") || name.ends_with(".pth.tar") || name.ends_with(".pt") || name.ends_with(".tar") {
+        bail!(
+            "{}: a PyTorch checkpoint; convert it first with `gunlearn import-torch {} --arch ARCH --num_classes C -o OUT.safetensors`",
+            weights.display(),
+            weights.display()
+        );
+    }
+    if !weights.exists() {
+        bail!("{}: no such checkpoint (expected a run folder with model.safetensors, or a .safetensors file)", weights.display());
+    }
+    let json = weights.with_extension("json");
+    if !json.exists() {
+        bail!("{}: the checkpoint's metadata {} is missing", weights.display(), json.display());
+    }
+    Ok((weights, json))
+}
+
+/// Loads a checkpoint onto `device`.
+pub fn load(path: &Path, device: Device) -> anyhow::Result<Checkpoint> {
+    let (weights_path, json_path) = resolve(path)?;
+    let text = std::fs::read_to_string(&json_path).with_context(|| format!("reading {}", json_path.display()))?;
+    let info: ModelInfo =
+        serde_json::from_str(&text).with_context(|| format!("{}: not a gunlearn model.json", json_path.display()))?;
+    if info.format != FORMAT {
+        bail!("{}: format {:?}, expected {FORMAT:?}", json_path.display(), info.format);
+    }
+    let mut tensors = read_safetensors(&weights_path)?;
+    let mut masks = BTreeMap::new();
+    let mask_keys: Vec<String> = tensors.keys().filter(|k| k.ends_with(MASK_SUFFIX)).cloned().collect();
+    for key in mask_keys {
+        let t = tensors.remove(&key).expect("key listed above");
+        masks.insert(key.trim_end_matches(MASK_SUFFIX).to_string(), t.to_kind(tch::Kind::Float).to_device(device));
+    }
+    let model = Classifier::new(&info.model, device);
+    copy_into(&model.vs, tensors).with_context(|| format!("loading {}", weights_path.display()))?;
+    let mask = if masks.is_empty() { None } else { Some(Mask { masks }) };
+    if let Some(mask) = &mask {
+        let names = model.vs.variables();
+        for (name, m) in &mask.masks {
+            match names.get(name) {
+                Some(w) if w.size() == m.size() => {}
+                Some(w) => bail!("{}: mask {name} has shape {:?}, weight has {:?}", weights_path.display(), m.size(), w.size()),
+                None => bail!("{}: mask for {name}, which the {:?} model does not have", weights_path.display(), info.model.arch),
+            }
+        }
+        mask.apply_to_weights(&model.vs);
+    }
+    Ok(Checkpoint { model, mask, info, path: weights_path })
+}
+
+/// Copies tensors into the variables of `vs` by name; every variable must be present with the
+/// same shape, and no unknown names may remain.
+pub fn copy_into(vs: &VarStore, mut tensors: HashMap<String, Tensor>) -> anyhow::Result<()> {
+    let variables = vs.variables();
+    let mut names: Vec<&String> = variables.keys().collect();
+    names.sort();
+    tch::no_grad(|| -> anyhow::Result<()> {
+        for name in names {
+            let var = &variables[name];
+            let Some(src) = tensors.remove(name) else {
+                bail!("missing tensor {name:?} (the file is for another architecture, or truncated)");
+            };
+            if src.size() != var.size() {
+                bail!("tensor {name:?} has shape {:?}, the model expects {:?} (another architecture or class count?)", src.size(), var.size());
+            }
+            var.shallow_clone().copy_(&src.to_kind(var.kind()).to_device(var.device()));
+        }
+        Ok(())
+    })?;
+    if let Some(extra) = tensors.keys().min() {
+        bail!("unexpected tensor {extra:?} ({} unknown in all): the file is for another architecture", tensors.len());
+    }
+    Ok(())
+}

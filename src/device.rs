@@ -1,0 +1,41 @@
+//! Device selection and libtorch threading.
+
+use anyhow::bail;
+use tch::Device;
+
+/// Parses `auto`, `cpu`, `cuda` or `cuda:N`; `auto` picks the first GPU libtorch sees, else CPU.
+pub fn parse_device(spec: &str) -> anyhow::Result<Device> {
+    let device = match spec {
+        "auto" => Device::cuda_if_available(),
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Device::Cuda(n),
+            _ => bail!("--device {other:?}: expected auto, cpu, cuda or cuda:N"),
+        },
+    };
+    if let Device::Cuda(n) = device {
+        let available = tch::Cuda::device_count() as usize;
+        if n >= available {
+            bail!(
+                "--device {spec}: libtorch sees {available} CUDA device(s); use --device cpu, or check the driver and LD_LIBRARY_PATH (see README, GPU section)"
+            );
+        }
+    }
+    Ok(device)
+}
+
+/// A short name for a device, as written to `model.json` and `eval_result.json`.
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(n) => format!("cuda:{n}"),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// Sets libtorch's intra-op threads: `Some(n)`, or all cores when `None`.
+pub fn set_threads(threads: Option<usize>) {
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    tch::set_num_threads(n.max(1) as i32);
+}

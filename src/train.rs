@@ -1,0 +1,456 @@
+//! Supervised training: SGD with MultiStepLR and optional linear warm-up (SPEC §3), masks
+//! enforced at every step, best-by-validation and last checkpoints, a CSV log and `--resume`.
+//! The epoch loop here is shared by `train`, `prune` and the fine-tuning style unlearners.
+
+use crate::checkpoint::{self, ModelInfo};
+use crate::data::augment::Augment;
+use crate::data::batches::{epoch_batches, Batch};
+use crate::data::ImageSet;
+use crate::eval::outputs::accuracy;
+use crate::model::mask::Mask;
+use crate::model::Classifier;
+use crate::optim::Sgd;
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Hyper-parameters of a training run; defaults are the reference's.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainConfig {
+    /// Number of epochs.
+    pub epochs: usize,
+    /// Initial learning rate.
+    pub lr: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// L2 weight decay.
+    pub weight_decay: f64,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Epochs at which the learning rate is multiplied by `gamma`.
+    pub milestones: Vec<usize>,
+    /// MultiStepLR factor.
+    pub gamma: f64,
+    /// Epochs of linear warm-up (per step, as the reference's `warmup_lr`).
+    pub warmup: usize,
+    /// Seed for initialisation, shuffling and augmentation.
+    pub seed: u64,
+    /// Training augmentation (`None` = none).
+    pub augment: Option<Augment>,
+    /// Epochs the LR schedule is advanced by (OMP/IMP retraining after rewinding).
+    pub schedule_offset: usize,
+    /// Batch size for evaluation passes.
+    pub eval_batch_size: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 182,
+            lr: 0.1,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            batch_size: 256,
+            milestones: vec![91, 136],
+            gamma: 0.1,
+            warmup: 0,
+            seed: 2,
+            augment: None,
+            schedule_offset: 0,
+            eval_batch_size: 512,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Learning rate at `step` (0-based) of `epoch` (0-based).
+    pub fn lr_at(&self, epoch: usize, step: usize, steps_per_epoch: usize) -> f64 {
+        if epoch < self.warmup {
+            let done = (epoch * steps_per_epoch + step + 1) as f64;
+            let total = (self.warmup * steps_per_epoch).max(1) as f64;
+            return (self.lr * done / total).min(self.lr);
+        }
+        let scheduled = epoch + self.schedule_offset;
+        let decays = self.milestones.iter().filter(|&&m| scheduled >= m).count();
+        self.lr * self.gamma.powi(decays as i32)
+    }
+}
+
+/// What one optimisation step minimises, beyond the sign of the cross-entropy.
+#[derive(Debug, Clone, Copy)]
+pub struct Objective {
+    /// +1: minimise CE (training, fine-tuning); −1: gradient ascent on CE (GA).
+    pub sign: f64,
+    /// Coefficient of the ℓ1 norm of all trainable weights (ℓ1-sparse unlearning); 0 = none.
+    pub l1: f64,
+}
+
+impl Default for Objective {
+    fn default() -> Self {
+        Objective { sign: 1.0, l1: 0.0 }
+    }
+}
+
+/// Mean loss and accuracy of one pass over a batch stream.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassStats {
+    /// Mean loss per sample.
+    pub loss: f64,
+    /// Training accuracy (%) on the (augmented) batches.
+    pub accuracy: f64,
+    /// Images seen.
+    pub images: usize,
+    /// Wall time (s).
+    pub seconds: f64,
+}
+
+/// A progress bar that can be switched off (`--quiet`, tests).
+pub struct Progress {
+    bar: Option<ProgressBar>,
+}
+
+impl Progress {
+    /// A bar of `len` steps titled `title`, or a silent one when `quiet`.
+    pub fn new(len: usize, title: &str, quiet: bool) -> Progress {
+        if quiet {
+            return Progress { bar: None };
+        }
+        let bar = ProgressBar::new(len as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(title.to_string());
+        Progress { bar: Some(bar) }
+    }
+
+    /// Advances by one step with a status message.
+    pub fn step(&self, msg: impl FnOnce() -> String) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(msg());
+            bar.inc(1);
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// One SGD step on a batch: forward in train mode, loss, backward, masked update.
+/// Returns (summed loss over the batch, number correct).
+pub fn sgd_step(
+    model: &Classifier,
+    opt: &mut Sgd,
+    mask: Option<&Mask>,
+    batch: &Batch,
+    objective: Objective,
+    device: Device,
+) -> anyhow::Result<(f64, i64)> {
+    let images = batch.images.to_device(device);
+    let labels = batch.labels.to_device(device);
+    let (logits, _) = model.forward(&images, true);
+    let ce = logits.cross_entropy_for_logits(&labels);
+    let mut loss = &ce * objective.sign;
+    if objective.l1 != 0.0 {
+        loss = loss + l1_norm(model) * objective.l1;
+    }
+    let ce_value = ce.double_value(&[]);
+    if !ce_value.is_finite() {
+        bail!("the cross-entropy loss became {ce_value} (learning rate too high?)");
+    }
+    opt.zero_grad();
+    loss.backward();
+    if let Some(mask) = mask {
+        mask.apply_to_grads(&model.vs);
+    }
+    opt.step();
+    if let Some(mask) = mask {
+        mask.apply_to_weights(&model.vs);
+    }
+    let correct = logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);
+    Ok((ce_value * batch.indices.len() as f64, correct))
+}
+
+/// ‖θ‖₁ over all trainable weights, as the reference's `l1_regularization`.
+pub fn l1_norm(model: &Classifier) -> Tensor {
+    let params = model.vs.trainable_variables();
+    params.iter().map(|p| p.abs().sum(Kind::Float)).reduce(|a, b| a + b).expect("a model has parameters")
+}
+
+/// One pass of SGD over `batches`, setting the lr per step from `lr_at_step`.
+pub fn run_pass(
+    model: &Classifier,
+    opt: &mut Sgd,
+    mask: Option<&Mask>,
+    batches: impl Iterator<Item = Batch>,
+    objective: Objective,
+    lr_at_step: impl Fn(usize) -> f64,
+    progress: &Progress,
+    device: Device,
+) -> anyhow::Result<PassStats> {
+    let start = Instant::now();
+    let (mut loss_sum, mut correct, mut images) = (0.0, 0i64, 0usize);
+    for (step, batch) in batches.enumerate() {
+        opt.lr = lr_at_step(step);
+        let (loss, ok) =
+            sgd_step(model, opt, mask, &batch, objective, device).with_context(|| format!("at step {step}"))?;
+        loss_sum += loss;
+        correct += ok;
+        images += batch.indices.len();
+        let seconds = start.elapsed().as_secs_f64();
+        progress.step(|| {
+            format!(
+                "loss {:.4} acc {:.2}% {:.0} img/s",
+                loss_sum / images as f64,
+                100.0 * correct as f64 / images as f64,
+                images as f64 / seconds
+            )
+        });
+    }
+    let images_f = images.max(1) as f64;
+    Ok(PassStats {
+        loss: loss_sum / images_f,
+        accuracy: 100.0 * correct as f64 / images_f,
+        images,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// One row of `train_log.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochLog {
+    /// Epoch (1-based, as printed).
+    pub epoch: usize,
+    /// Learning rate at the epoch's last step.
+    pub lr: f64,
+    /// Mean training loss.
+    pub loss: f64,
+    /// Training accuracy (%) on augmented batches.
+    pub train_acc: f64,
+    /// Validation accuracy (%).
+    pub val_acc: f64,
+    /// Wall time of the epoch including validation (s).
+    pub seconds: f64,
+}
+
+const LOG_HEADER: &str = "epoch,lr,loss,train_acc,val_acc,seconds";
+
+fn log_csv(rows: &[EpochLog]) -> String {
+    let mut text = format!("{LOG_HEADER}\n");
+    for r in rows {
+        text.push_str(&format!(
+            "{},{},{:.6},{:.4},{:.4},{:.3}\n",
+            r.epoch, r.lr, r.loss, r.train_acc, r.val_acc, r.seconds
+        ));
+    }
+    text
+}
+
+fn parse_log_csv(path: &Path) -> anyhow::Result<Vec<EpochLog>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut rows = Vec::new();
+    for (n, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
+        let f: Vec<f64> = line
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("{} line {}: not a number", path.display(), n + 1))?;
+        if f.len() != 6 {
+            bail!("{} line {}: expected 6 columns ({LOG_HEADER})", path.display(), n + 1);
+        }
+        rows.push(EpochLog { epoch: f[0] as usize, lr: f[1], loss: f[2], train_acc: f[3], val_acc: f[4], seconds: f[5] });
+    }
+    Ok(rows)
+}
+
+/// Where and how a training run writes its outputs.
+pub struct RunOutput {
+    /// Folder for `model.*` (best), `last.*`, `optimizer.safetensors`, `train_log.csv`, the curve.
+    pub save_dir: PathBuf,
+    /// Metadata template; epoch, accuracy and sparsity are filled in at each save.
+    pub info: ModelInfo,
+    /// Continue from `save_dir/last.*` when it exists.
+    pub resume: bool,
+    /// Hide progress bars.
+    pub quiet: bool,
+}
+
+/// What a finished run reached.
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    /// The per-epoch log (including epochs before a resume).
+    pub log: Vec<EpochLog>,
+    /// Best validation accuracy (%).
+    pub best_val: f64,
+    /// Epoch (1-based) of the best validation accuracy.
+    pub best_epoch: usize,
+}
+
+/// Trains `model` on `train_set[train_idx]`, validating on `train_set[val_idx]` each epoch.
+/// With an output, keeps `model.*` = best by validation accuracy and `last.*` = latest.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    model: &Classifier,
+    mask: Option<&Mask>,
+    train_set: &Arc<ImageSet>,
+    train_idx: &[usize],
+    val_idx: &[usize],
+    cfg: &TrainConfig,
+    output: Option<&RunOutput>,
+    device: Device,
+) -> anyhow::Result<TrainSummary> {
+    if train_idx.is_empty() {
+        bail!("the training set is empty");
+    }
+    let mut opt = Sgd::new(model.vs.trainable_variables(), cfg.lr, cfg.momentum, cfg.weight_decay);
+    let mut log = Vec::new();
+    let (mut best_val, mut best_epoch) = (f64::NEG_INFINITY, 0);
+    if let Some(out) = output.filter(|o| o.resume) {
+        if let Some(state) = resume_state(model, &mut opt, out, device)? {
+            log = state.0;
+            (best_val, best_epoch) = (state.1, state.2);
+        }
+    }
+    let quiet = output.is_none_or(|o| o.quiet);
+    let steps_per_epoch = train_idx.len().div_ceil(cfg.batch_size);
+    for epoch in log.len()..cfg.epochs {
+        let start = Instant::now();
+        let batches = epoch_batches(
+            Arc::clone(train_set),
+            train_idx.to_vec(),
+            cfg.batch_size,
+            true,
+            false,
+            cfg.augment,
+            cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64),
+        );
+        let progress = Progress::new(steps_per_epoch, &format!("epoch {}/{}", epoch + 1, cfg.epochs), quiet);
+        let pass = run_pass(
+            model,
+            &mut opt,
+            mask,
+            batches,
+            Objective::default(),
+            |step| cfg.lr_at(epoch, step, steps_per_epoch),
+            &progress,
+            device,
+        )
+        .with_context(|| format!("training epoch {}", epoch + 1))?;
+        progress.finish();
+        let val_acc = accuracy(model, train_set, val_idx, cfg.eval_batch_size, device);
+        let row = EpochLog {
+            epoch: epoch + 1,
+            lr: cfg.lr_at(epoch, steps_per_epoch.saturating_sub(1), steps_per_epoch),
+            loss: pass.loss,
+            train_acc: pass.accuracy,
+            val_acc,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        if !quiet || output.is_some() {
+            tracing::info!(
+                "epoch {:>3}/{}  lr {:.4}  loss {:.4}  train {:.2}%  val {:.2}%  {:.1}s ({:.0} img/s)",
+                row.epoch,
+                cfg.epochs,
+                row.lr,
+                row.loss,
+                row.train_acc,
+                row.val_acc,
+                row.seconds,
+                pass.images as f64 / pass.seconds
+            );
+        }
+        log.push(row.clone());
+        let improved = val_acc > best_val;
+        if improved {
+            best_val = val_acc;
+            best_epoch = epoch + 1;
+        }
+        if let Some(out) = output {
+            save_epoch(model, mask, &opt, out, &log, improved, best_val)?;
+        }
+    }
+    if let Some(out) = output {
+        write_curves(&out.save_dir, &log)?;
+    }
+    Ok(TrainSummary { log, best_val, best_epoch })
+}
+
+fn save_epoch(
+    model: &Classifier,
+    mask: Option<&Mask>,
+    opt: &Sgd,
+    out: &RunOutput,
+    log: &[EpochLog],
+    improved: bool,
+    best_val: f64,
+) -> anyhow::Result<()> {
+    let last = log.last().expect("called after an epoch");
+    let mut info = out.info.clone();
+    info.epoch = last.epoch;
+    info.accuracy.insert("val".into(), last.val_acc);
+    info.accuracy.insert("train_augmented".into(), last.train_acc);
+    info.accuracy.insert("best_val".into(), best_val);
+    info.sparsity = mask.map_or(0.0, |m| m.sparsity().overall);
+    if improved {
+        checkpoint::save(&out.save_dir, "model", model, mask, &info)?;
+    }
+    // Optimizer state first: a `last.json` must never point at state that is not there yet.
+    let buffers: Vec<(String, Tensor)> =
+        opt.state().into_iter().enumerate().map(|(i, t)| (format!("momentum.{i}"), t.to_device(Device::Cpu))).collect();
+    checkpoint::write_safetensors(&out.save_dir.join("optimizer.safetensors"), &buffers)?;
+    crate::fsutil::write_bytes_atomic(&out.save_dir.join("train_log.csv"), log_csv(log).as_bytes())?;
+    checkpoint::save(&out.save_dir, "last", model, mask, &info)
+}
+
+type ResumeState = (Vec<EpochLog>, f64, usize);
+
+fn resume_state(model: &Classifier, opt: &mut Sgd, out: &RunOutput, device: Device) -> anyhow::Result<Option<ResumeState>> {
+    let (last_weights, _) = checkpoint::paths(&out.save_dir, "last");
+    if !last_weights.exists() {
+        tracing::warn!("--resume: {} not found, starting from scratch", last_weights.display());
+        return Ok(None);
+    }
+    let last = checkpoint::load(&last_weights, device)?;
+    if last.info.model != model.spec {
+        bail!("--resume: {} holds a different model ({:?})", last_weights.display(), last.info.model);
+    }
+    checkpoint::copy_into(&model.vs, last.model.vs.variables())?;
+    let state = checkpoint::read_safetensors(&out.save_dir.join("optimizer.safetensors"))?;
+    let mut buffers = Vec::with_capacity(state.len());
+    for i in 0..state.len() {
+        let b = state.get(&format!("momentum.{i}")).with_context(|| format!("optimizer.safetensors lacks momentum.{i}"))?;
+        buffers.push(b.shallow_clone());
+    }
+    opt.load_state(buffers).context("--resume: optimizer.safetensors does not fit the model")?;
+    let mut log = parse_log_csv(&out.save_dir.join("train_log.csv"))?;
+    log.truncate(last.info.epoch);
+    if log.len() != last.info.epoch {
+        bail!("--resume: train_log.csv has {} epochs, last.json says {}", log.len(), last.info.epoch);
+    }
+    let (best_epoch, best_val) = log
+        .iter()
+        .fold((0, f64::NEG_INFINITY), |(be, bv), r| if r.val_acc > bv { (r.epoch, r.val_acc) } else { (be, bv) });
+    tracing::info!("resuming after epoch {} (best val {:.2}% at epoch {})", last.info.epoch, best_val, best_epoch);
+    Ok(Some((log, best_val, best_epoch)))
+}
+
+/// `training_curves.png` (+ `.svg`): loss and train/val accuracy per epoch.
+fn write_curves(dir: &Path, log: &[EpochLog]) -> anyhow::Result<()> {
+    let acc = |f: fn(&EpochLog) -> f64| log.iter().map(|r| (r.epoch as f64, f(r))).collect::<Vec<_>>();
+    crate::plot::line_chart(
+        &dir.join("training_curves.png"),
+        "training",
+        "epoch",
+        "accuracy (%)",
+        &[("train (augmented)", acc(|r| r.train_acc)), ("val", acc(|r| r.val_acc))],
+    )?;
+    crate::plot::line_chart(&dir.join("training_loss.png"), "training loss", "epoch", "loss", &[("loss", acc(|r| r.loss))])
+}
