@@ -1,0 +1,388 @@
+//! `Gan`: adversarial unlearning (SPEC §5), a min-max game between the defender D (the model
+//! being unlearned) and a membership-inference attacker A that tells forget samples from
+//! validation samples by D's logits, labels and logit sensitivity to input noise.
+//!
+//! One iteration per retain batch: fresh random forget/val batches; four forward passes of D
+//! (F, noisy F, V, noisy V) build A's inputs; A takes an Adam step on detached inputs; D takes an
+//! SGD step on `L_cls + β(0.001·L_bt + 0.9·L_adv)` with gradients flowing through the same
+//! forward passes (logits and sensitivity) and A's freshly updated weights, labels flipped.
+//! The batch composition of every forward pass is the reference's: BatchNorm's batch statistics
+//! depend on it, so it is not merged or split for speed.
+
+use super::{lr_epochs, UnlearnContext, UnlearnLog, Unlearner};
+use crate::checkpoint::{copy_into, named_tensors, read_safetensors, write_safetensors};
+use crate::data::batches::{epoch_batches, random_batches, Batch};
+use crate::model::attacker::Attacker;
+use crate::model::mask::Mask;
+use crate::model::Classifier;
+use crate::optim::{Adam, Sgd};
+use crate::train::Progress;
+use anyhow::{bail, Context};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tch::{Device, Kind, Tensor};
+
+/// Noisy copies per sample for the sensitivity feature.
+pub const SENSITIVITY_COPIES: i64 = 10;
+/// Standard deviation of the sensitivity noise (and the finite-difference step).
+pub const SENSITIVITY_SIGMA: f64 = 1e-3;
+/// Weight of the Barlow-Twins term inside the β bracket.
+pub const BT_WEIGHT: f64 = 0.001;
+/// Weight of the adversarial term inside the β bracket.
+pub const ADV_WEIGHT: f64 = 0.9;
+/// Weight of the off-diagonal Barlow-Twins entries.
+pub const BT_OFF_DIAGONAL: f64 = 5e-3;
+/// Adam learning rate of the attacker.
+pub const ATTACKER_LR: f64 = 1e-3;
+/// Dropout inside the attacker's transformer layers.
+pub const ATTACKER_DROPOUT: f64 = 0.2;
+
+/// Adversarial unlearning.
+pub struct Adversarial;
+
+/// D's outputs for one batch and the attacker's input rows built from them.
+pub struct AttackerInputs {
+    /// `[z, onehot(y), s]`, B×3C, still attached to D's graph.
+    pub rows: Tensor,
+    /// D's penultimate features h, B×F (train mode).
+    pub features: Tensor,
+}
+
+/// Builds A's input rows for `images` (in [0,1]) with labels, D in train mode.
+/// `noise` is the m·B×C×H×W perturbation already scaled by σ (copies stacked copy-major).
+pub fn attacker_inputs(model: &Classifier, images: &Tensor, labels: &Tensor, noise: &Tensor) -> AttackerInputs {
+    let batch = images.size()[0];
+    let classes = model.spec.num_classes as i64;
+    let (logits, features) = model.forward(images, true);
+    let noisy = images.repeat([SENSITIVITY_COPIES, 1, 1, 1]) + noise;
+    let (noisy_logits, _) = model.forward(&noisy, true);
+    let sensitivity = (noisy_logits.view([SENSITIVITY_COPIES, batch, classes]) - logits.unsqueeze(0))
+        .abs()
+        .mean_dim(0, false, Kind::Float)
+        / SENSITIVITY_SIGMA;
+    let onehot = labels.one_hot(classes).to_kind(Kind::Float);
+    AttackerInputs { rows: Tensor::cat(&[&logits, &onehot, &sensitivity], 1), features }
+}
+
+/// Fresh sensitivity noise for a batch of `images`: σ·N(0,1), m copies.
+pub fn sensitivity_noise(images: &Tensor) -> Tensor {
+    let mut size = images.size();
+    size[0] *= SENSITIVITY_COPIES;
+    Tensor::randn(size, (Kind::Float, images.device())) * SENSITIVITY_SIGMA
+}
+
+/// Standardises each feature over the batch with the unbiased std, as the reference.
+fn standardise(h: &Tensor) -> Tensor {
+    (h - h.mean_dim(0, true, Kind::Float)) / h.std_dim(0, true, true)
+}
+
+/// Barlow-Twins loss between validation and forget features:
+/// `M = ĥ_Vᵀ ĥ_F / B`, `Σ_i (M_ii − 1)² + 5e-3·Σ_{i≠j} M_ij²`.
+pub fn barlow_twins(features_val: &Tensor, features_forget: &Tensor) -> Tensor {
+    let batch = features_val.size()[0] as f64;
+    let m = standardise(features_val).transpose(0, 1).matmul(&standardise(features_forget)) / batch;
+    let diagonal = m.diagonal(0, 0, 1);
+    let on = (&diagonal - 1.0).square().sum(Kind::Float);
+    let off = m.square().sum(Kind::Float) - diagonal.square().sum(Kind::Float);
+    on + off * BT_OFF_DIAGONAL
+}
+
+/// Inputs of one adversarial iteration (kept explicit so that tests and benchmarks can feed the
+/// same tensors to the PyTorch implementation).
+pub struct StepInputs {
+    /// Retain batch.
+    pub retain: Batch,
+    /// Forget batch (members, label 1 for A).
+    pub forget: Batch,
+    /// Validation batch (non-members, label 0 for A).
+    pub val: Batch,
+    /// Sensitivity noise for the forget batch.
+    pub noise_forget: Tensor,
+    /// Sensitivity noise for the validation batch.
+    pub noise_val: Tensor,
+}
+
+/// Losses and accuracies of one iteration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepStats {
+    /// A's CE on detached inputs (its own step).
+    pub attacker_loss: f64,
+    /// A's accuracy (%) on that batch before its step.
+    pub attacker_acc: f64,
+    /// D's CE on the retain batch.
+    pub retain_loss: f64,
+    /// D's accuracy (%) on the retain batch.
+    pub retain_acc: f64,
+    /// A's CE with flipped labels (D's adversarial term).
+    pub adv_loss: f64,
+    /// Barlow-Twins term.
+    pub bt_loss: f64,
+    /// D's total loss.
+    pub total_loss: f64,
+}
+
+/// Membership labels `[1…1; 0…0]` for `forget` then `val` rows.
+fn membership_labels(forget: i64, val: i64, device: Device) -> Tensor {
+    Tensor::cat(
+        &[Tensor::ones([forget], (Kind::Int64, device)), Tensor::zeros([val], (Kind::Int64, device))],
+        0,
+    )
+}
+
+/// Steps 1–2 of SPEC §5: A's Adam step on detached rows; returns (loss, accuracy %).
+pub fn attacker_step(attacker: &Attacker, opt: &mut Adam, rows_forget: &Tensor, rows_val: &Tensor) -> (f64, f64) {
+    let device = rows_forget.device();
+    let x = Tensor::cat(&[rows_forget.detach(), rows_val.detach()], 0);
+    let target = membership_labels(rows_forget.size()[0], rows_val.size()[0], device);
+    let out = attacker.forward(&x, true);
+    let loss = out.cross_entropy_for_logits(&target);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    let acc = out.argmax(-1, false).eq_tensor(&target).to_kind(Kind::Float).mean(Kind::Float);
+    (loss.double_value(&[]), 100.0 * acc.double_value(&[]))
+}
+
+/// Error for a loss that stopped being finite; the caller keeps the last good weights.
+#[derive(Debug, thiserror::Error)]
+#[error("the {loss} loss became {value} at iteration {iteration}")]
+pub struct NonFiniteLoss {
+    /// Which loss.
+    pub loss: &'static str,
+    /// Its value.
+    pub value: f64,
+    /// 1-based iteration.
+    pub iteration: usize,
+}
+
+fn finite(loss: &'static str, value: f64, iteration: usize) -> anyhow::Result<f64> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(NonFiniteLoss { loss, value, iteration }.into())
+    }
+}
+
+/// One full iteration (SPEC §5 steps 2–3): attacker step, then defender step with weight `beta`.
+/// Checks every loss before D is updated, so on error D still holds the last good weights.
+#[allow(clippy::too_many_arguments)]
+pub fn adversarial_step(
+    model: &Classifier,
+    attacker: &Attacker,
+    opt_d: &mut Sgd,
+    opt_a: &mut Adam,
+    mask: Option<&Mask>,
+    inputs: &StepInputs,
+    beta: f64,
+    iteration: usize,
+) -> anyhow::Result<StepStats> {
+    let device = opt_d_device(model);
+    let to = |t: &Tensor| t.to_device(device);
+    let forget = attacker_inputs(model, &to(&inputs.forget.images), &to(&inputs.forget.labels), &to(&inputs.noise_forget));
+    let val = attacker_inputs(model, &to(&inputs.val.images), &to(&inputs.val.labels), &to(&inputs.noise_val));
+    let (attacker_loss, attacker_acc) = attacker_step(attacker, opt_a, &forget.rows, &val.rows);
+    finite("attacker", attacker_loss, iteration)?;
+
+    let retain_labels = to(&inputs.retain.labels);
+    let (retain_logits, _) = model.forward(&to(&inputs.retain.images), true);
+    let l_cls = retain_logits.cross_entropy_for_logits(&retain_labels);
+    let flipped = membership_labels(forget.rows.size()[0], val.rows.size()[0], device).neg() + 1;
+    let l_adv = attacker.forward(&Tensor::cat(&[&forget.rows, &val.rows], 0), true).cross_entropy_for_logits(&flipped);
+    let l_bt = barlow_twins(&val.features, &forget.features);
+    let total = &l_cls + (&l_bt * BT_WEIGHT + &l_adv * ADV_WEIGHT) * beta;
+
+    let stats = StepStats {
+        attacker_loss,
+        attacker_acc,
+        retain_loss: finite("retain cross-entropy", l_cls.double_value(&[]), iteration)?,
+        retain_acc: 100.0
+            * retain_logits.argmax(-1, false).eq_tensor(&retain_labels).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]),
+        adv_loss: finite("adversarial (L_adv)", l_adv.double_value(&[]), iteration)?,
+        bt_loss: finite("Barlow-Twins (L_bt)", l_bt.double_value(&[]), iteration)?,
+        total_loss: finite("defender total", total.double_value(&[]), iteration)?,
+    };
+    opt_d.zero_grad();
+    total.backward();
+    if let Some(mask) = mask {
+        mask.apply_to_grads(&model.vs);
+    }
+    opt_d.step();
+    if let Some(mask) = mask {
+        mask.apply_to_weights(&model.vs);
+    }
+    Ok(stats)
+}
+
+fn opt_d_device(model: &Classifier) -> Device {
+    model.vs.device()
+}
+
+/// Forget/val batch size: equal for both (L_bt pairs them), shrunk to the smaller set.
+pub fn paired_batch_size(batch_size: usize, forget: usize, val: usize) -> anyhow::Result<usize> {
+    if forget == 0 {
+        bail!("the forget set is empty: nothing to unlearn");
+    }
+    if val < 2 || forget < 2 {
+        bail!("adversarial unlearning needs at least 2 forget and 2 validation samples (got {forget} and {val})");
+    }
+    let size = batch_size.min(forget).min(val);
+    if size < batch_size {
+        tracing::warn!(
+            "forget set ({forget}) or validation set ({val}) is smaller than the batch ({batch_size}): both attacker batches use {size}"
+        );
+    }
+    Ok(size)
+}
+
+/// Attacker pre-training (`--train_attacker`): steps 1–2 only, whole train split (augmented)
+/// as members vs val as non-members, on a copy of D (D's BatchNorm statistics move in train
+/// mode, and the unlearning run must start from the original model).
+pub fn pretrain_attacker(ctx: &UnlearnContext, iterations: usize) -> anyhow::Result<Attacker> {
+    let model = Classifier::new(&ctx.model.spec, ctx.device);
+    copy_into(&model.vs, ctx.model.vs.variables())?;
+    let attacker = Attacker::new(ctx.model.spec.num_classes, ATTACKER_DROPOUT, ctx.device);
+    let mut opt = Adam::new(attacker.vs.trainable_variables(), ATTACKER_LR);
+    let size = paired_batch_size(ctx.config.batch_size, ctx.splits.train.len(), ctx.splits.val.len())?;
+    let augment = ctx.data.name.default_augment();
+    let seed = ctx.config.seed;
+    let members = random_batches(Arc::clone(&ctx.train_set), ctx.splits.train.clone(), size, Some(augment), seed ^ 0xa11ce);
+    let non_members = random_batches(Arc::clone(&ctx.train_set), ctx.splits.val.clone(), size, None, seed ^ 0xb0b);
+    let progress = Progress::new(iterations, "attacker", ctx.quiet);
+    let (mut loss_sum, mut acc_sum) = (0.0, 0.0);
+    for (iteration, (m, n)) in members.zip(non_members).take(iterations).enumerate() {
+        // D's graph is not needed: A's step uses detached inputs.
+        let (rows_m, rows_n) = tch::no_grad(|| {
+            let mi = m.images.to_device(ctx.device);
+            let ni = n.images.to_device(ctx.device);
+            (
+                attacker_inputs(&model, &mi, &m.labels.to_device(ctx.device), &sensitivity_noise(&mi)).rows,
+                attacker_inputs(&model, &ni, &n.labels.to_device(ctx.device), &sensitivity_noise(&ni)).rows,
+            )
+        });
+        let (loss, acc) = attacker_step(&attacker, &mut opt, &rows_m, &rows_n);
+        finite("attacker pre-training", loss, iteration + 1)?;
+        loss_sum += loss;
+        acc_sum += acc;
+        progress.step(|| format!("loss {loss:.4} acc {acc:.1}%"));
+        if (iteration + 1) % 100 == 0 {
+            tracing::debug!("attacker pre-training {}: mean loss {:.4}, acc {:.1}%", iteration + 1, loss_sum / 100.0, acc_sum / 100.0);
+            (loss_sum, acc_sum) = (0.0, 0.0);
+        }
+    }
+    progress.finish();
+    Ok(attacker)
+}
+
+/// Where a pre-trained attacker for this model/data/seed is cached: next to the model file.
+pub fn attacker_cache_path(ctx: &UnlearnContext, iterations: usize) -> anyhow::Result<PathBuf> {
+    let bytes = std::fs::read(&ctx.model_path).with_context(|| format!("reading {}", ctx.model_path.display()))?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    format!("{:?}", ctx.data.name).hash(&mut hasher);
+    (ctx.config.seed, ctx.config.batch_size, iterations, ctx.splits.val.len(), ctx.splits.train.len()).hash(&mut hasher);
+    let dir = ctx.model_path.parent().unwrap_or(Path::new(".")).join("attackers");
+    Ok(dir.join(format!("attacker-{:016x}.safetensors", hasher.finish())))
+}
+
+/// The attacker to start from: `--attacker PATH`, else a cached pre-trained one matching the
+/// model, data set and seed, else a freshly pre-trained one (then cached).
+pub fn starting_attacker(ctx: &UnlearnContext) -> anyhow::Result<Attacker> {
+    let attacker = Attacker::new(ctx.model.spec.num_classes, ATTACKER_DROPOUT, ctx.device);
+    let path = match &ctx.config.attacker {
+        Some(path) => path.clone(),
+        None => {
+            let cache = attacker_cache_path(ctx, ctx.config.attacker_iters)?;
+            if !cache.exists() {
+                tracing::info!("pre-training the attacker ({} iterations) -> {}", ctx.config.attacker_iters, cache.display());
+                let trained = pretrain_attacker(ctx, ctx.config.attacker_iters)?;
+                let saved = write_safetensors(&cache, &named_tensors(&trained.vs));
+                if let Err(err) = saved {
+                    tracing::warn!("could not cache the attacker ({err:#}); keeping it in {}", ctx.save_dir.display());
+                    write_safetensors(&ctx.save_dir.join("attacker.safetensors"), &named_tensors(&trained.vs))?;
+                }
+                return Ok(trained);
+            }
+            tracing::info!("reusing the pre-trained attacker {}", cache.display());
+            cache
+        }
+    };
+    copy_into(&attacker.vs, read_safetensors(&path)?)
+        .with_context(|| format!("{}: not an attacker for {} classes", path.display(), ctx.model.spec.num_classes))?;
+    Ok(attacker)
+}
+
+impl Unlearner for Adversarial {
+    fn name(&self) -> &'static str {
+        "Gan"
+    }
+    fn defaults(&self) -> (f64, usize) {
+        (0.01, 3)
+    }
+    fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
+        let cfg = ctx.config;
+        let (lr, epochs) = lr_epochs(self, cfg);
+        tch::manual_seed(cfg.seed as i64);
+        let attacker = starting_attacker(ctx)?;
+        let mut opt_a = Adam::new(attacker.vs.trainable_variables(), ATTACKER_LR);
+        let mut opt_d = Sgd::new(ctx.model.vs.trainable_variables(), lr, cfg.momentum, cfg.weight_decay);
+        let size = paired_batch_size(cfg.batch_size, ctx.splits.forget.len(), ctx.splits.val.len())?;
+        let augment = ctx.data.name.default_augment();
+        let side_augment = ctx.forget_augmented().then_some(augment);
+        let mut forget_stream = random_batches(Arc::clone(&ctx.train_set), ctx.splits.forget.clone(), size, side_augment, cfg.seed ^ 0xf0f);
+        let mut val_stream = random_batches(Arc::clone(&ctx.train_set), ctx.splits.val.clone(), size, side_augment, cfg.seed ^ 0x7a1);
+        let stop_iter = if ctx.class_wise { cfg.stop_iter } else { None };
+        log.columns = vec![
+            "iteration", "epoch", "attacker_loss", "attacker_acc", "retain_loss", "retain_acc", "L_adv", "L_bt", "beta", "lr",
+        ];
+        let steps_per_epoch = ctx.splits.retain.len().div_ceil(cfg.batch_size);
+        let mut iteration = 0;
+        for epoch in 0..epochs {
+            let retain = epoch_batches(
+                Arc::clone(&ctx.train_set),
+                ctx.splits.retain.clone(),
+                cfg.batch_size,
+                true,
+                false,
+                Some(augment),
+                cfg.seed.wrapping_mul(7_919).wrapping_add(epoch as u64),
+            );
+            let progress = Progress::new(steps_per_epoch, &format!("epoch {}/{epochs}", epoch + 1), ctx.quiet);
+            for retain_batch in retain {
+                iteration += 1;
+                let mut beta = 1.0;
+                if stop_iter.is_some_and(|stop| iteration > stop) {
+                    beta = 0.0;
+                    opt_d.lr = cfg.stop_unlearn_lr.unwrap_or(lr);
+                }
+                let forget = forget_stream.next().context("forget batch producer stopped")?;
+                let val = val_stream.next().context("validation batch producer stopped")?;
+                let noise_forget = sensitivity_noise(&forget.images.to_device(ctx.device));
+                let noise_val = sensitivity_noise(&val.images.to_device(ctx.device));
+                let inputs = StepInputs { retain: retain_batch, forget, val, noise_forget, noise_val };
+                let s = adversarial_step(ctx.model, &attacker, &mut opt_d, &mut opt_a, ctx.mask, &inputs, beta, iteration)?;
+                log.rows.push(vec![
+                    iteration as f64,
+                    (epoch + 1) as f64,
+                    s.attacker_loss,
+                    s.attacker_acc,
+                    s.retain_loss,
+                    s.retain_acc,
+                    s.adv_loss,
+                    s.bt_loss,
+                    beta,
+                    opt_d.lr,
+                ]);
+                progress.step(|| {
+                    format!("A {:.3}/{:.0}% R {:.3}/{:.0}% adv {:.3} bt {:.1}", s.attacker_loss, s.attacker_acc, s.retain_loss, s.retain_acc, s.adv_loss, s.bt_loss)
+                });
+            }
+            progress.finish();
+            let last = log.rows.last().cloned().unwrap_or_default();
+            tracing::info!("epoch {}/{epochs}: {iteration} iterations, last row {:?}", epoch + 1, last);
+        }
+        // Kept for inspection and for continuing the game later.
+        write_safetensors(&ctx.save_dir.join("attacker.safetensors"), &named_tensors(&attacker.vs))?;
+        Ok(())
+    }
+}
