@@ -8,7 +8,10 @@ use tch::{Device, Kind, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn setup_threads() {
-    let n = std::env::var("GUNLEARN_TEST_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let n = std::env::var("GUNLEARN_TEST_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     tch::set_num_threads(n);
 }
 
@@ -23,7 +26,11 @@ fn script() -> PathBuf {
 }
 
 fn run_python(args: &[&str]) {
-    let out = Command::new(python()).arg(script()).args(args).output().expect("run python");
+    let out = Command::new(python())
+        .arg(script())
+        .args(args)
+        .output()
+        .expect("run python");
     assert!(
         out.status.success(),
         "resnet_ref.py {:?} failed:\n{}\n{}",
@@ -68,7 +75,9 @@ fn parameter_counts() {
     assert_eq!(r18.conv_weight_names().len(), 20);
     assert_eq!(r18.conv_weight_names()[0], "conv1.weight");
     assert_eq!(r18.conv_weight_names()[19], "layer4.1.conv2.weight");
-    assert!(r18.conv_weight_names().contains(&"layer3.0.downsample.0.weight".to_string()));
+    assert!(r18
+        .conv_weight_names()
+        .contains(&"layer3.0.downsample.0.weight".to_string()));
 }
 
 #[test]
@@ -80,7 +89,11 @@ fn output_shapes() {
             let x = Tensor::rand([2, c as i64, h, h], (Kind::Float, Device::Cpu));
             for train in [false, true] {
                 let (logits, feats) = m.forward(&x, train);
-                assert_eq!(logits.size(), vec![2, classes as i64], "{arch:?} {c}×{h}×{h}");
+                assert_eq!(
+                    logits.size(),
+                    vec![2, classes as i64],
+                    "{arch:?} {c}×{h}×{h}"
+                );
                 assert_eq!(feats.size(), vec![2, fd as i64]);
                 assert_eq!(logits.isfinite().all().int64_value(&[]), 1);
             }
@@ -112,7 +125,10 @@ fn init_statistics_and_reproducibility() {
         let got = w.std(true).double_value(&[]);
         let mean = w.mean(Kind::Float).double_value(&[]);
         // The smallest conv (stem, 1 728 values) has a sampling error of the std of ~1.7 %.
-        assert!((got / want - 1.0).abs() < 0.06, "{name}: std {got} vs {want}");
+        assert!(
+            (got / want - 1.0).abs() < 0.06,
+            "{name}: std {got} vs {want}"
+        );
         assert!(mean.abs() < 0.15 * want, "{name}: mean {mean}");
     }
     let fcw = &vars["fc.weight"];
@@ -122,9 +138,23 @@ fn init_statistics_and_reproducibility() {
     assert!((fcw.std(true).double_value(&[]) / (bound / 3f64.sqrt()) - 1.0).abs() < 0.05);
     assert!(vars["fc.bias"].abs().max().double_value(&[]) <= bound);
     assert!(vars["fc.bias"].abs().max().double_value(&[]) > 0.0);
-    assert_eq!(vars["layer1.0.bn1.weight"].sum(Kind::Float).double_value(&[]), 64.0);
-    assert_eq!(vars["layer1.0.bn1.bias"].abs().sum(Kind::Float).double_value(&[]), 0.0);
-    assert_eq!(vars["bn1.running_var"].sum(Kind::Float).double_value(&[]), 64.0);
+    assert_eq!(
+        vars["layer1.0.bn1.weight"]
+            .sum(Kind::Float)
+            .double_value(&[]),
+        64.0
+    );
+    assert_eq!(
+        vars["layer1.0.bn1.bias"]
+            .abs()
+            .sum(Kind::Float)
+            .double_value(&[]),
+        0.0
+    );
+    assert_eq!(
+        vars["bn1.running_var"].sum(Kind::Float).double_value(&[]),
+        64.0
+    );
     assert_eq!(vars["normalize.mean"].size(), vec![3]);
     assert!(!vars["normalize.mean"].requires_grad());
 
@@ -151,12 +181,17 @@ fn variable_names_match_torchvision_reference() {
         run_python(&["keys", &arch_s, "10", "3", out.to_str().unwrap()]);
         let keys: Vec<(String, Vec<i64>)> =
             serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-        let mut theirs: Vec<(String, Vec<i64>)> =
-            keys.into_iter().filter(|(k, _)| !k.ends_with("num_batches_tracked")).collect();
+        let mut theirs: Vec<(String, Vec<i64>)> = keys
+            .into_iter()
+            .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
+            .collect();
         theirs.sort();
         let m = Classifier::new(&ModelSpec::cifar10(arch), Device::Cpu);
         let mut ours: Vec<(String, Vec<i64>)> =
-            m.vs.variables().into_iter().map(|(k, v)| (k, v.size())).collect();
+            m.vs.variables()
+                .into_iter()
+                .map(|(k, v)| (k, v.size()))
+                .collect();
         ours.sort();
         assert_eq!(ours, theirs, "{arch:?}");
     }
@@ -171,7 +206,7 @@ fn parity(arch: Arch, in_channels: usize, hw: i64) {
     // comparison exercises them (fresh ones are 0/1).
     for _ in 0..3 {
         let x = Tensor::rand([4, in_channels as i64, hw, hw], (Kind::Float, Device::Cpu)) * 0.8;
-        tch::no_grad(|| m.forward(&x, true));
+        let _ = tch::no_grad(|| m.forward(&x, true));
     }
     let dir = tempfile::tempdir().unwrap();
     let wpath = dir.path().join("weights.safetensors");
@@ -191,8 +226,10 @@ fn parity(arch: Arch, in_channels: usize, hw: i64) {
         ipath.to_str().unwrap(),
         opath.to_str().unwrap(),
     ]);
-    let theirs: std::collections::HashMap<String, Tensor> =
-        Tensor::read_safetensors(&opath).unwrap().into_iter().collect();
+    let theirs: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&opath)
+        .unwrap()
+        .into_iter()
+        .collect();
 
     let (le, fe) = tch::no_grad(|| m.forward(&x, false));
     let (lt, ft) = tch::no_grad(|| m.forward(&x, true));
@@ -205,7 +242,10 @@ fn parity(arch: Arch, in_channels: usize, hw: i64) {
         if !name.starts_with("after.") {
             println!("{arch:?} {name}: max |diff| {diff:.3e} (scale {scale:.3})");
         }
-        assert!(diff <= 1e-5 * scale, "{name}: max |diff| {diff} > 1e-5 × {scale}");
+        assert!(
+            diff <= 1e-5 * scale,
+            "{name}: max |diff| {diff} > 1e-5 × {scale}"
+        );
     };
     close("logits_eval", &le, &theirs["logits_eval"]);
     close("features_eval", &fe, &theirs["features_eval"]);
@@ -220,7 +260,10 @@ fn parity(arch: Arch, in_channels: usize, hw: i64) {
             n += 1;
         }
     }
-    assert_eq!(n, 2 * vars.keys().filter(|k| k.ends_with("running_mean")).count());
+    assert_eq!(
+        n,
+        2 * vars.keys().filter(|k| k.ends_with("running_mean")).count()
+    );
 }
 
 #[test]

@@ -6,11 +6,13 @@
 //! module with `load_state_dict(strict=False)` (only `num_batches_tracked` is absent).
 
 use anyhow::{bail, Result};
-use tch::nn::{self, ModuleT};
+use tch::nn;
 use tch::{Device, Kind, Tensor};
 
 /// Which ResNet to build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
     /// ResNet-18, CIFAR variant (3×3 stem, no max-pool), 512-d features.
@@ -122,8 +124,18 @@ const CONV_INIT: nn::Init = nn::Init::Kaiming {
     non_linearity: nn::init::NonLinearity::ReLU,
 };
 
-fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, names: &mut Vec<String>) -> nn::Conv2D {
-    names.push(format!("{}.weight", p.components().collect::<Vec<_>>().join(".")));
+fn conv(
+    p: nn::Path,
+    cin: i64,
+    cout: i64,
+    k: i64,
+    stride: i64,
+    names: &mut Vec<String>,
+) -> nn::Conv2D {
+    names.push(format!(
+        "{}.weight",
+        p.components().collect::<Vec<_>>().join(".")
+    ));
     let cfg = nn::ConvConfig {
         stride,
         padding: k / 2,
@@ -178,8 +190,20 @@ impl Classifier {
         let root = vs.root();
         let c = spec.in_channels as i64;
         let norm = root.sub("normalize");
-        let mean = norm.add("mean", Tensor::from_slice(&spec.mean).to_kind(Kind::Float).to_device(device), false);
-        let std = norm.add("std", Tensor::from_slice(&spec.std).to_kind(Kind::Float).to_device(device), false);
+        let mean = norm.add(
+            "mean",
+            Tensor::from_slice(&spec.mean)
+                .to_kind(Kind::Float)
+                .to_device(device),
+            false,
+        );
+        let std = norm.add(
+            "std",
+            Tensor::from_slice(&spec.std)
+                .to_kind(Kind::Float)
+                .to_device(device),
+            false,
+        );
 
         let mut conv_names = Vec::new();
         let (widths, per_stage) = spec.arch.stages();
@@ -198,22 +222,38 @@ impl Classifier {
                 let bn2 = bn(p.sub("bn2"), w);
                 let downsample = if stride != 1 || cin != w {
                     let d = p.sub("downsample");
-                    Some((conv(d.sub(0), cin, w, 1, stride, &mut conv_names), bn(d.sub(1), w)))
+                    Some((
+                        conv(d.sub(0), cin, w, 1, stride, &mut conv_names),
+                        bn(d.sub(1), w),
+                    ))
                 } else {
                     None
                 };
-                blocks.push(BasicBlock { conv1, bn1, conv2, bn2, downsample });
+                blocks.push(BasicBlock {
+                    conv1,
+                    bn1,
+                    conv2,
+                    bn2,
+                    downsample,
+                });
                 cin = w;
             }
         }
         // PyTorch's Linear default: U(±1/√fan_in) for weight and bias alike.
         let bound = 1.0 / (cin as f64).sqrt();
-        let uniform = nn::Init::Uniform { lo: -bound, up: bound };
+        let uniform = nn::Init::Uniform {
+            lo: -bound,
+            up: bound,
+        };
         let fc = nn::linear(
             root.sub("fc"),
             cin,
             spec.num_classes as i64,
-            nn::LinearConfig { ws_init: uniform, bs_init: Some(uniform), bias: true },
+            nn::LinearConfig {
+                ws_init: uniform,
+                bs_init: Some(uniform),
+                bias: true,
+            },
         );
         Ok(Classifier {
             vs,
@@ -255,7 +295,11 @@ impl Classifier {
     /// Number of trainable scalars (BatchNorm running statistics and normalisation buffers
     /// excluded).
     pub fn num_parameters(&self) -> usize {
-        self.vs.trainable_variables().iter().map(|t| t.numel()).sum()
+        self.vs
+            .trainable_variables()
+            .iter()
+            .map(|t| t.numel())
+            .sum()
     }
 
     /// The variable called `name` (parameter or buffer), sharing storage with the model.
