@@ -1,0 +1,277 @@
+//! ResNet-18 / ResNet-20: parameter counts, shapes, PyTorch names, init statistics, and logit
+//! parity with a PyTorch reference module (tests/python/resnet_ref.py) loading our weights.
+
+use gunlearn::model::{Arch, Classifier, ModelSpec};
+use std::path::PathBuf;
+use std::process::Command;
+use tch::{Device, Kind, Tensor};
+
+/// Pins libtorch's intra-op threads (the test machine's cores are shared).
+fn setup_threads() {
+    let n = std::env::var("GUNLEARN_TEST_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    tch::set_num_threads(n);
+}
+
+fn python() -> PathBuf {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(p.exists(), "{} missing: run `make setup`", p.display());
+    p
+}
+
+fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/resnet_ref.py")
+}
+
+fn run_python(args: &[&str]) {
+    let out = Command::new(python())
+        .arg(script())
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "resnet_ref.py {:?} failed:\n{}\n{}",
+        args,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn spec(arch: Arch, num_classes: usize, in_channels: usize) -> ModelSpec {
+    ModelSpec {
+        arch,
+        num_classes,
+        in_channels,
+        mean: vec![0.45; in_channels],
+        std: vec![0.25; in_channels],
+    }
+}
+
+#[test]
+fn parameter_counts() {
+    setup_threads();
+    let r18 = Classifier::new(&ModelSpec::cifar10(Arch::Resnet18), Device::Cpu);
+    assert_eq!(r18.num_parameters(), 11_173_962);
+    assert_eq!(r18.feature_dim(), 512);
+    // ResNet-20, 10 classes, 1×1-conv+BN shortcuts, derived by hand:
+    //   stem conv 3·16·9 = 432, bn 2·16 = 32                                 →    464
+    //   layer1: 3 × (2 convs 16·16·9 = 2·2304, 2 BN 2·2·16 = 64)             → 14 016
+    //   layer2: block0 16·32·9 + 32·32·9 + 2 BN 128 + ds 16·32 + BN 64 = 14 528,
+    //           2 × (2·9216 + 128) = 37 120                                  → 51 648
+    //   layer3: block0 32·64·9 + 64·64·9 + 256 + ds 32·64 + 128 = 57 728,
+    //           2 × (2·36 864 + 256) = 147 968                               → 205 696
+    //   fc 64·10 + 10                                                        →    650
+    //   total                                                                  272 474
+    let r20 = Classifier::new(&ModelSpec::cifar10(Arch::Resnet20), Device::Cpu);
+    println!("ResNet-20 trainable parameters: {}", r20.num_parameters());
+    assert_eq!(r20.num_parameters(), 272_474);
+    assert_eq!(r20.feature_dim(), 64);
+    // Stem + 6 convs in layer1 + 7 in layer2 and layer3 (6 + 1 shortcut each) = 21.
+    assert_eq!(r20.conv_weight_names().len(), 21);
+    // ResNet-18: stem + 16 block convs + 3 shortcut convs.
+    assert_eq!(r18.conv_weight_names().len(), 20);
+    assert_eq!(r18.conv_weight_names()[0], "conv1.weight");
+    assert_eq!(r18.conv_weight_names()[19], "layer4.1.conv2.weight");
+    assert!(r18
+        .conv_weight_names()
+        .contains(&"layer3.0.downsample.0.weight".to_string()));
+}
+
+#[test]
+fn output_shapes() {
+    setup_threads();
+    for (arch, fd) in [(Arch::Resnet18, 512usize), (Arch::Resnet20, 64)] {
+        for (c, h, classes) in [(3usize, 32i64, 10usize), (1, 28, 7), (1, 8, 3)] {
+            let m = Classifier::new(&spec(arch, classes, c), Device::Cpu);
+            let x = Tensor::rand([2, c as i64, h, h], (Kind::Float, Device::Cpu));
+            for train in [false, true] {
+                let (logits, feats) = m.forward(&x, train);
+                assert_eq!(
+                    logits.size(),
+                    vec![2, classes as i64],
+                    "{arch:?} {c}×{h}×{h}"
+                );
+                assert_eq!(feats.size(), vec![2, fd as i64]);
+                assert_eq!(logits.isfinite().all().int64_value(&[]), 1);
+            }
+        }
+    }
+}
+
+#[test]
+fn invalid_spec_is_an_error() {
+    let mut s = ModelSpec::cifar10(Arch::Resnet20);
+    s.std = vec![0.2, 0.0, 0.3];
+    assert!(Classifier::try_new(&s, Device::Cpu).is_err());
+    s.std = vec![0.2];
+    let err = Classifier::try_new(&s, Device::Cpu).err().unwrap();
+    assert!(format!("{err}").contains("in_channels"));
+}
+
+#[test]
+fn init_statistics_and_reproducibility() {
+    setup_threads();
+    tch::manual_seed(7);
+    let m = Classifier::new(&ModelSpec::cifar10(Arch::Resnet18), Device::Cpu);
+    let vars = m.vs.variables();
+    for name in m.conv_weight_names() {
+        let w = &vars[&name];
+        let s = w.size();
+        let fan_out = (s[0] * s[2] * s[3]) as f64;
+        let want = (2.0 / fan_out).sqrt();
+        let got = w.std(true).double_value(&[]);
+        let mean = w.mean(Kind::Float).double_value(&[]);
+        // The smallest conv (stem, 1 728 values) has a sampling error of the std of ~1.7 %.
+        assert!(
+            (got / want - 1.0).abs() < 0.06,
+            "{name}: std {got} vs {want}"
+        );
+        assert!(mean.abs() < 0.15 * want, "{name}: mean {mean}");
+    }
+    let fcw = &vars["fc.weight"];
+    let bound = 1.0 / 512f64.sqrt();
+    assert!(fcw.abs().max().double_value(&[]) <= bound);
+    // Uniform on ±b has std b/√3.
+    assert!((fcw.std(true).double_value(&[]) / (bound / 3f64.sqrt()) - 1.0).abs() < 0.05);
+    assert!(vars["fc.bias"].abs().max().double_value(&[]) <= bound);
+    assert!(vars["fc.bias"].abs().max().double_value(&[]) > 0.0);
+    assert_eq!(
+        vars["layer1.0.bn1.weight"]
+            .sum(Kind::Float)
+            .double_value(&[]),
+        64.0
+    );
+    assert_eq!(
+        vars["layer1.0.bn1.bias"]
+            .abs()
+            .sum(Kind::Float)
+            .double_value(&[]),
+        0.0
+    );
+    assert_eq!(
+        vars["bn1.running_var"].sum(Kind::Float).double_value(&[]),
+        64.0
+    );
+    assert_eq!(vars["normalize.mean"].size(), vec![3]);
+    assert!(!vars["normalize.mean"].requires_grad());
+
+    // Same seed, same weights; another seed, other weights.
+    tch::manual_seed(7);
+    let m2 = Classifier::new(&ModelSpec::cifar10(Arch::Resnet18), Device::Cpu);
+    tch::manual_seed(8);
+    let m3 = Classifier::new(&ModelSpec::cifar10(Arch::Resnet18), Device::Cpu);
+    let v2 = m2.vs.variables();
+    let v3 = m3.vs.variables();
+    for (k, v) in &vars {
+        assert!(v.equal(&v2[k]), "{k} differs under the same seed");
+    }
+    assert!(!vars["layer2.0.conv1.weight"].equal(&v3["layer2.0.conv1.weight"]));
+}
+
+#[test]
+fn variable_names_match_torchvision_reference() {
+    setup_threads();
+    let dir = tempfile::tempdir().unwrap();
+    for arch in [Arch::Resnet18, Arch::Resnet20] {
+        let out = dir.path().join("keys.json");
+        let arch_s = format!("{arch:?}").to_lowercase();
+        run_python(&["keys", &arch_s, "10", "3", out.to_str().unwrap()]);
+        let keys: Vec<(String, Vec<i64>)> =
+            serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let mut theirs: Vec<(String, Vec<i64>)> = keys
+            .into_iter()
+            .filter(|(k, _)| !k.ends_with("num_batches_tracked"))
+            .collect();
+        theirs.sort();
+        let m = Classifier::new(&ModelSpec::cifar10(arch), Device::Cpu);
+        let mut ours: Vec<(String, Vec<i64>)> =
+            m.vs.variables()
+                .into_iter()
+                .map(|(k, v)| (k, v.size()))
+                .collect();
+        ours.sort();
+        assert_eq!(ours, theirs, "{arch:?}");
+    }
+}
+
+/// Our weights, saved as safetensors, loaded by name into the PyTorch reference: same logits.
+fn parity(arch: Arch, in_channels: usize, hw: i64) {
+    setup_threads();
+    tch::manual_seed(3);
+    let m = Classifier::new(&spec(arch, 10, in_channels), Device::Cpu);
+    // A few train-mode passes make the running statistics non-trivial, so that the eval-mode
+    // comparison exercises them (fresh ones are 0/1).
+    for _ in 0..3 {
+        let x = Tensor::rand([4, in_channels as i64, hw, hw], (Kind::Float, Device::Cpu)) * 0.8;
+        let _ = tch::no_grad(|| m.forward(&x, true));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let wpath = dir.path().join("weights.safetensors");
+    m.vs.save(&wpath).unwrap();
+    let x = Tensor::rand([4, in_channels as i64, hw, hw], (Kind::Float, Device::Cpu));
+    let ipath = dir.path().join("input.safetensors");
+    Tensor::write_safetensors(&[("input", &x)], &ipath).unwrap();
+    let opath = dir.path().join("out.safetensors");
+    let arch_s = format!("{arch:?}").to_lowercase();
+    let cin_s = in_channels.to_string();
+    run_python(&[
+        "run",
+        &arch_s,
+        "10",
+        &cin_s,
+        wpath.to_str().unwrap(),
+        ipath.to_str().unwrap(),
+        opath.to_str().unwrap(),
+    ]);
+    let theirs: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&opath)
+        .unwrap()
+        .into_iter()
+        .collect();
+
+    let (le, fe) = tch::no_grad(|| m.forward(&x, false));
+    let (lt, ft) = tch::no_grad(|| m.forward(&x, true));
+    // Both sides run the same libtorch build on the same CPU, so differences come only from
+    // op scheduling (summation order in conv/pool kernels). Float32 rounding then scales with
+    // the magnitude of the values: allow 1e-5 × max(1, max |value|).
+    let close = |name: &str, a: &Tensor, b: &Tensor| {
+        let scale = b.abs().max().double_value(&[]).max(1.0);
+        let diff = (a - b).abs().max().double_value(&[]);
+        if !name.starts_with("after.") {
+            println!("{arch:?} {name}: max |diff| {diff:.3e} (scale {scale:.3})");
+        }
+        assert!(
+            diff <= 1e-5 * scale,
+            "{name}: max |diff| {diff} > 1e-5 × {scale}"
+        );
+    };
+    close("logits_eval", &le, &theirs["logits_eval"]);
+    close("features_eval", &fe, &theirs["features_eval"]);
+    close("logits_train", &lt, &theirs["logits_train"]);
+    close("features_train", &ft, &theirs["features_train"]);
+    // The train pass updated the running statistics identically on both sides.
+    let vars = m.vs.variables();
+    let mut n = 0;
+    for (k, v) in &theirs {
+        if let Some(name) = k.strip_prefix("after.") {
+            close(k, &vars[name], v);
+            n += 1;
+        }
+    }
+    assert_eq!(
+        n,
+        2 * vars.keys().filter(|k| k.ends_with("running_mean")).count()
+    );
+}
+
+#[test]
+fn parity_resnet18_with_pytorch() {
+    parity(Arch::Resnet18, 3, 16);
+}
+
+#[test]
+fn parity_resnet20_with_pytorch() {
+    parity(Arch::Resnet20, 1, 12);
+}
