@@ -5,4 +5,5 @@
 pub mod data;
 pub mod eval;
 pub mod model;
+pub mod plot;
 pub mod unlearn;

@@ -1,1 +1,6 @@
 //! Evaluation: accuracies, the SVC membership-inference attack, results and reports.
+
+pub mod bench_mia;
+pub mod mia;
+pub mod report;
+pub mod svc;
