@@ -12,7 +12,10 @@ fn test_threads() -> usize {
 }
 
 fn pool() -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new().num_threads(test_threads()).build().unwrap()
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(test_threads())
+        .build()
+        .unwrap()
 }
 
 fn close(a: f32, b: f64) {
@@ -25,7 +28,11 @@ fn features_on_hand_computed_rows() {
     let probs = [0.7, 0.2, 0.1, 0.2, 0.5, 0.3, 0.5, 0.5, 0.0];
     let labels = [0, 2, 1];
     let (f, d) = features(FeatureKind::Correctness, &probs, &labels, 3);
-    assert_eq!((f, d), (vec![1.0, 0.0, 0.0], 1), "ties go to the first maximum");
+    assert_eq!(
+        (f, d),
+        (vec![1.0, 0.0, 0.0], 1),
+        "ties go to the first maximum"
+    );
     let (f, d) = features(FeatureKind::Confidence, &probs, &labels, 3);
     assert_eq!(d, 1);
     close(f[0], 0.7);
@@ -43,7 +50,9 @@ fn features_on_hand_computed_rows() {
 
 #[test]
 fn modified_entropy_follows_the_formula() {
-    let probs = [0.7f32, 0.2, 0.1, 0.2, 0.5, 0.3, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0];
+    let probs = [
+        0.7f32, 0.2, 0.1, 0.2, 0.5, 0.3, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0,
+    ];
     let labels = [0, 2, 0, 0];
     let (f, d) = features(FeatureKind::MEntropy, &probs, &labels, 3);
     assert_eq!(d, 1);
@@ -62,14 +71,20 @@ fn modified_entropy_follows_the_formula() {
     // A perfect prediction has modified entropy 0.
     close(f[2], 0.0);
     // p_y = 0 and a wrong class at 1: both logs hit the 1e-30 clamp, 2 · 30 ln 10.
-    assert!((f[3] as f64 - 2.0 * 30.0 * std::f64::consts::LN_10).abs() < 1e-3, "{}", f[3]);
+    assert!(
+        (f[3] as f64 - 2.0 * 30.0 * std::f64::consts::LN_10).abs() < 1e-3,
+        "{}",
+        f[3]
+    );
 }
 
 /// `n` softmax rows over 4 classes whose true-class probability is around `conf`.
 fn outputs(n: usize, conf: f32, seed: u64) -> Outputs {
     let mut s = seed;
     let mut u = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (s >> 40) as f32 / (1u64 << 24) as f32
     };
     let mut probs = Vec::new();
@@ -86,7 +101,11 @@ fn outputs(n: usize, conf: f32, seed: u64) -> Outputs {
         }
         labels.push(y as i64);
     }
-    Outputs { probs, labels, num_classes: 4 }
+    Outputs {
+        probs,
+        labels,
+        num_classes: 4,
+    }
 }
 
 #[test]
@@ -95,9 +114,18 @@ fn forget_efficacy_separates_members_from_non_members() {
     let test = outputs(200, 0.55, 2);
     let pool = pool();
     // A forget set that looks like test data is predicted non-member; one like retain is not.
-    let unlearned = pool.install(|| mia::forget_efficacy(&retain, &test, &outputs(100, 0.55, 3))).unwrap();
-    let remembered = pool.install(|| mia::forget_efficacy(&retain, &test, &outputs(100, 0.95, 4))).unwrap();
-    for kind in [FeatureKind::Confidence, FeatureKind::Entropy, FeatureKind::MEntropy, FeatureKind::Prob] {
+    let unlearned = pool
+        .install(|| mia::forget_efficacy(&retain, &test, &outputs(100, 0.55, 3)))
+        .unwrap();
+    let remembered = pool
+        .install(|| mia::forget_efficacy(&retain, &test, &outputs(100, 0.95, 4)))
+        .unwrap();
+    for kind in [
+        FeatureKind::Confidence,
+        FeatureKind::Entropy,
+        FeatureKind::MEntropy,
+        FeatureKind::Prob,
+    ] {
         assert!(unlearned.get(kind) > 0.85, "{kind:?}: {unlearned:?}");
         assert!(remembered.get(kind) < 0.15, "{kind:?}: {remembered:?}");
     }
@@ -105,7 +133,12 @@ fn forget_efficacy_separates_members_from_non_members() {
     // so it must say the same thing for both forget sets.
     assert_eq!(unlearned.correctness, remembered.correctness);
     let json = serde_json::to_value(unlearned).unwrap();
-    let keys: Vec<&str> = json.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
     assert_eq!(keys.len(), 5);
     for k in ["correctness", "confidence", "entropy", "m_entropy", "prob"] {
         assert!(keys.contains(&k), "{k} missing");
@@ -115,33 +148,57 @@ fn forget_efficacy_separates_members_from_non_members() {
 #[test]
 fn training_privacy_is_high_when_members_are_distinguishable() {
     let pool = pool();
-    let s = pool.install(|| mia::training_privacy(&outputs(300, 0.95, 5), &outputs(200, 0.55, 6))).unwrap();
+    let s = pool
+        .install(|| mia::training_privacy(&outputs(300, 0.95, 5), &outputs(200, 0.55, 6)))
+        .unwrap();
     assert!(s.confidence > 0.9 && s.prob > 0.9, "{s:?}");
     // Same distribution for members and non-members: no better than chance (with slack).
-    let s = pool.install(|| mia::training_privacy(&outputs(300, 0.7, 7), &outputs(200, 0.7, 8))).unwrap();
+    let s = pool
+        .install(|| mia::training_privacy(&outputs(300, 0.7, 7), &outputs(200, 0.7, 8)))
+        .unwrap();
     assert!(s.confidence < 0.62, "{s:?}");
 }
 
 #[test]
 fn protocol_set_sizes_and_bad_outputs_are_errors() {
-    let err = mia::forget_efficacy(&outputs(50, 0.9, 1), &outputs(60, 0.5, 2), &outputs(10, 0.5, 3))
-        .unwrap_err()
-        .to_string();
+    let err = mia::forget_efficacy(
+        &outputs(50, 0.9, 1),
+        &outputs(60, 0.5, 2),
+        &outputs(10, 0.5, 3),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("shorter than the test set"), "{err}");
-    let err = mia::forget_efficacy(&outputs(50, 0.9, 1), &outputs(40, 0.5, 2), &Outputs { num_classes: 4, ..Default::default() })
+    let err = mia::forget_efficacy(
+        &outputs(50, 0.9, 1),
+        &outputs(40, 0.5, 2),
+        &Outputs {
+            num_classes: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("forget set is empty"), "{err}");
+    let err = mia::training_privacy(&outputs(10, 0.9, 1), &outputs(40, 0.5, 2))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("forget set is empty"), "{err}");
-    let err = mia::training_privacy(&outputs(10, 0.9, 1), &outputs(40, 0.5, 2)).unwrap_err().to_string();
     assert!(err.contains("longer than |test|/2"), "{err}");
     let mut bad = outputs(10, 0.9, 1);
     bad.labels[3] = 7;
-    let err = mia::training_privacy(&bad, &outputs(4, 0.5, 2)).unwrap_err().to_string();
-    assert!(err.contains("retain") && err.contains("label 7 at sample 3"), "{err}");
+    let err = mia::training_privacy(&bad, &outputs(4, 0.5, 2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("retain") && err.contains("label 7 at sample 3"),
+        "{err}"
+    );
     let mut other = outputs(10, 0.5, 2);
     other.num_classes = 5;
     other.probs.truncate(0);
     other.labels.truncate(0);
-    let err = mia::training_privacy(&outputs(10, 0.9, 1), &other).unwrap_err().to_string();
+    let err = mia::training_privacy(&outputs(10, 0.9, 1), &other)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("test outputs have 5 classes"), "{err}");
 }

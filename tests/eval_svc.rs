@@ -43,7 +43,9 @@ fn read_f64(p: &Path) -> Vec<f64> {
 #[test]
 fn matches_sklearn_on_mia_like_features() {
     let Some(py) = python() else {
-        eprintln!("!!!!! SKIPPED: .venv/bin/python missing, cannot compare with scikit-learn !!!!!");
+        eprintln!(
+            "!!!!! SKIPPED: .venv/bin/python missing, cannot compare with scikit-learn !!!!!"
+        );
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -68,18 +70,33 @@ fn matches_sklearn_on_mia_like_features() {
         );
         let f = |suffix: &str| dir.path().join(format!("{name}_{suffix}"));
         let x = read_f32(&f("x.f32"));
-        let y: Vec<bool> = std::fs::read(f("y.u8")).unwrap().iter().map(|&b| b != 0).collect();
+        let y: Vec<bool> = std::fs::read(f("y.u8"))
+            .unwrap()
+            .iter()
+            .map(|&b| b != 0)
+            .collect();
         let t = read_f32(&f("t.f32"));
-        let sk_pred: Vec<bool> = std::fs::read(f("pred.u8")).unwrap().iter().map(|&b| b != 0).collect();
+        let sk_pred: Vec<bool> = std::fs::read(f("pred.u8"))
+            .unwrap()
+            .iter()
+            .map(|&b| b != 0)
+            .collect();
         let sk_dec = read_f64(&f("dec.f64"));
-        assert_eq!((x.len(), y.len(), t.len(), sk_pred.len()), (n * d, n, m * d, m));
+        assert_eq!(
+            (x.len(), y.len(), t.len(), sk_pred.len()),
+            (n * d, n, m * d, m)
+        );
 
         let model = pool.install(|| svc::fit(&x, d, &y)).unwrap();
         let dec = pool.install(|| model.decision(&t));
         let pred = pool.install(|| model.predict(&t));
         // sklearn's own predictions follow the sign of its decision values.
         for k in 0..m {
-            assert_eq!(sk_pred[k], sk_dec[k] >= 0.0, "{name}: sklearn pred/decision mismatch at {k}");
+            assert_eq!(
+                sk_pred[k],
+                sk_dec[k] >= 0.0,
+                "{name}: sklearn pred/decision mismatch at {k}"
+            );
         }
         let mut agree = 0;
         let mut max_dec_diff: f64 = 0.0;
@@ -107,7 +124,10 @@ fn matches_sklearn_on_mia_like_features() {
             100.0 * agreement
         );
         // Same algorithm, same order: decision values should agree to well below eps.
-        assert!(max_dec_diff < 1e-3, "{name}: decision values differ by {max_dec_diff}");
+        assert!(
+            max_dec_diff < 1e-3,
+            "{name}: decision values differ by {max_dec_diff}"
+        );
         assert!(agreement >= 0.995, "{name}: agreement {agreement} < 99.5 %");
         assert!(
             (ours_score - sk_score).abs() <= 0.005,
@@ -126,7 +146,9 @@ fn small_cache_and_no_shrinking_give_the_same_model() {
     let mut y = Vec::with_capacity(n);
     let mut s: u64 = 7;
     let mut u = || {
-        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((s >> 11) as f64 / (1u64 << 53) as f64) as f32
     };
     for k in 0..n {
@@ -141,16 +163,32 @@ fn small_cache_and_no_shrinking_give_the_same_model() {
     let base = pool.install(|| svc::fit(&x, 2, &y)).unwrap();
     let d0 = base.decision(&t);
     for cfg in [
-        SvcConfig { cache_bytes: 1, ..Default::default() },
-        SvcConfig { shrinking: false, ..Default::default() },
+        SvcConfig {
+            cache_bytes: 1,
+            ..Default::default()
+        },
+        SvcConfig {
+            shrinking: false,
+            ..Default::default()
+        },
     ] {
         let m = pool.install(|| svc::fit_with(&x, 2, &y, &cfg)).unwrap();
         let d1 = m.decision(&t);
-        let worst = d0.iter().zip(&d1).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        let worst = d0
+            .iter()
+            .zip(&d1)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
         assert!(worst < 5e-3, "{cfg:?}: decision differs by {worst}");
     }
     // Training accuracy well above chance on separable-ish blobs.
-    let acc = base.predict(&x).iter().zip(&y).filter(|(a, b)| a == b).count() as f64 / n as f64;
+    let acc = base
+        .predict(&x)
+        .iter()
+        .zip(&y)
+        .filter(|(a, b)| a == b)
+        .count() as f64
+        / n as f64;
     assert!(acc > 0.8, "training accuracy {acc}");
 }
 
@@ -158,11 +196,20 @@ fn small_cache_and_no_shrinking_give_the_same_model() {
 fn degenerate_inputs_are_clear_errors() {
     let err = svc::fit(&[], 1, &[]).unwrap_err().to_string();
     assert!(err.contains("no training samples"), "{err}");
-    let err = svc::fit(&[0.1, 0.2, 0.3], 1, &[true, true, true]).unwrap_err().to_string();
+    let err = svc::fit(&[0.1, 0.2, 0.3], 1, &[true, true, true])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("only one class"), "{err}");
-    let err = svc::fit(&[0.1, f32::NAN, 0.3], 1, &[true, false, true]).unwrap_err().to_string();
-    assert!(err.contains("non-finite") && err.contains("sample 1"), "{err}");
-    let err = svc::fit(&[0.1, 0.2, 0.3], 2, &[true, false]).unwrap_err().to_string();
+    let err = svc::fit(&[0.1, f32::NAN, 0.3], 1, &[true, false, true])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("non-finite") && err.contains("sample 1"),
+        "{err}"
+    );
+    let err = svc::fit(&[0.1, 0.2, 0.3], 2, &[true, false])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("expected n×d"), "{err}");
     let m = svc::fit(&[0.0, 1.0], 1, &[false, true]).unwrap();
     assert!(m.try_decision(&[f32::INFINITY]).is_err());
@@ -181,6 +228,11 @@ fn bench_mia_runs_on_small_n() {
     for c in &r.cases {
         assert_eq!((c.n, c.m), (2000, 1000));
         assert!(c.ours_fit_s > 0.0 && c.sklearn_fit_s > 0.0 && c.ratio > 0.0);
-        assert!(c.agreement >= 0.995, "{}: agreement {}", c.name, c.agreement);
+        assert!(
+            c.agreement >= 0.995,
+            "{}: agreement {}",
+            c.name,
+            c.agreement
+        );
     }
 }

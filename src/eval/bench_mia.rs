@@ -208,7 +208,11 @@ pub fn bench_mia(n: usize, threads: usize) -> Result<BenchMiaResult> {
             let sk_fit = v["fit_s"].as_f64().context("fit_s missing")?;
             let sk_pred = v["predict_s"].as_f64().context("predict_s missing")?;
             let sk_labels = std::fs::read(dir.join(format!("{name}_sk_pred.u8")))?;
-            ensure!(sk_labels.len() == m, "sklearn returned {} predictions", sk_labels.len());
+            ensure!(
+                sk_labels.len() == m,
+                "sklearn returned {} predictions",
+                sk_labels.len()
+            );
             let agree = ours
                 .iter()
                 .zip(&sk_labels)

@@ -71,7 +71,10 @@ pub fn features(kind: FeatureKind, probs: &[f32], labels: &[i64], c: usize) -> (
         .chunks_exact(c)
         .zip(labels)
         .map(|(row, &y)| {
-            let y = usize::try_from(y).ok().filter(|&y| y < c).expect("label out of range");
+            let y = usize::try_from(y)
+                .ok()
+                .filter(|&y| y < c)
+                .expect("label out of range");
             let py = row[y] as f64;
             let v = match kind {
                 FeatureKind::Correctness => {
@@ -214,8 +217,8 @@ fn attack(
     x.extend_from_slice(&xn);
     let mut y = vec![true; nm];
     y.resize(x.len() / d, false);
-    let model =
-        svc::fit(&x, d, &y).with_context(|| format!("SVC attack on the {} feature", kind.name()))?;
+    let model = svc::fit(&x, d, &y)
+        .with_context(|| format!("SVC attack on the {} feature", kind.name()))?;
     Ok(targets
         .iter()
         .map(|(o, r)| model.predict(&o.feats(kind, r.clone()).0))
@@ -250,7 +253,10 @@ pub fn forget_efficacy(retain: &Outputs, test: &Outputs, forget: &Outputs) -> Re
     check_classes(&[(retain, "retain"), (test, "test"), (forget, "forget")])?;
     let n = test.len();
     ensure!(n > 0, "forget efficacy: the test set is empty");
-    ensure!(!forget.is_empty(), "forget efficacy: the forget set is empty");
+    ensure!(
+        !forget.is_empty(),
+        "forget efficacy: the forget set is empty"
+    );
     ensure!(
         retain.len() >= n,
         "forget efficacy: retain set ({}) is shorter than the test set ({n}); shadow members are \
@@ -260,7 +266,12 @@ pub fn forget_efficacy(retain: &Outputs, test: &Outputs, forget: &Outputs) -> Re
     let scores = FeatureKind::ALL
         .par_iter()
         .map(|&kind| {
-            let p = attack(kind, (retain, 0..n), (test, 0..n), &[(forget, 0..forget.len())])?;
+            let p = attack(
+                kind,
+                (retain, 0..n),
+                (test, 0..n),
+                &[(forget, 0..forget.len())],
+            )?;
             Ok(frac(&p[0], false))
         })
         .collect::<Result<Vec<f64>>>()?;

@@ -175,7 +175,7 @@ impl SvcModel {
     pub fn try_decision(&self, x: &[f32]) -> Result<Vec<f64>> {
         let d = self.d;
         ensure!(
-            x.len() % d == 0,
+            x.len().is_multiple_of(d),
             "SVC predict: feature buffer of {} values is not a multiple of d = {}",
             x.len(),
             d
@@ -397,12 +397,7 @@ impl Solver {
             grad: vec![-1.0; n],
             grad_bar: vec![0.0; n],
             perm: (0..n).collect(),
-            kernel: Kernel {
-                x,
-                xsq,
-                d,
-                gamma,
-            },
+            kernel: Kernel { x, xsq, d, gamma },
             x: Vec::new(),
             y,
             cache: Cache::new(n, cfg.cache_bytes),
@@ -589,6 +584,8 @@ impl Solver {
     }
 
     /// WSS3 of Fan, Chen & Lin (2005); `None` when the gap is below eps.
+    // Parallel arrays indexed by position, as in the published algorithm.
+    #[allow(clippy::needless_range_loop)]
     fn select_working_set(&mut self) -> Option<(usize, usize)> {
         let mut gmax = f64::NEG_INFINITY;
         let mut gmax2 = f64::NEG_INFINITY;
@@ -722,12 +719,13 @@ impl Solver {
             for i in act..n {
                 self.q(i, act);
                 let qi = self.cache.col(i);
-                let mut s = 0.0;
-                for j in 0..act {
-                    if self.status[j] == Bound::Free {
-                        s += self.alpha[j] * qi[j] as f64;
-                    }
-                }
+                let s: f64 = qi[..act]
+                    .iter()
+                    .zip(&self.alpha[..act])
+                    .zip(&self.status[..act])
+                    .filter(|(_, &st)| st == Bound::Free)
+                    .map(|((&q, &a), _)| a * q as f64)
+                    .sum();
                 self.grad[i] += s;
             }
         } else {
@@ -736,8 +734,8 @@ impl Solver {
                     self.q(i, n);
                     let qi = self.cache.col(i);
                     let ai = self.alpha[i];
-                    for j in act..n {
-                        self.grad[j] += ai * qi[j] as f64;
+                    for (g, &q) in self.grad[act..n].iter_mut().zip(&qi[act..n]) {
+                        *g += ai * q as f64;
                     }
                 }
             }
