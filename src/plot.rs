@@ -1,7 +1,376 @@
-//! Placeholder until the plotting module lands.
-use std::path::Path;
+//! Charts (line, bar, histogram) written as SVG and PNG with `plotters`.
+//!
+//! Each chart is written next to `path` as `<stem>.svg` and `<stem>.png` (the extension of
+//! `path` is replaced). Text needs a TTF: DejaVu Sans is registered with plotters under the
+//! generic `sans-serif` family the first time a chart is drawn (plotters keeps its own
+//! registry; we only check it). Without the font, only an SVG without text is written and a
+//! warning is logged. Files are written under a temporary name and renamed into place.
 
-/// Writes a line chart (placeholder).
-pub fn line_chart(_path: &Path, _title: &str, _x: &str, _y: &str, _series: &[(&str, Vec<(f64, f64)>)]) -> anyhow::Result<()> {
+use anyhow::{anyhow, ensure, Context, Result};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// Font registered for chart text.
+pub const FONT_PATH: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+const SIZE: (u32, u32) = (900, 560);
+
+/// What to draw.
+enum Chart<'a> {
+    Line {
+        series: &'a [(&'a str, Vec<(f64, f64)>)],
+        x_label: &'a str,
+        y_label: &'a str,
+    },
+    Bar {
+        bars: &'a [(&'a str, f64)],
+        y_label: &'a str,
+    },
+    Hist {
+        series: &'a [(&'a str, Vec<f64>)],
+        bins: usize,
+        x_label: &'a str,
+    },
+}
+
+/// Line chart of one or more (x, y) series; returns the files written.
+pub fn line_chart(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+) -> Result<Vec<PathBuf>> {
+    ensure!(
+        series.iter().any(|(_, p)| !p.is_empty()),
+        "line chart {}: no points",
+        path.display()
+    );
+    let chart = Chart::Line {
+        series,
+        x_label,
+        y_label,
+    };
+    write_chart(path, title, &chart, Path::new(FONT_PATH))
+}
+
+/// Bar chart with one bar per (name, value); returns the files written.
+pub fn bar_chart(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    bars: &[(&str, f64)],
+) -> Result<Vec<PathBuf>> {
+    ensure!(!bars.is_empty(), "bar chart {}: no bars", path.display());
+    write_chart(
+        path,
+        title,
+        &Chart::Bar { bars, y_label },
+        Path::new(FONT_PATH),
+    )
+}
+
+/// Overlaid histograms (fraction of each series per bin, common bins); returns the files written.
+pub fn histograms(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    series: &[(&str, Vec<f64>)],
+    bins: usize,
+) -> Result<Vec<PathBuf>> {
+    ensure!(bins > 0, "histograms {}: bins must be > 0", path.display());
+    ensure!(
+        series.iter().any(|(_, v)| !v.is_empty()),
+        "histograms {}: no values",
+        path.display()
+    );
+    let chart = Chart::Hist {
+        series,
+        bins,
+        x_label,
+    };
+    write_chart(path, title, &chart, Path::new(FONT_PATH))
+}
+
+/// Registers `font_path` as plotters' `sans-serif` unless a font is already registered.
+fn ensure_font(font_path: &Path) -> bool {
+    let probe = FontDesc::new(FontFamily::SansSerif, 12.0, FontStyle::Normal);
+    if probe.box_size("x").is_ok() {
+        return true;
+    }
+    let Ok(bytes) = std::fs::read(font_path) else {
+        return false;
+    };
+    // plotters requires 'static font bytes; this leaks once per process since the probe
+    // above succeeds afterwards.
+    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
+}
+
+fn tmp_name(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+fn write_chart(base: &Path, title: &str, chart: &Chart, font_path: &Path) -> Result<Vec<PathBuf>> {
+    if let Some(dir) = base.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let text = ensure_font(font_path);
+    if !text {
+        tracing::warn!(
+            "font {} missing: writing {} as SVG without text, no PNG",
+            font_path.display(),
+            base.display()
+        );
+    }
+    let mut written = Vec::new();
+    let svg = base.with_extension("svg");
+    let tmp = tmp_name(&svg);
+    {
+        let root = SVGBackend::new(&tmp, SIZE).into_drawing_area();
+        render(root, title, chart, text).with_context(|| format!("drawing {}", svg.display()))?;
+    }
+    std::fs::rename(&tmp, &svg).with_context(|| format!("renaming to {}", svg.display()))?;
+    written.push(svg);
+    if text {
+        let png = base.with_extension("png");
+        // The image crate picks the encoder from the extension, so keep `.png` last.
+        let tmp = tmp_name(&png).with_extension("tmp.png");
+        {
+            let root = BitMapBackend::new(&tmp, SIZE).into_drawing_area();
+            render(root, title, chart, true)
+                .with_context(|| format!("drawing {}", png.display()))?;
+        }
+        std::fs::rename(&tmp, &png).with_context(|| format!("renaming to {}", png.display()))?;
+        written.push(png);
+    }
+    Ok(written)
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow!("plotters: {e:?}")
+}
+
+/// Range [lo, hi] with a 5 % margin; widened when degenerate.
+fn padded(lo: f64, hi: f64) -> (f64, f64) {
+    if !lo.is_finite() || !hi.is_finite() {
+        return (0.0, 1.0);
+    }
+    let span = hi - lo;
+    if span <= 0.0 {
+        let w = lo.abs().max(1.0) * 0.05;
+        return (lo - w, hi + w);
+    }
+    (lo - 0.05 * span, hi + 0.05 * span)
+}
+
+fn render<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    chart: &Chart,
+    text: bool,
+) -> Result<()> {
+    root.fill(&WHITE).map_err(err)?;
+    let font = |size: u32| (FontFamily::SansSerif, size);
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(15);
+    if text {
+        builder
+            .caption(title, font(22))
+            .x_label_area_size(45)
+            .y_label_area_size(65);
+    }
+    match chart {
+        Chart::Line {
+            series,
+            x_label,
+            y_label,
+        } => {
+            let pts = series.iter().flat_map(|(_, p)| p.iter());
+            let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+            for &(x, y) in pts.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+                (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+            }
+            let ((x0, x1), (y0, y1)) = (padded(x0, x1), padded(y0, y1));
+            let mut c = builder.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?;
+            let mut mesh = c.configure_mesh();
+            if text {
+                mesh.x_desc(*x_label).y_desc(*y_label).label_style(font(13));
+            } else {
+                mesh.x_labels(0).y_labels(0);
+            }
+            mesh.draw().map_err(err)?;
+            for (k, (name, p)) in series.iter().enumerate() {
+                let color = Palette99::pick(k).to_rgba();
+                let s = c
+                    .draw_series(LineSeries::new(p.iter().copied(), color.stroke_width(2)))
+                    .map_err(err)?;
+                if text {
+                    s.label(*name).legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+                }
+            }
+            if text && series.len() > 1 {
+                c.configure_series_labels()
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .label_font(font(13))
+                    .draw()
+                    .map_err(err)?;
+            }
+        }
+        Chart::Bar { bars, y_label } => {
+            let (lo, hi) = bars
+                .iter()
+                .fold((0.0f64, 0.0f64), |(lo, hi), &(_, v)| (lo.min(v), hi.max(v)));
+            let (y0, y1) = padded(lo, hi);
+            let y0 = if lo >= 0.0 { 0.0 } else { y0 };
+            let n = bars.len();
+            let mut c = builder
+                .build_cartesian_2d((0..n - 1).into_segmented(), y0..y1)
+                .map_err(err)?;
+            let mut mesh = c.configure_mesh();
+            mesh.disable_x_mesh();
+            let names: Vec<String> = bars.iter().map(|(s, _)| s.to_string()).collect();
+            let fmt = move |v: &SegmentValue<usize>| match v {
+                SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => {
+                    names.get(*i).cloned().unwrap_or_default()
+                }
+                SegmentValue::Last => String::new(),
+            };
+            if text {
+                mesh.y_desc(*y_label)
+                    .x_labels(n)
+                    .x_label_formatter(&fmt)
+                    .label_style(font(13));
+            } else {
+                mesh.x_labels(0).y_labels(0);
+            }
+            mesh.draw().map_err(err)?;
+            c.draw_series(bars.iter().enumerate().map(|(i, &(_, v))| {
+                let color = Palette99::pick(i).to_rgba();
+                let mut r = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i), 0.0),
+                        (SegmentValue::Exact(i + 1), v),
+                    ],
+                    color.filled(),
+                );
+                r.set_margin(0, 0, 8, 8);
+                r
+            }))
+            .map_err(err)?;
+        }
+        Chart::Hist {
+            series,
+            bins,
+            x_label,
+        } => {
+            let all = series.iter().flat_map(|(_, v)| v.iter().copied());
+            let (lo, hi) = all
+                .filter(|v| v.is_finite())
+                .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+            let (lo, hi) = if hi > lo { (lo, hi) } else { padded(lo, hi) };
+            let width = (hi - lo) / *bins as f64;
+            let counts: Vec<Vec<f64>> = series
+                .iter()
+                .map(|(_, v)| {
+                    let mut h = vec![0.0; *bins];
+                    let finite = v.iter().filter(|x| x.is_finite()).count().max(1) as f64;
+                    for x in v.iter().filter(|x| x.is_finite()) {
+                        let b = (((x - lo) / width) as usize).min(bins - 1);
+                        h[b] += 1.0 / finite;
+                    }
+                    h
+                })
+                .collect();
+            let top = counts.iter().flatten().fold(0.0f64, |a, &b| a.max(b));
+            let mut c = builder
+                .build_cartesian_2d(lo..hi, 0.0..(top * 1.08).max(1e-9))
+                .map_err(err)?;
+            let mut mesh = c.configure_mesh();
+            if text {
+                mesh.x_desc(*x_label)
+                    .y_desc("fraction of samples")
+                    .label_style(font(13));
+            } else {
+                mesh.x_labels(0).y_labels(0);
+            }
+            mesh.draw().map_err(err)?;
+            for (k, ((name, _), h)) in series.iter().zip(&counts).enumerate() {
+                let color = Palette99::pick(k).to_rgba();
+                let s = c
+                    .draw_series(h.iter().enumerate().map(|(b, &f)| {
+                        let x = lo + b as f64 * width;
+                        Rectangle::new([(x, 0.0), (x + width, f)], color.mix(0.45).filled())
+                    }))
+                    .map_err(err)?;
+                if text {
+                    s.label(*name).legend(move |(x, y)| {
+                        Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.mix(0.45).filled())
+                    });
+                }
+            }
+            if text {
+                c.configure_series_labels()
+                    .background_style(WHITE.mix(0.85))
+                    .border_style(BLACK)
+                    .label_font(font(13))
+                    .draw()
+                    .map_err(err)?;
+            }
+        }
+    }
+    root.present().map_err(err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_font_writes_svg_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().join("nofont.png");
+        let series = [("a", vec![(0.0, 1.0), (1.0, 2.0)])];
+        let chart = Chart::Line {
+            series: &series,
+            x_label: "x",
+            y_label: "y",
+        };
+        // If another test already registered the font, text is drawn; either way an SVG exists.
+        let files = write_chart(&base, "t", &chart, Path::new("/nonexistent/font.ttf")).unwrap();
+        assert!(files[0].ends_with("nofont.svg") && files[0].exists());
+        assert!(!dir.path().read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains(".tmp")));
+    }
+
+    #[test]
+    fn single_bar_and_negative_bars_render() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = bar_chart(&dir.path().join("one.svg"), "t", "y", &[("only", 2.0)]).unwrap();
+        assert!(std::fs::read_to_string(&files[0]).unwrap().contains("only"));
+        bar_chart(
+            &dir.path().join("neg.svg"),
+            "t",
+            "y",
+            &[("a", -1.0), ("b", 3.0)],
+        )
+        .unwrap();
+        histograms(
+            &dir.path().join("h.svg"),
+            "t",
+            "x",
+            &[("same", vec![0.5; 4])],
+            10,
+        )
+        .unwrap();
+    }
 }

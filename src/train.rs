@@ -452,5 +452,6 @@ fn write_curves(dir: &Path, log: &[EpochLog]) -> anyhow::Result<()> {
         "accuracy (%)",
         &[("train (augmented)", acc(|r| r.train_acc)), ("val", acc(|r| r.val_acc))],
     )?;
-    crate::plot::line_chart(&dir.join("training_loss.png"), "training loss", "epoch", "loss", &[("loss", acc(|r| r.loss))])
+    crate::plot::line_chart(&dir.join("training_loss.png"), "training loss", "epoch", "loss", &[("loss", acc(|r| r.loss))])?;
+    Ok(())
 }

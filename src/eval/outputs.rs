@@ -2,54 +2,31 @@
 
 use crate::data::batches::to_tensor;
 use crate::data::ImageSet;
+use crate::eval::mia::Outputs;
 use crate::model::Classifier;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
-/// Softmax outputs of a model on some images, with their labels.
-#[derive(Debug, Clone, Default)]
-pub struct Predictions {
-    /// Row-major n×C softmax probabilities (computed in f32).
-    pub probs: Vec<f32>,
-    /// The true labels.
-    pub labels: Vec<i64>,
-    /// C.
-    pub num_classes: usize,
-}
-
-impl Predictions {
-    /// Number of samples.
-    pub fn len(&self) -> usize {
-        self.labels.len()
+/// Top-1 accuracy in percent of softmax outputs (0 for an empty set); ties go to the first
+/// maximum, as `torch.argmax`.
+pub fn top1_accuracy(outputs: &Outputs) -> f64 {
+    if outputs.is_empty() {
+        return 0.0;
     }
-
-    /// True when there are no samples.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Top-1 accuracy in percent (0 for an empty set).
-    pub fn accuracy(&self) -> f64 {
-        if self.is_empty() {
-            return 0.0;
-        }
-        let c = self.num_classes;
-        let correct = self
-            .labels
-            .iter()
-            .enumerate()
-            .filter(|&(i, &y)| {
-                let row = &self.probs[i * c..(i + 1) * c];
-                // First maximum, as torch.argmax.
-                let best = row.iter().enumerate().fold(0, |b, (j, &p)| if p > row[b] { j } else { b });
-                best as i64 == y
-            })
-            .count();
-        100.0 * correct as f64 / self.len() as f64
-    }
+    let c = outputs.num_classes;
+    let correct = outputs
+        .labels
+        .iter()
+        .zip(outputs.probs.chunks(c))
+        .filter(|&(&y, row)| {
+            let best = row.iter().enumerate().fold(0, |b, (j, &p)| if p > row[b] { j } else { b });
+            best as i64 == y
+        })
+        .count();
+    100.0 * correct as f64 / outputs.len() as f64
 }
 
 /// Eval-mode softmax outputs of `model` on `set[indices]`, in batches, without gradients.
-pub fn predict(model: &Classifier, set: &ImageSet, indices: &[usize], batch_size: usize, device: Device) -> Predictions {
+pub fn predict(model: &Classifier, set: &ImageSet, indices: &[usize], batch_size: usize, device: Device) -> Outputs {
     let c = model.spec.num_classes;
     let mut probs = Vec::with_capacity(indices.len() * c);
     let mut labels = Vec::with_capacity(indices.len());
@@ -63,15 +40,10 @@ pub fn predict(model: &Classifier, set: &ImageSet, indices: &[usize], batch_size
             labels.extend(chunk.iter().map(|&i| set.labels[i]));
         }
     });
-    Predictions { probs, labels, num_classes: c }
+    Outputs { probs, labels, num_classes: c }
 }
 
 /// Top-1 accuracy (%) of `model` on `set[indices]`, eval mode, no augmentation.
 pub fn accuracy(model: &Classifier, set: &ImageSet, indices: &[usize], batch_size: usize, device: Device) -> f64 {
-    predict(model, set, indices, batch_size, device).accuracy()
-}
-
-/// Mean of a scalar tensor as f64 (for logging).
-pub fn scalar(t: &Tensor) -> f64 {
-    t.double_value(&[])
+    top1_accuracy(&predict(model, set, indices, batch_size, device))
 }

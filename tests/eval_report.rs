@@ -1,0 +1,209 @@
+//! `report`: gaps to Retrain on fake runs, mean ± std over seeds, error cases, written files.
+
+use gunlearn::eval::report::report;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    root: &Path,
+    name: &str,
+    method: &str,
+    seed: i64,
+    ua: f64,
+    mia: f64,
+    ra: f64,
+    ta: f64,
+    rte: f64,
+) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let scores = json!({"correctness": 0.5, "confidence": mia / 100.0, "entropy": 0.5, "m_entropy": 0.5, "prob": 0.5});
+    let v = json!({
+        "method": method, "dataset": "cifar10", "arch": "resnet18", "seed": seed,
+        "forget": {"kind": "class", "class": 3, "count": 4500, "fraction": null},
+        "accuracy": {"train": 90.0, "retain": ra, "forget": 100.0 - ua, "val": ta, "test": ta},
+        "SVC_MIA_forget_efficacy": scores, "SVC_MIA_training_privacy": scores,
+        "UA": ua, "RA": ra, "TA": ta, "MIA_efficacy": mia, "RTE_seconds": rte,
+        "timings": {}, "config": {},
+        "mia_confidence_features": {"forget": [0.1, 0.2, 0.9], "test": [0.5, 0.6, 0.99]}
+    });
+    std::fs::write(
+        dir.join("eval_result.json"),
+        serde_json::to_string_pretty(&v).unwrap(),
+    )
+    .unwrap();
+    dir
+}
+
+fn row<'a>(md: &'a str, method: &str) -> Vec<&'a str> {
+    let line = md
+        .lines()
+        .find(|l| l.starts_with(&format!("| {method} |")))
+        .unwrap_or_else(|| panic!("no row for {method} in\n{md}"));
+    line.trim_matches('|').split('|').map(str::trim).collect()
+}
+
+#[test]
+fn gaps_to_retrain_are_hand_computed() {
+    let t = tempfile::tempdir().unwrap();
+    let dirs = vec![
+        run(t.path(), "rt", "retrain", 1, 5.0, 10.0, 100.0, 94.0, 100.0),
+        run(t.path(), "ft", "FT", 1, 2.0, 6.0, 99.0, 93.0, 10.0),
+        run(t.path(), "ga", "GA", 1, 8.0, 15.0, 97.0, 91.0, 3.0),
+    ];
+    let out = t.path().join("out");
+    let md = report(&dirs, None, &out).unwrap();
+    if let Ok(keep) = std::env::var("GUNLEARN_KEEP_REPORT") {
+        for f in ["gap.png", "mia_confidence.png", "report.md"] {
+            std::fs::copy(out.join(f), Path::new(&keep).join(f)).unwrap();
+        }
+    }
+    // FT: (|2−5| + |6−10| + |99−100| + |93−94|) / 4 = 9/4; GA: (3 + 5 + 3 + 3) / 4 = 3.5.
+    assert_eq!(
+        row(&md, "FT"),
+        ["FT", "2.00", "6.00", "99.00", "93.00", "2.25", "10.00"]
+    );
+    assert_eq!(row(&md, "GA")[5], "3.50");
+    assert_eq!(row(&md, "retrain")[5], "0.00");
+    assert!(md.starts_with("| Method | UA | MIA-Efficacy | RA | TA | Avg. Gap | RTE (s) |"));
+    for f in [
+        "report.md",
+        "report.csv",
+        "gap.svg",
+        "gap.png",
+        "mia_confidence.svg",
+        "mia_confidence.png",
+    ] {
+        let p = out.join(f);
+        assert!(
+            p.is_file() && std::fs::metadata(&p).unwrap().len() > 100,
+            "{f} missing or empty"
+        );
+    }
+    let png = std::fs::read(out.join("gap.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("GA,1,8.000000,0.000000,15.000000") && l.contains(",3.500000,")),
+        "{csv}"
+    );
+    assert!(std::fs::read_to_string(out.join("report.md"))
+        .unwrap()
+        .contains("class 3"));
+
+    // An explicit --retrain dir outside the list gives the same gaps.
+    let md2 = report(&dirs[1..], Some(&dirs[0]), &t.path().join("out2")).unwrap();
+    assert_eq!(row(&md2, "FT")[5], "2.25");
+    assert!(!md2.contains("| retrain |"));
+}
+
+#[test]
+fn several_seeds_give_mean_and_sample_std() {
+    let t = tempfile::tempdir().unwrap();
+    let dirs = vec![
+        run(t.path(), "rt", "retrain", 1, 5.0, 10.0, 100.0, 94.0, 100.0),
+        run(t.path(), "ft1", "FT", 1, 2.0, 6.0, 99.0, 93.0, 10.0),
+        run(t.path(), "ft2", "FT", 2, 4.0, 8.0, 97.0, 93.0, 14.0),
+    ];
+    let md = report(&dirs, None, &t.path().join("out")).unwrap();
+    // UA: mean 3, sample std √2; MIA 7 ± √2; RA 98 ± √2; TA 93 ± 0.
+    // Gap of the means: (2 + 3 + 2 + 1) / 4 = 2.
+    assert_eq!(
+        row(&md, "FT"),
+        [
+            "FT",
+            "3.00 ± 1.41",
+            "7.00 ± 1.41",
+            "98.00 ± 1.41",
+            "93.00 ± 0.00",
+            "2.00",
+            "12.00 ± 2.83"
+        ]
+    );
+    // Without any Retrain run the gap is not available but the table still renders.
+    let md = report(&dirs[1..], None, &t.path().join("out3")).unwrap();
+    assert_eq!(row(&md, "FT")[5], "n/a");
+}
+
+#[test]
+fn bad_inputs_name_the_directories() {
+    let t = tempfile::tempdir().unwrap();
+    let good = run(t.path(), "ft", "FT", 1, 2.0, 6.0, 99.0, 93.0, 10.0);
+    let empty = t.path().join("empty_run");
+    std::fs::create_dir_all(&empty).unwrap();
+    let err = format!(
+        "{:#}",
+        report(&[good.clone(), empty.clone()], None, &t.path().join("o")).unwrap_err()
+    );
+    assert!(
+        err.contains("empty_run") && err.contains("eval_result.json"),
+        "{err}"
+    );
+
+    let other = run(t.path(), "c100", "GA", 1, 2.0, 6.0, 99.0, 93.0, 10.0);
+    let p = other.join("eval_result.json");
+    let s = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("cifar10", "cifar100");
+    std::fs::write(&p, s).unwrap();
+    let err = format!(
+        "{:#}",
+        report(&[good.clone(), other.clone()], None, &t.path().join("o")).unwrap_err()
+    );
+    assert!(
+        err.contains("different datasets") && err.contains("ft") && err.contains("c100"),
+        "{err}"
+    );
+
+    let rnd = run(t.path(), "rnd", "GA", 1, 2.0, 6.0, 99.0, 93.0, 10.0);
+    let p = rnd.join("eval_result.json");
+    let s = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("\"class\": 3", "\"class\": 4");
+    std::fs::write(&p, s).unwrap();
+    let err = format!(
+        "{:#}",
+        report(std::slice::from_ref(&good), Some(&rnd), &t.path().join("o")).unwrap_err()
+    );
+    assert!(
+        err.contains("different forget sets") && err.contains("rnd"),
+        "{err}"
+    );
+
+    let bad = run(t.path(), "broken", "GA", 1, 2.0, 6.0, 99.0, 93.0, 10.0);
+    std::fs::write(bad.join("eval_result.json"), "{\"method\": 1}").unwrap();
+    let err = format!(
+        "{:#}",
+        report(&[bad], None, &t.path().join("o")).unwrap_err()
+    );
+    assert!(err.contains("broken") && err.contains("parsing"), "{err}");
+}
+
+#[test]
+fn line_chart_writes_svg_and_png() {
+    let t = tempfile::tempdir().unwrap();
+    let files = gunlearn::plot::line_chart(
+        &t.path().join("curves.png"),
+        "training",
+        "epoch",
+        "loss",
+        &[
+            ("train", vec![(0.0, 2.0), (1.0, 1.0), (2.0, 0.5)]),
+            ("val", vec![(0.0, 2.1), (2.0, 0.9)]),
+        ],
+    )
+    .unwrap();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into())
+        .collect();
+    assert_eq!(names, ["curves.svg", "curves.png"]);
+    let svg = std::fs::read_to_string(t.path().join("curves.svg")).unwrap();
+    assert!(svg.contains("<svg") && svg.contains("epoch") && svg.contains("val"));
+    assert!(
+        gunlearn::plot::line_chart(&t.path().join("e.png"), "t", "x", "y", &[("a", vec![])])
+            .is_err()
+    );
+}
