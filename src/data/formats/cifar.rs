@@ -59,7 +59,7 @@ pub fn read_cifar_records(path: &Path, bytes: &[u8], kind: CifarKind) -> Result<
             kind.name()
         );
     }
-    if bytes.len() % rec != 0 {
+    if !bytes.len().is_multiple_of(rec) {
         let whole = bytes.len() / rec;
         bail!(
             "{}: truncated {} file: {} bytes is not a whole number of {}-byte records; \

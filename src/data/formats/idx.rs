@@ -12,6 +12,7 @@ const MAGIC_IMAGES: u32 = 0x0000_0803;
 const MAGIC_LABELS: u32 = 0x0000_0801;
 
 /// Parses an IDX header with the expected magic; returns the dimensions and the data bytes.
+/// `path` names the file in messages (byte offsets count in the gunzipped data).
 fn parse_idx<'a>(
     path: &Path,
     bytes: &'a [u8],
@@ -55,7 +56,7 @@ fn parse_idx<'a>(
         let dims_s: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
         bail!(
             "{}: IDX header declares {} = {expected} data bytes (from byte offset {header}) \
-             but the file has {}{}",
+             but {} follow{}",
             path.display(),
             dims_s.join("×"),
             data.len(),
