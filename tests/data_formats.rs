@@ -279,6 +279,9 @@ fn dir_is_required_except_for_digits() {
         DatasetName::PngFolder,
     ] {
         let e = err_text(load(name, None));
+        // The name in messages is the one clap accepts.
+        let clap_name = clap::ValueEnum::to_possible_value(&name).unwrap();
+        assert_eq!(clap_name.get_name(), name.cli_name());
         assert!(
             e.contains("--data DIR") && e.contains(name.cli_name()),
             "{e}"
