@@ -2,8 +2,12 @@
 
 use std::path::Path;
 
+pub use augment::Augment;
+
 /// The data sets gunlearn can read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetName {
     /// scikit-learn's 8×8 handwritten digits, embedded in the binary (the default).
@@ -52,7 +56,6 @@ pub struct DataSet {
     pub std: Vec<f64>,
 }
 
-
 pub mod augment;
 pub mod batches;
 pub mod formats;
@@ -93,7 +96,130 @@ impl ImageSet {
 }
 
 /// Reads a data set. `dir` is required for every data set except the embedded `digits`.
+///
+/// `PngFolder` infers the number of classes (largest label + 1); use
+/// [`formats::read_png_folder`] to give it explicitly.
 pub fn load(name: DatasetName, dir: Option<&Path>) -> anyhow::Result<DataSet> {
-    let _ = (name, dir);
-    todo!("data helper")
+    let need_dir = || -> anyhow::Result<&Path> {
+        dir.ok_or_else(|| {
+            anyhow::anyhow!(
+                "data set {} needs `--data DIR`: {}",
+                name.cli_name(),
+                name.expected_layout()
+            )
+        })
+    };
+    let (train, test, num_classes) = match name {
+        DatasetName::Digits => {
+            let (train, test) = formats::load_digits()?;
+            (train, test, 10)
+        }
+        DatasetName::Mnist | DatasetName::FashionMnist => {
+            let (train, test) = formats::read_mnist_dir(need_dir()?, 10)?;
+            (train, test, 10)
+        }
+        DatasetName::Cifar10 => {
+            let (train, test) = formats::read_cifar10(need_dir()?)?;
+            (train, test, 10)
+        }
+        DatasetName::Cifar100 => {
+            let (train, test) = formats::read_cifar100(need_dir()?)?;
+            (train, test, 100)
+        }
+        DatasetName::PngFolder => formats::read_png_folder(need_dir()?, None)?,
+    };
+    let (mean, std) = name.normalization(train.channels);
+    Ok(DataSet {
+        name,
+        num_classes,
+        train,
+        test,
+        mean,
+        std,
+    })
+}
+
+impl DatasetName {
+    /// The name used on the command line (`--dataset`).
+    pub fn cli_name(&self) -> &'static str {
+        match self {
+            DatasetName::Digits => "digits",
+            DatasetName::Mnist => "mnist",
+            DatasetName::FashionMnist => "fashion-mnist",
+            DatasetName::Cifar10 => "cifar10",
+            DatasetName::Cifar100 => "cifar100",
+            DatasetName::PngFolder => "png-folder",
+        }
+    }
+
+    /// What the `--data DIR` folder must contain, for help and error messages.
+    pub fn expected_layout(&self) -> &'static str {
+        match self {
+            DatasetName::Digits => "nothing: the digits data set is embedded",
+            DatasetName::Mnist | DatasetName::FashionMnist => {
+                "a folder with train-images-idx3-ubyte, train-labels-idx1-ubyte, \
+                 t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each raw or .gz)"
+            }
+            DatasetName::Cifar10 => {
+                "the CIFAR-10 binary folder cifar-10-batches-bin/ (data_batch_1.bin … \
+                 data_batch_5.bin, test_batch.bin) or its parent"
+            }
+            DatasetName::Cifar100 => {
+                "the CIFAR-100 binary folder cifar-100-binary/ (train.bin, test.bin) or its parent"
+            }
+            DatasetName::PngFolder => {
+                "a folder of *.png images labelled by the last number in the file name \
+                 (cifar10_07_3.png → class 3), optionally split into train/ and test/ subfolders"
+            }
+        }
+    }
+
+    /// Per-channel normalisation (mean, std) for images with `channels` channels.
+    ///
+    /// CIFAR values are SPEC §1's; MNIST and Fashion-MNIST the customary published ones;
+    /// digits computed from its train split (see [`formats::DIGITS_MEAN`]); a PNG folder
+    /// uses CIFAR-10's when it has 3 channels (the foolbox samples are CIFAR-10), else 0.5.
+    pub fn normalization(&self, channels: usize) -> (Vec<f64>, Vec<f64>) {
+        let (m, s): (Vec<f64>, Vec<f64>) = match self {
+            DatasetName::Cifar10 => (vec![0.4914, 0.4822, 0.4465], vec![0.2470, 0.2435, 0.2616]),
+            DatasetName::Cifar100 => (vec![0.5071, 0.4866, 0.4409], vec![0.2673, 0.2564, 0.2762]),
+            DatasetName::Mnist => (vec![0.1307], vec![0.3081]),
+            DatasetName::FashionMnist => (vec![0.2860], vec![0.3530]),
+            DatasetName::Digits => (vec![formats::DIGITS_MEAN], vec![formats::DIGITS_STD]),
+            DatasetName::PngFolder if channels == 3 => {
+                return DatasetName::Cifar10.normalization(3);
+            }
+            DatasetName::PngFolder => (vec![0.5], vec![0.5]),
+        };
+        if m.len() == channels {
+            (m, s)
+        } else {
+            // A data set read with an unexpected channel count still gets one value per channel.
+            (vec![m[0]; channels], vec![s[0]; channels])
+        }
+    }
+
+    /// The training augmentation suited to this data set.
+    ///
+    /// CIFAR-10/100 and PNG folders (CIFAR-like natural images): pad 4 + flip, as SPEC §1.
+    /// Fashion-MNIST: pad 2 (28×28 images, so the same ~14 % shift as 4/32) + flip, since
+    /// clothes are left–right symmetric. MNIST: pad 2, no flip, because mirrored digits are
+    /// different or invalid glyphs. Digits: pad 1 (8×8 images: one pixel is already 12 %),
+    /// no flip for the same reason as MNIST.
+    pub fn default_augment(&self) -> Augment {
+        match self {
+            DatasetName::Cifar10 | DatasetName::Cifar100 | DatasetName::PngFolder => {
+                Augment { pad: 4, flip: true }
+            }
+            DatasetName::FashionMnist => Augment { pad: 2, flip: true },
+            DatasetName::Mnist => Augment {
+                pad: 2,
+                flip: false,
+            },
+            DatasetName::Digits => Augment {
+                pad: 1,
+                flip: false,
+            },
+        }
+    }
 }

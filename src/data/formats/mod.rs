@@ -1,0 +1,46 @@
+//! Readers for the on-disk data set formats. Each returns `ImageSet`s in N×C×H×W `u8`
+//! layout and fails with an error naming the file and the byte offset or record at fault.
+
+mod cifar;
+mod digits;
+mod idx;
+mod png_folder;
+
+pub use cifar::{read_cifar10, read_cifar100, read_cifar_records, CifarKind};
+pub use digits::{load_digits, parse_digits_csv, DIGITS_MEAN, DIGITS_STD, DIGITS_TRAIN_LEN};
+pub use idx::{read_idx_images, read_idx_labels, read_idx_pair, read_mnist_dir};
+pub use png_folder::{label_from_file_name, read_png_dir, read_png_folder};
+
+use anyhow::{Context, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Reads a whole file, with an error naming it.
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Reads a file and gunzips it when it starts with the gzip magic bytes (1f 8b).
+pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = read_file(path)?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .with_context(|| format!("{}: corrupt gzip stream", path.display()))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// `dir` itself when it holds `probe`, else `dir/sub` when that does; `None` otherwise.
+pub(crate) fn resolve_dir(dir: &Path, sub: &str, probe: &str) -> Option<PathBuf> {
+    if dir.join(probe).exists() {
+        Some(dir.to_path_buf())
+    } else if dir.join(sub).join(probe).exists() {
+        Some(dir.join(sub))
+    } else {
+        None
+    }
+}
