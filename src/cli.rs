@@ -5,6 +5,8 @@ use crate::checkpoint::{self, ModelInfo, FORMAT};
 use crate::data::splits::{make_splits, ForgetRequest, SplitConfig};
 use crate::data::{self, DatasetName};
 use crate::device::{device_name, parse_device, set_threads};
+use crate::eval::result::{evaluate, EvalRequest, EvalResult};
+use crate::unlearn::{UnlearnConfig, UnlearnContext};
 use crate::model::{Arch, Classifier, ModelSpec};
 use crate::train::{train, RunOutput, TrainConfig};
 use anyhow::Context;
@@ -27,6 +29,12 @@ enum Command {
     Train(TrainArgs),
     /// Run the whole pipeline on the embedded digits data set, on CPU, in a few minutes.
     Demo(DemoArgs),
+    /// Forget with one unlearning method, then evaluate (writes model.*, eval_result.json, unlearn_log.csv).
+    Unlearn(UnlearnArgs),
+    /// Evaluate a model: accuracies and the SVC membership-inference attack (eval_result.json).
+    Eval(EvalArgs),
+    /// Compare runs against Retrain: Markdown table, report.md/csv and figures.
+    Report(ReportArgs),
     /// Print a checkpoint's architecture, classes, accuracies and sparsity per layer.
     Info(InfoArgs),
     /// Benchmarks against the PyTorch implementation under bench/, run in the same command.
@@ -113,8 +121,8 @@ struct DemoArgs {
     /// Output folder for the demo's runs.
     #[arg(long = "save_dir", alias = "save-dir", default_value = "runs/demo")]
     save_dir: PathBuf,
-    /// Training epochs of the original model.
-    #[arg(long, default_value_t = 30)]
+    /// Training epochs of the original model (and of Retrain).
+    #[arg(long, default_value_t = 20)]
     epochs: usize,
 }
 
@@ -128,6 +136,156 @@ struct InfoArgs {
 enum BenchCommand {
     /// Training-step images/s of ResNet-18 and ResNet-20 (batch 64 and 256), ours vs PyTorch.
     Train(crate::bench::BenchTrainArgs),
+    /// SVC fit + predict on shadow points, ours vs scikit-learn.
+    Mia(BenchMiaArgs),
+}
+
+#[derive(Args, Debug)]
+struct BenchMiaArgs {
+    /// Shadow points.
+    #[arg(long, default_value_t = 20_000)]
+    n: usize,
+    /// Threads of our solver (scikit-learn's libsvm is single-threaded).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// Which samples to forget (SPEC §1), with the reference's flag names.
+#[derive(Args, Debug, Clone)]
+pub struct ForgetArgs {
+    /// Class-wise forgetting of class k.
+    #[arg(long = "class_to_replace", alias = "class-to-replace")]
+    pub class_to_replace: Option<usize>,
+    /// How many samples of that class (default, or the class size: the whole class, which is
+    /// then also removed from the test set).
+    #[arg(long = "num_indexes_to_replace", alias = "num-indexes-to-replace")]
+    pub num_indexes_to_replace: Option<usize>,
+    /// Random forgetting of 10 % of the train split.
+    #[arg(long = "indexes_to_replace", alias = "indexes-to-replace")]
+    pub indexes_to_replace: bool,
+    /// Fraction for random forgetting.
+    #[arg(long = "forget_fraction", alias = "forget-fraction", default_value_t = 0.1)]
+    pub forget_fraction: f64,
+    /// Run seed: the forget set is drawn with RandomState(seed − 1).
+    #[arg(long, default_value_t = 2)]
+    pub seed: u64,
+}
+
+impl ForgetArgs {
+    /// The forget request these flags describe.
+    pub fn request(&self) -> anyhow::Result<ForgetRequest> {
+        match (self.class_to_replace, self.indexes_to_replace) {
+            (Some(_), true) => anyhow::bail!(
+                "--class_to_replace and --indexes_to_replace both given: choose class-wise or random forgetting"
+            ),
+            (Some(class), false) => Ok(ForgetRequest::Class { class, count: self.num_indexes_to_replace }),
+            (None, true) => {
+                if !(self.forget_fraction > 0.0 && self.forget_fraction <= 1.0) {
+                    anyhow::bail!("--forget_fraction {}: must be in (0, 1]", self.forget_fraction);
+                }
+                Ok(ForgetRequest::Random { fraction: self.forget_fraction })
+            }
+            (None, false) => {
+                if self.num_indexes_to_replace.is_some() {
+                    anyhow::bail!("--num_indexes_to_replace needs --class_to_replace");
+                }
+                Ok(ForgetRequest::None)
+            }
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// A run folder or a .safetensors checkpoint.
+    #[arg(long)]
+    model: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    forget: ForgetArgs,
+    #[command(flatten)]
+    common: Common,
+    /// Output folder for eval_result.json.
+    #[arg(long = "save_dir", alias = "save-dir")]
+    save_dir: PathBuf,
+    /// Batch size of the prediction passes.
+    #[arg(long = "batch_size", alias = "batch-size", default_value_t = 512)]
+    batch_size: usize,
+}
+
+#[derive(Args, Debug)]
+struct UnlearnArgs {
+    /// The trained (usually pruned) model: a run folder or a .safetensors checkpoint.
+    #[arg(long, alias = "mask")]
+    model: PathBuf,
+    /// Method: raw, retrain, FT, GA, FT_l1, FT_prune, Gan (case-insensitive).
+    #[arg(long)]
+    unlearn: String,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    forget: ForgetArgs,
+    #[command(flatten)]
+    common: Common,
+    /// Number of classes (checked against the checkpoint).
+    #[arg(long = "num_classes", alias = "num-classes")]
+    num_classes: Option<usize>,
+    /// Learning rate (default: the method's reference value).
+    #[arg(long = "unlearn_lr", alias = "unlearn-lr")]
+    unlearn_lr: Option<f64>,
+    /// Epochs (default: the method's reference value).
+    #[arg(long = "unlearn_epochs", alias = "unlearn-epochs")]
+    unlearn_epochs: Option<usize>,
+    /// Gan, class-wise: attacker iterations after which β = 0 and lr = --stop-unlearn-lr.
+    #[arg(long = "stop-iter", alias = "stop_iter")]
+    stop_iter: Option<usize>,
+    /// Gan, class-wise: the defender's lr after --stop-iter.
+    #[arg(long = "stop-unlearn-lr", alias = "stop_unlearn_lr")]
+    stop_unlearn_lr: Option<f64>,
+    /// ℓ1 coefficient of FT_l1 / FT_prune.
+    #[arg(long, default_value_t = 5e-4)]
+    alpha: f64,
+    /// Final epochs of FT_l1 without the ℓ1 term.
+    #[arg(long = "no-l1-epochs", alias = "no_l1_epochs", default_value_t = 0)]
+    no_l1_epochs: usize,
+    /// Batch size.
+    #[arg(long = "batch_size", alias = "batch-size", default_value_t = 256)]
+    batch_size: usize,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// Weight decay.
+    #[arg(long = "weight_decay", alias = "weight-decay", default_value_t = 5e-4)]
+    weight_decay: f64,
+    /// Comma-separated MultiStepLR milestones of the iterative baselines.
+    #[arg(long = "decreasing_lr", alias = "decreasing-lr", default_value = "91,136")]
+    decreasing_lr: String,
+    /// Gan: start from this pre-trained attacker instead of pre-training (or reusing a cached one).
+    #[arg(long)]
+    attacker: Option<PathBuf>,
+    /// Gan: attacker pre-training iterations.
+    #[arg(long = "attacker_iters", alias = "attacker-iters", default_value_t = 1000)]
+    attacker_iters: usize,
+    /// Augment the forget/val streams: auto (reference: only class-wise), on, off.
+    #[arg(long = "forget_augment", alias = "forget-augment", default_value = "auto")]
+    forget_augment: String,
+    /// Output folder.
+    #[arg(long = "save_dir", alias = "save-dir")]
+    save_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// Run folders, each with eval_result.json.
+    #[arg(required = true)]
+    runs: Vec<PathBuf>,
+    /// The Retrain run to compare against (default: the runs whose method is retrain).
+    #[arg(long)]
+    retrain: Option<PathBuf>,
+    /// Where report.md, report.csv and the figures go (default: the current folder).
+    #[arg(long, short = 'o', default_value = ".")]
+    out: PathBuf,
 }
 
 /// Parses the command line and runs the command.
@@ -137,7 +295,19 @@ pub fn main() -> anyhow::Result<()> {
         Command::Train(args) => run_train(args),
         Command::Demo(args) => run_demo(args),
         Command::Info(args) => run_info(args),
+        Command::Unlearn(args) => run_unlearn(args),
+        Command::Eval(args) => run_eval(args),
+        Command::Report(args) => {
+            let table = crate::eval::report::report(&args.runs, args.retrain.as_deref(), &args.out)?;
+            println!("{table}");
+            Ok(())
+        }
         Command::Bench(BenchCommand::Train(args)) => crate::bench::bench_train(&args),
+        Command::Bench(BenchCommand::Mia(args)) => {
+            let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+            println!("{}", crate::eval::bench_mia::bench_mia(args.n, threads)?);
+            Ok(())
+        }
     }
 }
 
@@ -277,27 +447,311 @@ fn run_info(args: InfoArgs) -> anyhow::Result<()> {
 }
 
 fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
-    let save_dir = args.save_dir.join("original");
+    let digits = DataArgs { dataset: DatasetName::Digits, data: None, val_set_seed: 1 };
+    let original = args.save_dir.join("original");
     let job = TrainJob {
-        data: DataArgs { dataset: DatasetName::Digits, data: None, val_set_seed: 1 },
+        data: digits.clone(),
         arch: Arch::Resnet20,
-        config: TrainConfig {
-            epochs: args.epochs,
-            lr: 0.1,
-            batch_size: 64,
-            milestones: vec![args.epochs / 2, args.epochs * 3 / 4],
-            augment: Some(DatasetName::Digits.default_augment()),
-            ..TrainConfig::default()
-        },
-        save_dir: save_dir.clone(),
+        config: demo_train_config(args.epochs),
+        save_dir: original.clone(),
         resume: false,
-        common: Common { device: args.common.device.clone(), threads: args.common.threads, quiet: args.common.quiet },
+        common: args.common.clone(),
     };
-    println!("demo: training ResNet-20 on the embedded digits data ({} epochs) -> {}", job.config.epochs, save_dir.display());
+    println!("demo 1/3: training ResNet-20 on the embedded digits data ({} epochs) -> {}", args.epochs, original.display());
     let info = run_train_job(&job)?;
-    println!("\n| split | accuracy (%) |\n|---|---|");
-    for split in ["train", "val", "test"] {
-        println!("| {split} | {:.2} |", info.accuracy.get(split).copied().unwrap_or(f64::NAN));
+    println!(
+        "original model: train {:.2}%, val {:.2}%, test {:.2}%\n",
+        info.accuracy["train"], info.accuracy["val"], info.accuracy["test"]
+    );
+    // Scaled-down versions of the reference runs: digits has 1 297 train images, so batch 64
+    // and fewer epochs; Retrain repeats the original schedule on the retain set.
+    let scenarios = [
+        ("class-wise (whole class 3)", "classwise", Some(3), false),
+        ("random 10 %", "random", None, true),
+    ];
+    for (n, (title, dir, class, random)) in scenarios.into_iter().enumerate() {
+        println!("demo {}/3: {title} forgetting", n + 2);
+        let forget = ForgetArgs {
+            class_to_replace: class,
+            num_indexes_to_replace: None,
+            indexes_to_replace: random,
+            forget_fraction: 0.1,
+            seed: 2,
+        };
+        let mut runs = Vec::new();
+        for method in ["retrain", "raw", "FT", "GA", "FT_l1", "Gan"] {
+            let (lr, epochs) = match (method, random) {
+                ("retrain", _) => (0.1, args.epochs),
+                ("FT" | "FT_l1", _) => (0.01, 5),
+                ("GA", _) => (1e-4, 5),
+                ("Gan", false) => (0.02, 3),
+                ("Gan", true) => (0.01, 3),
+                _ => (0.0, 0),
+            };
+            let save_dir = args.save_dir.join(dir).join(method);
+            let job = UnlearnJob {
+                model: original.clone(),
+                method: method.into(),
+                data: digits.clone(),
+                forget: forget.clone(),
+                config: UnlearnConfig {
+                    lr: Some(lr),
+                    epochs: Some(epochs),
+                    batch_size: 64,
+                    milestones: demo_train_config(args.epochs).milestones,
+                    stop_iter: Some(30),
+                    stop_unlearn_lr: Some(0.01),
+                    attacker_iters: 100,
+                    ..UnlearnConfig::default()
+                },
+                save_dir: save_dir.clone(),
+                common: Common { quiet: true, ..args.common.clone() },
+                num_classes: None,
+            };
+            let result = run_unlearn_job(&job)?;
+            print_result(&result);
+            runs.push(save_dir);
+        }
+        let out = args.save_dir.join(dir);
+        let table = crate::eval::report::report(&runs, None, &out)?;
+        println!("\n{title} forgetting on digits (report in {}):\n\n{table}\n", out.join("report.md").display());
     }
     Ok(())
+}
+
+fn demo_train_config(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        lr: 0.1,
+        batch_size: 64,
+        milestones: vec![epochs / 2, epochs * 3 / 4],
+        augment: Some(DatasetName::Digits.default_augment()),
+        ..TrainConfig::default()
+    }
+}
+
+/// The model, data and splits an `unlearn` or `eval` run works on.
+struct Loaded {
+    ckpt: checkpoint::Checkpoint,
+    ds: data::DataSet,
+    splits: crate::data::splits::Splits,
+    request: ForgetRequest,
+    device: tch::Device,
+}
+
+fn load_for_run(model: &std::path::Path, data_args: &DataArgs, forget: &ForgetArgs, common: &Common, num_classes: Option<usize>) -> anyhow::Result<Loaded> {
+    set_threads(common.threads);
+    let device = parse_device(&common.device)?;
+    let request = forget.request()?;
+    let ckpt = checkpoint::load(model, device)?;
+    if ckpt.info.dataset != data_args.dataset {
+        anyhow::bail!(
+            "--dataset {} but {} was trained on {}: pass --dataset {}",
+            data_args.dataset.cli_name(),
+            ckpt.path.display(),
+            ckpt.info.dataset.cli_name(),
+            ckpt.info.dataset.cli_name()
+        );
+    }
+    if let Some(c) = num_classes.filter(|&c| c != ckpt.info.model.num_classes) {
+        anyhow::bail!("--num_classes {c} but {} has {} classes", ckpt.path.display(), ckpt.info.model.num_classes);
+    }
+    let ds = data::load(data_args.dataset, data_args.data.as_deref())?;
+    if ds.num_classes != ckpt.info.model.num_classes || ds.train.channels != ckpt.info.model.in_channels {
+        anyhow::bail!(
+            "{} expects {} classes and {} channels; the data has {} and {}",
+            ckpt.path.display(),
+            ckpt.info.model.num_classes,
+            ckpt.info.model.in_channels,
+            ds.num_classes,
+            ds.train.channels
+        );
+    }
+    let seed = u32::try_from(forget.seed).context("--seed must fit in 32 bits (NumPy RandomState)")?;
+    let splits = make_splits(&ds, &SplitConfig { val_set_seed: data_args.val_set_seed, seed, forget: request.clone() })?;
+    Ok(Loaded { ckpt, ds, splits, request, device })
+}
+
+fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
+    let run = load_for_run(&args.model, &args.data, &args.forget, &args.common, None)?;
+    let method = match run.ckpt.info.produced_by.strip_prefix("unlearn:") {
+        Some(m) => m.to_string(),
+        None => "raw".to_string(),
+    };
+    let result = evaluate(&EvalRequest {
+        model: &run.ckpt.model,
+        data: &run.ds,
+        splits: &run.splits,
+        forget: &run.request,
+        method,
+        seed: args.forget.seed,
+        rte_seconds: 0.0,
+        batch_size: args.batch_size,
+        device: run.device,
+        config: serde_json::json!({ "command": "eval", "model": run.ckpt.path, "val_set_seed": args.data.val_set_seed }),
+    })?;
+    let out = args.save_dir.join("eval_result.json");
+    crate::fsutil::write_json_atomic(&out, &result)?;
+    print_result(&result);
+    println!("-> {}", out.display());
+    Ok(())
+}
+
+fn print_result(r: &EvalResult) {
+    let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.2}"));
+    println!(
+        "{}: UA {}  MIA-efficacy {}  RA {:.2}  TA {:.2}  (train {:.2}, val {:.2}; RTE {:.1}s)",
+        r.method,
+        opt(r.ua),
+        opt(r.mia_efficacy),
+        r.ra,
+        r.ta,
+        r.accuracy.train,
+        r.accuracy.val,
+        r.rte_seconds
+    );
+}
+
+/// Everything `unlearn` needs, so that `demo` can run it without a command line.
+pub struct UnlearnJob {
+    /// Checkpoint to start from.
+    pub model: PathBuf,
+    /// Method name.
+    pub method: String,
+    /// Data set and validation seed.
+    pub data: DataArgs,
+    /// Forget request and seed.
+    pub forget: ForgetArgs,
+    /// Hyper-parameters.
+    pub config: UnlearnConfig,
+    /// Output folder.
+    pub save_dir: PathBuf,
+    /// Device, threads, quiet.
+    pub common: Common,
+    /// Expected class count, if given.
+    pub num_classes: Option<usize>,
+}
+
+fn run_unlearn(args: UnlearnArgs) -> anyhow::Result<()> {
+    let forget_augment = match args.forget_augment.as_str() {
+        "auto" => None,
+        "on" => Some(true),
+        "off" => Some(false),
+        other => anyhow::bail!("--forget_augment {other:?}: expected auto, on or off"),
+    };
+    let config = UnlearnConfig {
+        lr: args.unlearn_lr,
+        epochs: args.unlearn_epochs,
+        batch_size: args.batch_size,
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+        milestones: parse_milestones(&args.decreasing_lr)?,
+        alpha: args.alpha,
+        no_l1_epochs: args.no_l1_epochs,
+        stop_iter: args.stop_iter,
+        stop_unlearn_lr: args.stop_unlearn_lr,
+        attacker_iters: args.attacker_iters,
+        attacker: args.attacker,
+        forget_augment,
+        seed: args.forget.seed,
+    };
+    let job = UnlearnJob {
+        model: args.model,
+        method: args.unlearn,
+        data: args.data,
+        forget: args.forget,
+        config,
+        save_dir: args.save_dir,
+        common: args.common,
+        num_classes: args.num_classes,
+    };
+    let result = run_unlearn_job(&job)?;
+    print_result(&result);
+    println!("-> {}", job.save_dir.display());
+    Ok(())
+}
+
+/// Unlearns per `job`; writes `model.*`, `unlearn_log.csv` and `eval_result.json` in its folder.
+pub fn run_unlearn_job(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
+    let method = crate::unlearn::find(&job.method)?;
+    if job.config.batch_size == 0 {
+        anyhow::bail!("--batch_size must be at least 1");
+    }
+    let run = load_for_run(&job.model, &job.data, &job.forget, &job.common, job.num_classes)?;
+    if run.splits.forget.is_empty() && method.name() != "raw" {
+        anyhow::bail!("nothing to forget: pass --class_to_replace K [--num_indexes_to_replace N] or --indexes_to_replace");
+    }
+    std::fs::create_dir_all(&job.save_dir).with_context(|| format!("creating {}", job.save_dir.display()))?;
+    let ctx = UnlearnContext {
+        model: &run.ckpt.model,
+        mask: run.ckpt.mask.as_ref(),
+        data: &run.ds,
+        train_set: Arc::new(run.ds.train.clone()),
+        splits: &run.splits,
+        config: &job.config,
+        device: run.device,
+        quiet: job.common.quiet,
+        model_path: run.ckpt.path.clone(),
+        save_dir: job.save_dir.clone(),
+        class_wise: matches!(run.request, ForgetRequest::Class { .. }),
+    };
+    let (lr, epochs) = crate::unlearn::lr_epochs(method.as_ref(), &job.config);
+    let config = serde_json::json!({
+        "command": "unlearn",
+        "method": method.name(),
+        "model": run.ckpt.path,
+        "unlearn_lr": lr,
+        "unlearn_epochs": epochs,
+        "settings": job.config,
+        "val_set_seed": job.data.val_set_seed,
+        "forget_augmented": ctx.forget_augmented(),
+    });
+    tch::manual_seed(job.config.seed as i64);
+    let mut info = run.ckpt.info.clone();
+    info.produced_by = format!("unlearn:{}", method.name());
+    info.device = device_name(run.device);
+    info.extra = config.clone();
+    let mut log = crate::unlearn::UnlearnLog::default();
+    let start = std::time::Instant::now();
+    let outcome = method.run(&ctx, &mut log);
+    let rte_seconds = start.elapsed().as_secs_f64() - log.excluded_seconds.values().sum::<f64>();
+    crate::fsutil::write_bytes_atomic(&job.save_dir.join("unlearn_log.csv"), log.to_csv().as_bytes())?;
+    if let Err(err) = outcome {
+        if err.downcast_ref::<crate::train::NonFiniteLoss>().is_some() {
+            // Losses are checked before each update, so the weights are the last good ones.
+            info.extra["failed"] = serde_json::json!(format!("{err:#}"));
+            checkpoint::save(&job.save_dir, "model", &run.ckpt.model, run.ckpt.mask.as_ref(), &info)?;
+            anyhow::bail!(
+                "{} stopped: {err:#}; the last good weights are in {} (try a lower --unlearn_lr)",
+                method.name(),
+                job.save_dir.join("model.safetensors").display()
+            );
+        }
+        return Err(err.context(format!("{} failed", method.name())));
+    }
+    info.sparsity = run.ckpt.mask.as_ref().map_or(0.0, |m| m.sparsity().overall);
+    let mut result = evaluate(&EvalRequest {
+        model: &run.ckpt.model,
+        data: &run.ds,
+        splits: &run.splits,
+        forget: &run.request,
+        method: method.name().to_string(),
+        seed: job.forget.seed,
+        rte_seconds,
+        batch_size: 512,
+        device: run.device,
+        config,
+    })?;
+    result.timings.extend(log.excluded_seconds.iter().map(|(k, v)| (k.clone(), *v)));
+    info.accuracy = BTreeMap::from([
+        ("retain".to_string(), result.accuracy.retain),
+        ("val".to_string(), result.accuracy.val),
+        ("test".to_string(), result.accuracy.test),
+    ]);
+    if let Some(f) = result.accuracy.forget {
+        info.accuracy.insert("forget".into(), f);
+    }
+    checkpoint::save(&job.save_dir, "model", &run.ckpt.model, run.ckpt.mask.as_ref(), &info)?;
+    crate::fsutil::write_json_atomic(&job.save_dir.join("eval_result.json"), &result)?;
+    Ok(result)
 }

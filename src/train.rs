@@ -144,6 +144,19 @@ impl Progress {
     }
 }
 
+/// A loss stopped being finite. It is detected before the parameter update, so the model
+/// still holds the last good weights; callers save them and report which loss and iteration.
+#[derive(Debug, thiserror::Error)]
+#[error("the {loss} loss became {value} at iteration {iteration}")]
+pub struct NonFiniteLoss {
+    /// Which loss.
+    pub loss: &'static str,
+    /// Its value.
+    pub value: f64,
+    /// 1-based iteration (0 = not known at the point of detection).
+    pub iteration: usize,
+}
+
 /// One SGD step on a batch: forward in train mode, loss, backward, masked update.
 /// Returns (summed loss over the batch, number correct).
 pub fn sgd_step(
@@ -164,7 +177,8 @@ pub fn sgd_step(
     }
     let ce_value = ce.double_value(&[]);
     if !ce_value.is_finite() {
-        bail!("the cross-entropy loss became {ce_value} (learning rate too high?)");
+        // Checked before the update: the model still holds the last good weights.
+        return Err(NonFiniteLoss { loss: "cross-entropy", value: ce_value, iteration: 0 }.into());
     }
     opt.zero_grad();
     loss.backward();
@@ -200,8 +214,13 @@ pub fn run_pass(
     let (mut loss_sum, mut correct, mut images) = (0.0, 0i64, 0usize);
     for (step, batch) in batches.enumerate() {
         opt.lr = lr_at_step(step);
-        let (loss, ok) =
-            sgd_step(model, opt, mask, &batch, objective, device).with_context(|| format!("at step {step}"))?;
+        let (loss, ok) = match sgd_step(model, opt, mask, &batch, objective, device) {
+            Ok(v) => v,
+            Err(err) => match err.downcast::<NonFiniteLoss>() {
+                Ok(nan) => return Err(NonFiniteLoss { iteration: step + 1, ..nan }.into()),
+                Err(err) => return Err(err.context(format!("at step {}", step + 1))),
+            },
+        };
         loss_sum += loss;
         correct += ok;
         images += batch.indices.len();

@@ -4,4 +4,5 @@ pub mod bench_mia;
 pub mod mia;
 pub mod outputs;
 pub mod report;
+pub mod result;
 pub mod svc;

@@ -16,7 +16,7 @@ use crate::model::attacker::Attacker;
 use crate::model::mask::Mask;
 use crate::model::Classifier;
 use crate::optim::{Adam, Sgd};
-use crate::train::Progress;
+use crate::train::{NonFiniteLoss, Progress};
 use anyhow::{bail, Context};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -142,18 +142,6 @@ pub fn attacker_step(attacker: &Attacker, opt: &mut Adam, rows_forget: &Tensor, 
     opt.step();
     let acc = out.argmax(-1, false).eq_tensor(&target).to_kind(Kind::Float).mean(Kind::Float);
     (loss.double_value(&[]), 100.0 * acc.double_value(&[]))
-}
-
-/// Error for a loss that stopped being finite; the caller keeps the last good weights.
-#[derive(Debug, thiserror::Error)]
-#[error("the {loss} loss became {value} at iteration {iteration}")]
-pub struct NonFiniteLoss {
-    /// Which loss.
-    pub loss: &'static str,
-    /// Its value.
-    pub value: f64,
-    /// 1-based iteration.
-    pub iteration: usize,
 }
 
 fn finite(loss: &'static str, value: f64, iteration: usize) -> anyhow::Result<f64> {
@@ -323,7 +311,11 @@ impl Unlearner for Adversarial {
         let cfg = ctx.config;
         let (lr, epochs) = lr_epochs(self, cfg);
         tch::manual_seed(cfg.seed as i64);
+        let pretraining = std::time::Instant::now();
         let attacker = starting_attacker(ctx)?;
+        // Pre-training is reusable across forget requests (it is cached), so it is reported
+        // apart from the unlearning time (RTE).
+        log.excluded_seconds.insert("attacker_pretraining".into(), pretraining.elapsed().as_secs_f64());
         let mut opt_a = Adam::new(attacker.vs.trainable_variables(), ATTACKER_LR);
         let mut opt_d = Sgd::new(ctx.model.vs.trainable_variables(), lr, cfg.momentum, cfg.weight_decay);
         let size = paired_batch_size(cfg.batch_size, ctx.splits.forget.len(), ctx.splits.val.len())?;

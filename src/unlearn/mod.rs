@@ -118,6 +118,8 @@ pub struct UnlearnLog {
     pub columns: Vec<&'static str>,
     /// One row per iteration.
     pub rows: Vec<Vec<f64>>,
+    /// Timed preparation that is not part of the unlearning time (RTE), by name, in seconds.
+    pub excluded_seconds: std::collections::BTreeMap<String, f64>,
 }
 
 impl UnlearnLog {
