@@ -68,6 +68,23 @@ pub struct DataArgs {
     /// Seed of the validation split.
     #[arg(long = "val_set_seed", alias = "val-set-seed", default_value_t = 1)]
     pub val_set_seed: u32,
+    /// Use only the first N official training images (file order) — for scaled-down runs.
+    #[arg(long = "train_subset", alias = "train-subset")]
+    pub train_subset: Option<usize>,
+}
+
+impl DataArgs {
+    /// Reads the data set, cut to `--train_subset` if given.
+    pub fn load(&self) -> anyhow::Result<data::DataSet> {
+        let mut ds = data::load(self.dataset, self.data.as_deref())?;
+        if let Some(n) = self.train_subset {
+            if n == 0 || n > ds.train.len() {
+                anyhow::bail!("--train_subset {n}: must be between 1 and {} (the training images)", ds.train.len());
+            }
+            ds.train = ds.train.subset(&(0..n).collect::<Vec<_>>());
+        }
+        Ok(ds)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -385,7 +402,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
 pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
     set_threads(job.common.threads);
     let device = parse_device(&job.common.device)?;
-    let ds = data::load(job.data.dataset, job.data.data.as_deref())?;
+    let ds = job.data.load()?;
     let splits = make_splits(
         &ds,
         &SplitConfig { val_set_seed: job.data.val_set_seed, seed: 1, forget: ForgetRequest::None },
@@ -403,7 +420,11 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
         sparsity: 0.0,
         device: device_name(device),
         produced_by: "train".into(),
-        extra: serde_json::json!({ "train_config": job.config, "val_set_seed": job.data.val_set_seed }),
+        extra: serde_json::json!({
+            "train_config": job.config,
+            "val_set_seed": job.data.val_set_seed,
+            "train_subset": job.data.train_subset,
+        }),
     };
     std::fs::create_dir_all(&job.save_dir).with_context(|| format!("creating {}", job.save_dir.display()))?;
     let output = RunOutput { save_dir: job.save_dir.clone(), info, resume: job.resume, quiet: job.common.quiet };
@@ -447,7 +468,7 @@ fn run_info(args: InfoArgs) -> anyhow::Result<()> {
 }
 
 fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
-    let digits = DataArgs { dataset: DatasetName::Digits, data: None, val_set_seed: 1 };
+    let digits = DataArgs { dataset: DatasetName::Digits, data: None, val_set_seed: 1, train_subset: None };
     let original = args.save_dir.join("original");
     let job = TrainJob {
         data: digits.clone(),
@@ -556,7 +577,16 @@ fn load_for_run(model: &std::path::Path, data_args: &DataArgs, forget: &ForgetAr
     if let Some(c) = num_classes.filter(|&c| c != ckpt.info.model.num_classes) {
         anyhow::bail!("--num_classes {c} but {} has {} classes", ckpt.path.display(), ckpt.info.model.num_classes);
     }
-    let ds = data::load(data_args.dataset, data_args.data.as_deref())?;
+    let trained_subset = ckpt.info.extra.get("train_subset").and_then(|v| v.as_u64()).map(|n| n as usize);
+    if ckpt.info.extra.get("train_subset").is_some() && trained_subset != data_args.train_subset {
+        anyhow::bail!(
+            "{} was trained with --train_subset {:?}, this run has {:?}: pass the same value so the splits match",
+            ckpt.path.display(),
+            trained_subset,
+            data_args.train_subset
+        );
+    }
+    let ds = data_args.load()?;
     if ds.num_classes != ckpt.info.model.num_classes || ds.train.channels != ckpt.info.model.in_channels {
         anyhow::bail!(
             "{} expects {} classes and {} channels; the data has {} and {}",
@@ -704,6 +734,7 @@ pub fn run_unlearn_job(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
         "unlearn_epochs": epochs,
         "settings": job.config,
         "val_set_seed": job.data.val_set_seed,
+        "train_subset": job.data.train_subset,
         "forget_augmented": ctx.forget_augmented(),
     });
     tch::manual_seed(job.config.seed as i64);

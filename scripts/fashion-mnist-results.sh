@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Scaled-down Fashion-MNIST comparison (issue: "Shown on real data"): ResNet-20, class-wise
+# forgetting of one whole class and random 10 % forgetting, methods Retrain, FT, GA, l1-sparse,
+# Gan (+ raw). Sized to finish in about an hour on 2 CPU cores; every scale-down is a variable
+# here and is printed into the report. Re-running skips finished runs (resumable).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-target/release/gunlearn}
+OUT=${OUT:-runs/fashion-mnist}
+THREADS=${THREADS:-2}
+SUBSET=${SUBSET:-5000}      # first 5 000 official training images (val 10 % of them per class)
+EPOCHS=${EPOCHS:-12}        # original training and Retrain (reference: 182 / 160)
+BATCH=${BATCH:-128}         # reference: 256
+GAN_EPOCHS=${GAN_EPOCHS:-3} # reference CIFAR-10: 3
+ATTACKER_ITERS=${ATTACKER_ITERS:-200}  # reference: 1000
+CLASS=${CLASS:-3}           # class forgotten in the class-wise scenario (3 = dress)
+scripts/fetch-data.sh fashion-mnist >/dev/null
+data=(--dataset fashion-mnist --data data/fashion-mnist --train_subset "$SUBSET")
+common=(--threads "$THREADS" --quiet)
+milestones="$((EPOCHS / 2)),$((EPOCHS * 3 / 4))"
+if [ ! -f "$OUT/original/model.json" ]; then
+  "$BIN" train "${data[@]}" "${common[@]}" --arch resnet20 --epochs "$EPOCHS" --batch_size "$BATCH" \
+    --lr 0.1 --decreasing_lr "$milestones" --save_dir "$OUT/original"
+fi
+run() { # scenario method extra-flags...
+  local dir="$OUT/$1/$2"; shift 2; local method=$(basename "$dir")
+  [ -f "$dir/eval_result.json" ] && return 0
+  "$BIN" unlearn --model "$OUT/original" --unlearn "$method" "${data[@]}" "${common[@]}" \
+    --batch_size "$BATCH" --decreasing_lr "$milestones" --save_dir "$dir" "$@"
+}
+for scenario in classwise random; do
+  if [ $scenario = classwise ]; then
+    forget=(--class_to_replace "$CLASS")
+    gan=(--unlearn_lr 0.02 --stop-iter 30 --stop-unlearn-lr 0.01)
+  else
+    forget=(--indexes_to_replace)
+    gan=(--unlearn_lr 0.01)
+  fi
+  run $scenario retrain "${forget[@]}" --unlearn_lr 0.1 --unlearn_epochs "$EPOCHS"
+  run $scenario raw "${forget[@]}"
+  run $scenario FT "${forget[@]}" --unlearn_lr 0.01 --unlearn_epochs 5
+  run $scenario GA "${forget[@]}" --unlearn_lr 1e-4 --unlearn_epochs 5
+  run $scenario FT_l1 "${forget[@]}" --unlearn_lr 0.01 --unlearn_epochs 5 --alpha 5e-4
+  run $scenario Gan "${forget[@]}" "${gan[@]}" --unlearn_epochs "$GAN_EPOCHS" --attacker_iters "$ATTACKER_ITERS"
+  "$BIN" report "$OUT/$scenario"/{retrain,raw,FT,GA,FT_l1,Gan} -o "$OUT/$scenario" > "$OUT/$scenario/table.md"
+done
+echo "scale: train subset $SUBSET, epochs $EPOCHS, batch $BATCH, Gan epochs $GAN_EPOCHS, attacker iterations $ATTACKER_ITERS, class $CLASS, threads $THREADS" > "$OUT/scale.txt"
+cat "$OUT/scale.txt" "$OUT"/classwise/table.md "$OUT"/random/table.md
