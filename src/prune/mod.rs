@@ -1,0 +1,1 @@
+//! Pruning (placeholder until written).
