@@ -47,62 +47,49 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
-/// Saves a model in `layout` with PyTorch, imports it, and compares eval logits.
-fn roundtrip_import(layout: &str, arch: &str, classes: usize) -> (torch_io::Imported, PathBuf, tempfile::TempDir) {
+/// Saves one seeded model per layout with PyTorch (one Python process), imports each file, and
+/// checks that our eval logits match PyTorch's. Returns the imports, in layout order.
+fn import_layouts(layouts: &[&str], arch: &str, classes: usize) -> (Vec<torch_io::Imported>, tempfile::TempDir) {
     setup_threads();
     let dir = tempfile::tempdir().unwrap();
     let (input, x) = write_input(dir.path(), 3, 8);
-    let pth = dir.path().join(format!("{layout}.pth.tar"));
-    let result = dir.path().join("result.safetensors");
-    python(&["save", layout, arch, &classes.to_string(), "3", s(&pth), s(&input), s(&result)]);
-    let imported = torch_io::import_torch(&pth, &ImportOptions::default(), Device::Cpu).unwrap();
-    let (ours, _) = imported.model.forward(&x, false);
-    let theirs = read(&result, "logits");
-    let d = max_diff(&ours, &theirs);
-    println!("{layout} {arch}: max |logit diff| = {d:e}");
-    assert!(d <= 1e-5, "{layout}: logits differ by {d}");
-    (imported, result, dir)
+    let mut args = vec!["save", arch];
+    let classes = classes.to_string();
+    args.extend([classes.as_str(), "3", s(&input), s(dir.path())]);
+    args.extend(layouts);
+    python(&args);
+    let mut out = Vec::new();
+    for layout in layouts {
+        let pth = dir.path().join(format!("{layout}.pth.tar"));
+        let imported = torch_io::import_torch(&pth, &ImportOptions::default(), Device::Cpu).unwrap();
+        let (ours, _) = imported.model.forward(&x, false);
+        let theirs = read(&dir.path().join(format!("{layout}.result.safetensors")), "logits");
+        let d = max_diff(&ours, &theirs);
+        println!("{layout} {arch}: max |logit diff| = {d:e}");
+        assert!(d <= 1e-5, "{layout}: logits differ by {d}");
+        out.push(imported);
+    }
+    (out, dir)
 }
 
 #[test]
-fn imports_plain_state_dict_with_identical_logits() {
-    let (imported, _, _dir) = roundtrip_import("plain", "resnet20", 10);
-    assert_eq!(imported.model.spec.arch, Arch::Resnet20);
-    assert!(imported.mask.is_none());
-    // The file's normalisation buffers, not the data set's defaults.
-    assert!((imported.model.spec.mean[0] - 0.3).abs() < 1e-6 && (imported.model.spec.std[2] - 0.3).abs() < 1e-6);
-}
+fn imports_every_layout_with_identical_logits() {
+    let layouts = ["plain", "wrapped", "module", "legacy", "protocol4", "pruned"];
+    let (imported, dir) = import_layouts(&layouts, "resnet20", 7);
+    for (layout, imp) in layouts.iter().zip(&imported) {
+        assert_eq!(imp.model.spec.arch, Arch::Resnet20, "{layout}");
+        assert_eq!(imp.model.spec.num_classes, 7, "{layout}");
+        // The file's normalisation buffers, not the data set's defaults.
+        assert!((imp.model.spec.mean[0] - 0.3).abs() < 1e-6 && (imp.model.spec.std[2] - 0.3).abs() < 1e-6);
+        assert_eq!(imp.mask.is_some(), *layout == "pruned", "{layout}");
+    }
 
-#[test]
-fn imports_reference_pth_tar_with_optimizer_and_extras() {
-    let (imported, _, _dir) = roundtrip_import("wrapped", "resnet20", 7);
-    assert_eq!(imported.model.spec.num_classes, 7);
-}
-
-#[test]
-fn imports_dataparallel_prefixes() {
-    roundtrip_import("module", "resnet20", 10);
-}
-
-#[test]
-fn imports_legacy_and_protocol4_files() {
-    roundtrip_import("legacy", "resnet20", 10);
-    roundtrip_import("protocol4", "resnet20", 10);
-}
-
-#[test]
-fn imports_resnet18() {
-    let (imported, _, _dir) = roundtrip_import("plain", "resnet18", 10);
-    assert_eq!(imported.model.spec.arch, Arch::Resnet18);
-}
-
-#[test]
-fn pruned_model_imports_with_the_same_zero_set() {
-    let (imported, result, _dir) = roundtrip_import("pruned", "resnet20", 10);
-    let mask = imported.mask.as_ref().expect("the pruned file has masks");
-    let theirs = checkpoint::read_safetensors(&result).unwrap();
-    let vars = imported.model.vs.variables();
-    for name in imported.model.conv_weight_names() {
+    // The pruned model imports with exactly PyTorch's zero set.
+    let pruned = &imported[5];
+    let mask = pruned.mask.as_ref().expect("the pruned file has masks");
+    let theirs = checkpoint::read_safetensors(&dir.path().join("pruned.result.safetensors")).unwrap();
+    let vars = pruned.model.vs.variables();
+    for name in pruned.model.conv_weight_names() {
         let t = &theirs[&format!("mask.{name}")];
         let ours = &mask.masks[&name];
         assert!(ours.equal(&t.to_kind(Kind::Float)), "{name}: mask differs");
@@ -115,13 +102,19 @@ fn pruned_model_imports_with_the_same_zero_set() {
 }
 
 #[test]
+fn imports_resnet18() {
+    let (imported, _dir) = import_layouts(&["plain"], "resnet18", 10);
+    assert_eq!(imported[0].model.spec.arch, Arch::Resnet18);
+}
+
+#[test]
 fn command_writes_checkpoint_and_export_reproduces_logits_in_pytorch() {
     setup_threads();
     let dir = tempfile::tempdir().unwrap();
     let (input, x) = write_input(dir.path(), 3, 8);
-    let pth = dir.path().join("pruned.pth");
-    let result = dir.path().join("result.safetensors");
-    python(&["save", "pruned", "resnet20", "10", "3", s(&pth), s(&input), s(&result)]);
+    python(&["save", "resnet20", "10", "3", s(&input), s(dir.path()), "pruned"]);
+    let pth = dir.path().join("pruned.pth.tar");
+    let result = dir.path().join("pruned.result.safetensors");
     let ckpt_path = dir.path().join("imported.safetensors");
     torch_io::run_import_torch(ImportTorchArgs {
         input: pth,
@@ -138,14 +131,21 @@ fn command_writes_checkpoint_and_export_reproduces_logits_in_pytorch() {
     let (ours, _) = ckpt.model.forward(&x, false);
     assert!(max_diff(&ours, &read(&result, "logits")) <= 1e-5);
 
-    for out in ["export.safetensors", "export.pt", "export.pth.tar"] {
-        let path = dir.path().join(out);
+    let outs = ["export.safetensors", "export.pt", "export.pth.tar"];
+    let paths: Vec<(PathBuf, PathBuf)> = outs
+        .iter()
+        .map(|out| (dir.path().join(out), dir.path().join(format!("{out}.logits.safetensors"))))
+        .collect();
+    let mut args = vec!["load", "resnet20", "10", "3", s(&input)];
+    for (path, back) in &paths {
         torch_io::run_export_torch(ExportTorchArgs { checkpoint: ckpt_path.clone(), output: path.clone() }).unwrap();
-        let back = dir.path().join(format!("{out}.logits.safetensors"));
-        python(&["load", "resnet20", "10", "3", s(&path), s(&input), s(&back)]);
-        let d = max_diff(&ours, &read(&back, "logits"));
-        println!("export {out}: max |logit diff| = {d:e}");
-        assert!(d <= 1e-5, "{out}: PyTorch's logits differ by {d}");
+        args.extend([s(path), s(back)]);
+    }
+    python(&args);
+    for (path, back) in &paths {
+        let d = max_diff(&ours, &read(back, "logits"));
+        println!("export {}: max |logit diff| = {d:e}", path.display());
+        assert!(d <= 1e-5, "{}: PyTorch's logits differ by {d}", path.display());
     }
     // Our own writer's .pt file reads back through our reader too.
     let again = torch_io::import_torch(&dir.path().join("export.pt"), &ImportOptions::default(), Device::Cpu).unwrap();
@@ -163,7 +163,7 @@ fn export_of_a_fresh_resnet18_loads_strictly() {
     let path = dir.path().join("r18.pt");
     torch_io::export_torch(&model, &path).unwrap();
     let back = dir.path().join("back.safetensors");
-    python(&["load", "resnet18", "10", "3", s(&path), s(&input), s(&back)]);
+    python(&["load", "resnet18", "10", "3", s(&input), s(&path), s(&back)]);
     let (ours, _) = model.forward(&x, false);
     assert!(max_diff(&ours, &read(&back, "logits")) <= 1e-5);
 }
