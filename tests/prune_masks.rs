@@ -8,12 +8,21 @@ use tch::{Device, Kind, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn setup_threads() {
-    let n = std::env::var("GUNLEARN_TEST_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let n = std::env::var("GUNLEARN_TEST_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     tch::set_num_threads(n);
 }
 
 fn tiny() -> Classifier {
-    let spec = ModelSpec { arch: Arch::Resnet20, num_classes: 3, in_channels: 1, mean: vec![0.5], std: vec![0.25] };
+    let spec = ModelSpec {
+        arch: Arch::Resnet20,
+        num_classes: 3,
+        in_channels: 1,
+        mean: vec![0.5],
+        std: vec![0.25],
+    };
     Classifier::new(&spec, Device::Cpu)
 }
 
@@ -46,11 +55,16 @@ fn set_known_weights(model: &Classifier) -> Vec<usize> {
             let len = w.numel();
             let vals: Vec<f32> = (0..len)
                 .map(|i| {
-                    let sign = if rng.next() % 2 == 0 { 1.0 } else { -1.0 };
+                    let sign = if rng.next().is_multiple_of(2) {
+                        1.0
+                    } else {
+                        -1.0
+                    };
                     sign * (ranks[off + i] as f32 + 1.0) * 1e-4
                 })
                 .collect();
-            w.shallow_clone().copy_(&Tensor::from_slice(&vals).view(w.size().as_slice()));
+            w.shallow_clone()
+                .copy_(&Tensor::from_slice(&vals).view(w.size().as_slice()));
             off += len;
         }
     });
@@ -79,7 +93,11 @@ fn global_magnitude_prunes_exactly_the_smallest_weights_at_50_and_95_percent() {
         ] {
             let flat = flat_mask(&model, &mask);
             for (i, (&r, &m)) in ranks.iter().zip(&flat).enumerate() {
-                assert_eq!(m == 0.0, r < k, "rate {rate}: weight {i} of rank {r} (k = {k})");
+                assert_eq!(
+                    m == 0.0,
+                    r < k,
+                    "rate {rate}: weight {i} of rank {r} (k = {k})"
+                );
             }
             assert!((mask.sparsity().overall - 100.0 * k as f64 / n as f64).abs() < 1e-9);
         }
@@ -107,10 +125,22 @@ fn imp_rounds_prune_twenty_percent_of_the_remaining_weights() {
 fn pruned_weights_stay_pruned_even_if_large() {
     setup_threads();
     // Scores where the already-pruned entries are the largest: they are still chosen first.
-    let scores = vec![("a".to_string(), Tensor::from_slice(&[5.0f64, 1.0, 2.0, 3.0]))];
-    let current = Mask { masks: [("a".to_string(), Tensor::from_slice(&[0.0f32, 1.0, 1.0, 1.0]))].into() };
+    let scores = vec![(
+        "a".to_string(),
+        Tensor::from_slice(&[5.0f64, 1.0, 2.0, 3.0]),
+    )];
+    let current = Mask {
+        masks: [(
+            "a".to_string(),
+            Tensor::from_slice(&[0.0f32, 1.0, 1.0, 1.0]),
+        )]
+        .into(),
+    };
     let m = global_from_scores(&scores, 0.5, Some(&current));
-    assert_eq!(Vec::<f32>::try_from(&m.masks["a"]).unwrap(), vec![0.0, 0.0, 1.0, 1.0]);
+    assert_eq!(
+        Vec::<f32>::try_from(&m.masks["a"]).unwrap(),
+        vec![0.0, 0.0, 1.0, 1.0]
+    );
     // Ties by position: the earlier one goes first, across layers.
     let scores = vec![
         ("a".to_string(), Tensor::from_slice(&[1.0f64, 2.0])),
@@ -129,7 +159,11 @@ fn random_pruning_hits_the_rate_and_is_not_magnitude() {
     tch::manual_seed(5);
     let m = prune_round(&model, PruneMethod::Random, 0.5, 1, None, (8, 8), 1).unwrap();
     let n: i64 = m.masks.values().map(|t| t.numel() as i64).sum();
-    let zeros: i64 = m.masks.values().map(|t| t.eq(0.0).sum(Kind::Int64).int64_value(&[])).sum();
+    let zeros: i64 = m
+        .masks
+        .values()
+        .map(|t| t.eq(0.0).sum(Kind::Int64).int64_value(&[]))
+        .sum();
     assert_eq!(zeros, (0.5 * n as f64).round() as i64);
     let mag = Mask::global_magnitude(&model, 0.5, None);
     let same = m.masks.iter().all(|(k, t)| t.equal(&mag.masks[k]));

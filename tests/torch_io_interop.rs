@@ -10,7 +10,10 @@ use tch::{Device, Kind, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn setup_threads() {
-    let n = std::env::var("GUNLEARN_TEST_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    let n = std::env::var("GUNLEARN_TEST_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     tch::set_num_threads(n);
 }
 
@@ -18,7 +21,11 @@ fn python(args: &[&str]) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let py = root.join(".venv/bin/python");
     assert!(py.exists(), "{} missing: run `make setup`", py.display());
-    let out = Command::new(py).arg(root.join("tests/python/torch_io_ref.py")).args(args).output().expect("run python");
+    let out = Command::new(py)
+        .arg(root.join("tests/python/torch_io_ref.py"))
+        .args(args)
+        .output()
+        .expect("run python");
     assert!(
         out.status.success(),
         "torch_io_ref.py {args:?} failed:\n{}\n{}",
@@ -40,7 +47,10 @@ fn write_input(dir: &Path, cin: i64, hw: i64) -> (PathBuf, Tensor) {
 }
 
 fn read(path: &Path, name: &str) -> Tensor {
-    checkpoint::read_safetensors(path).unwrap().remove(name).unwrap_or_else(|| panic!("{name} in {}", path.display()))
+    checkpoint::read_safetensors(path)
+        .unwrap()
+        .remove(name)
+        .unwrap_or_else(|| panic!("{name} in {}", path.display()))
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
@@ -49,7 +59,11 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 /// Saves one seeded model per layout with PyTorch (one Python process), imports each file, and
 /// checks that our eval logits match PyTorch's. Returns the imports, in layout order.
-fn import_layouts(layouts: &[&str], arch: &str, classes: usize) -> (Vec<torch_io::Imported>, tempfile::TempDir) {
+fn import_layouts(
+    layouts: &[&str],
+    arch: &str,
+    classes: usize,
+) -> (Vec<torch_io::Imported>, tempfile::TempDir) {
     setup_threads();
     let dir = tempfile::tempdir().unwrap();
     let (input, x) = write_input(dir.path(), 3, 8);
@@ -61,9 +75,13 @@ fn import_layouts(layouts: &[&str], arch: &str, classes: usize) -> (Vec<torch_io
     let mut out = Vec::new();
     for layout in layouts {
         let pth = dir.path().join(format!("{layout}.pth.tar"));
-        let imported = torch_io::import_torch(&pth, &ImportOptions::default(), Device::Cpu).unwrap();
+        let imported =
+            torch_io::import_torch(&pth, &ImportOptions::default(), Device::Cpu).unwrap();
         let (ours, _) = imported.model.forward(&x, false);
-        let theirs = read(&dir.path().join(format!("{layout}.result.safetensors")), "logits");
+        let theirs = read(
+            &dir.path().join(format!("{layout}.result.safetensors")),
+            "logits",
+        );
         let d = max_diff(&ours, &theirs);
         println!("{layout} {arch}: max |logit diff| = {d:e}");
         assert!(d <= 1e-5, "{layout}: logits differ by {d}");
@@ -74,20 +92,31 @@ fn import_layouts(layouts: &[&str], arch: &str, classes: usize) -> (Vec<torch_io
 
 #[test]
 fn imports_every_layout_with_identical_logits() {
-    let layouts = ["plain", "wrapped", "module", "legacy", "protocol4", "pruned"];
+    let layouts = [
+        "plain",
+        "wrapped",
+        "module",
+        "legacy",
+        "protocol4",
+        "pruned",
+    ];
     let (imported, dir) = import_layouts(&layouts, "resnet20", 7);
     for (layout, imp) in layouts.iter().zip(&imported) {
         assert_eq!(imp.model.spec.arch, Arch::Resnet20, "{layout}");
         assert_eq!(imp.model.spec.num_classes, 7, "{layout}");
         // The file's normalisation buffers, not the data set's defaults.
-        assert!((imp.model.spec.mean[0] - 0.3).abs() < 1e-6 && (imp.model.spec.std[2] - 0.3).abs() < 1e-6);
+        assert!(
+            (imp.model.spec.mean[0] - 0.3).abs() < 1e-6
+                && (imp.model.spec.std[2] - 0.3).abs() < 1e-6
+        );
         assert_eq!(imp.mask.is_some(), *layout == "pruned", "{layout}");
     }
 
     // The pruned model imports with exactly PyTorch's zero set.
     let pruned = &imported[5];
     let mask = pruned.mask.as_ref().expect("the pruned file has masks");
-    let theirs = checkpoint::read_safetensors(&dir.path().join("pruned.result.safetensors")).unwrap();
+    let theirs =
+        checkpoint::read_safetensors(&dir.path().join("pruned.result.safetensors")).unwrap();
     let vars = pruned.model.vs.variables();
     for name in pruned.model.conv_weight_names() {
         let t = &theirs[&format!("mask.{name}")];
@@ -95,10 +124,16 @@ fn imports_every_layout_with_identical_logits() {
         assert!(ours.equal(&t.to_kind(Kind::Float)), "{name}: mask differs");
         // Pruned weights are zero, kept weights (drawn from a continuous init) are not.
         let w = &vars[&name];
-        assert!(w.eq(0.0).equal(&ours.eq(0.0)), "{name}: zero set differs from the mask");
+        assert!(
+            w.eq(0.0).equal(&ours.eq(0.0)),
+            "{name}: zero set differs from the mask"
+        );
     }
     let overall = mask.sparsity().overall;
-    assert!((overall - 60.0).abs() < 0.01, "global 60 % pruning, got {overall}");
+    assert!(
+        (overall - 60.0).abs() < 0.01,
+        "global 60 % pruning, got {overall}"
+    );
 }
 
 #[test]
@@ -112,7 +147,15 @@ fn command_writes_checkpoint_and_export_reproduces_logits_in_pytorch() {
     setup_threads();
     let dir = tempfile::tempdir().unwrap();
     let (input, x) = write_input(dir.path(), 3, 8);
-    python(&["save", "resnet20", "10", "3", s(&input), s(dir.path()), "pruned"]);
+    python(&[
+        "save",
+        "resnet20",
+        "10",
+        "3",
+        s(&input),
+        s(dir.path()),
+        "pruned",
+    ]);
     let pth = dir.path().join("pruned.pth.tar");
     let result = dir.path().join("pruned.result.safetensors");
     let ckpt_path = dir.path().join("imported.safetensors");
@@ -134,21 +177,39 @@ fn command_writes_checkpoint_and_export_reproduces_logits_in_pytorch() {
     let outs = ["export.safetensors", "export.pt", "export.pth.tar"];
     let paths: Vec<(PathBuf, PathBuf)> = outs
         .iter()
-        .map(|out| (dir.path().join(out), dir.path().join(format!("{out}.logits.safetensors"))))
+        .map(|out| {
+            (
+                dir.path().join(out),
+                dir.path().join(format!("{out}.logits.safetensors")),
+            )
+        })
         .collect();
     let mut args = vec!["load", "resnet20", "10", "3", s(&input)];
     for (path, back) in &paths {
-        torch_io::run_export_torch(ExportTorchArgs { checkpoint: ckpt_path.clone(), output: path.clone() }).unwrap();
+        torch_io::run_export_torch(ExportTorchArgs {
+            checkpoint: ckpt_path.clone(),
+            output: path.clone(),
+        })
+        .unwrap();
         args.extend([s(path), s(back)]);
     }
     python(&args);
     for (path, back) in &paths {
         let d = max_diff(&ours, &read(back, "logits"));
         println!("export {}: max |logit diff| = {d:e}", path.display());
-        assert!(d <= 1e-5, "{}: PyTorch's logits differ by {d}", path.display());
+        assert!(
+            d <= 1e-5,
+            "{}: PyTorch's logits differ by {d}",
+            path.display()
+        );
     }
     // Our own writer's .pt file reads back through our reader too.
-    let again = torch_io::import_torch(&dir.path().join("export.pt"), &ImportOptions::default(), Device::Cpu).unwrap();
+    let again = torch_io::import_torch(
+        &dir.path().join("export.pt"),
+        &ImportOptions::default(),
+        Device::Cpu,
+    )
+    .unwrap();
     let (ours2, _) = again.model.forward(&x, false);
     assert!(max_diff(&ours, &ours2) == 0.0);
 }
@@ -205,12 +266,24 @@ fn bad_input_gives_clear_errors() {
     let full = torch_io::export_tensors(&model);
 
     let missing = dir.path().join("missing.pt");
-    write_pt(&missing, full.iter().filter(|(k, _)| k != "layer2.1.bn1.running_var").map(|(k, t)| (k.clone(), t.shallow_clone())).collect());
+    write_pt(
+        &missing,
+        full.iter()
+            .filter(|(k, _)| k != "layer2.1.bn1.running_var")
+            .map(|(k, t)| (k.clone(), t.shallow_clone()))
+            .collect(),
+    );
     let e = import_err(&missing, &opts);
-    assert!(e.contains("missing key \"layer2.1.bn1.running_var\""), "{e}");
+    assert!(
+        e.contains("missing key \"layer2.1.bn1.running_var\""),
+        "{e}"
+    );
 
     let shape = dir.path().join("shape.pt");
-    let mut wrong: Vec<(String, Tensor)> = full.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
+    let mut wrong: Vec<(String, Tensor)> = full
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shallow_clone()))
+        .collect();
     for (k, t) in wrong.iter_mut() {
         if k == "layer3.0.conv1.weight" {
             *t = Tensor::zeros([64, 32, 3, 1], (Kind::Float, Device::Cpu));
@@ -218,26 +291,58 @@ fn bad_input_gives_clear_errors() {
     }
     write_pt(&shape, wrong);
     let e = import_err(&shape, &opts);
-    assert!(e.contains("\"layer3.0.conv1.weight\" has shape [64, 32, 3, 1]"), "{e}");
+    assert!(
+        e.contains("\"layer3.0.conv1.weight\" has shape [64, 32, 3, 1]"),
+        "{e}"
+    );
 
     let classes = dir.path().join("classes.pt");
-    write_pt(&classes, full.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect());
-    let e = import_err(&classes, &ImportOptions { num_classes: Some(100), ..ImportOptions::default() });
-    assert!(e.contains("fc.weight") && e.contains("--num_classes is 100"), "{e}");
+    write_pt(
+        &classes,
+        full.iter()
+            .map(|(k, t)| (k.clone(), t.shallow_clone()))
+            .collect(),
+    );
+    let e = import_err(
+        &classes,
+        &ImportOptions {
+            num_classes: Some(100),
+            ..ImportOptions::default()
+        },
+    );
+    assert!(
+        e.contains("fc.weight") && e.contains("--num_classes is 100"),
+        "{e}"
+    );
 
     // A ResNet-20 file read as ResNet-18: the first missing layer names the key.
-    let e = import_err(&classes, &ImportOptions { arch: Some(Arch::Resnet18), ..ImportOptions::default() });
+    let e = import_err(
+        &classes,
+        &ImportOptions {
+            arch: Some(Arch::Resnet18),
+            ..ImportOptions::default()
+        },
+    );
     assert!(e.contains("missing key") || e.contains("has shape"), "{e}");
 
     let extra = dir.path().join("extra.pt");
-    let mut more: Vec<(String, Tensor)> = full.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
-    more.push(("classifier.weight".into(), Tensor::zeros([2, 2], (Kind::Float, Device::Cpu))));
+    let mut more: Vec<(String, Tensor)> = full
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shallow_clone()))
+        .collect();
+    more.push((
+        "classifier.weight".into(),
+        Tensor::zeros([2, 2], (Kind::Float, Device::Cpu)),
+    ));
     write_pt(&extra, more);
     let e = import_err(&extra, &opts);
     assert!(e.contains("unexpected key \"classifier.weight\""), "{e}");
 
     let orphan = dir.path().join("orphan.pt");
-    let mut reparam: Vec<(String, Tensor)> = full.iter().map(|(k, t)| (k.clone(), t.shallow_clone())).collect();
+    let mut reparam: Vec<(String, Tensor)> = full
+        .iter()
+        .map(|(k, t)| (k.clone(), t.shallow_clone()))
+        .collect();
     for (k, _) in reparam.iter_mut() {
         if k == "conv1.weight" {
             *k = "conv1.weight_orig".into();
@@ -248,5 +353,8 @@ fn bad_input_gives_clear_errors() {
     assert!(e.contains("\"conv1.weight_mask\""), "{e}");
 
     let e = torch_io::parse_arch("vgg16").unwrap_err().to_string();
-    assert!(e.contains("unknown architecture \"vgg16\"") && e.contains("resnet18"), "{e}");
+    assert!(
+        e.contains("unknown architecture \"vgg16\"") && e.contains("resnet18"),
+        "{e}"
+    );
 }

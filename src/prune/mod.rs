@@ -88,10 +88,19 @@ pub struct PruneArgs {
     #[arg(long = "rewind_epoch", alias = "rewind-epoch", default_value_t = 8)]
     pub rewind_epoch: usize,
     /// rewind_lt, lt or pt.
-    #[arg(long = "prune_type", alias = "prune-type", value_enum, default_value = "rewind_lt")]
+    #[arg(
+        long = "prune_type",
+        alias = "prune-type",
+        value_enum,
+        default_value = "rewind_lt"
+    )]
     pub prune_type: PruneType,
     /// SynFlow rounds.
-    #[arg(long = "synflow_rounds", alias = "synflow-rounds", default_value_t = 100)]
+    #[arg(
+        long = "synflow_rounds",
+        alias = "synflow-rounds",
+        default_value_t = 100
+    )]
     pub synflow_rounds: usize,
     /// Epochs per state.
     #[arg(long, default_value_t = 182)]
@@ -109,7 +118,11 @@ pub struct PruneArgs {
     #[arg(long = "batch_size", alias = "batch-size", default_value_t = 256)]
     pub batch_size: usize,
     /// Comma-separated epochs where the lr is multiplied by 0.1.
-    #[arg(long = "decreasing_lr", alias = "decreasing-lr", default_value = "91,136")]
+    #[arg(
+        long = "decreasing_lr",
+        alias = "decreasing-lr",
+        default_value = "91,136"
+    )]
     pub decreasing_lr: String,
     /// Epochs of linear warm-up.
     #[arg(long, default_value_t = 0)]
@@ -166,7 +179,11 @@ pub struct PruningSummary {
 /// by position (layer order of `scores`, then row-major), the earlier pruned first. Scores must
 /// be ≥ 0; NaN counts as +∞ (never pruned before a number).
 pub fn global_from_scores(scores: &[(String, Tensor)], rate: f64, current: Option<&Mask>) -> Mask {
-    let rate = if rate.is_nan() { 0.0 } else { rate.clamp(0.0, 1.0) };
+    let rate = if rate.is_nan() {
+        0.0
+    } else {
+        rate.clamp(0.0, 1.0)
+    };
     let mut flat: Vec<f64> = Vec::new();
     for (name, s) in scores {
         let mut s = s.detach().to_kind(Kind::Double).to_device(Device::Cpu);
@@ -176,14 +193,21 @@ pub fn global_from_scores(scores: &[(String, Tensor)], rate: f64, current: Optio
             s = &s * &m + (&m - 1.0);
         }
         let v = Vec::<f64>::try_from(s.flatten(0, -1)).expect("f64 CPU tensor to Vec");
-        flat.extend(v.into_iter().map(|x| if x.is_nan() { f64::INFINITY } else { x }));
+        flat.extend(
+            v.into_iter()
+                .map(|x| if x.is_nan() { f64::INFINITY } else { x }),
+        );
     }
     let n = flat.len();
     let k = ((rate * n as f64).round() as usize).min(n);
     let mut order: Vec<u32> = (0..n as u32).collect();
     let mut pruned = vec![false; n];
     if k > 0 {
-        order.select_nth_unstable_by(k - 1, |&a, &b| flat[a as usize].total_cmp(&flat[b as usize]).then(a.cmp(&b)));
+        order.select_nth_unstable_by(k - 1, |&a, &b| {
+            flat[a as usize]
+                .total_cmp(&flat[b as usize])
+                .then(a.cmp(&b))
+        });
         for &i in &order[..k] {
             pruned[i as usize] = true;
         }
@@ -192,9 +216,14 @@ pub fn global_from_scores(scores: &[(String, Tensor)], rate: f64, current: Optio
     let mut off = 0;
     for (name, s) in scores {
         let len = s.numel();
-        let keep: Vec<f32> = pruned[off..off + len].iter().map(|&p| if p { 0.0 } else { 1.0 }).collect();
+        let keep: Vec<f32> = pruned[off..off + len]
+            .iter()
+            .map(|&p| if p { 0.0 } else { 1.0 })
+            .collect();
         off += len;
-        let m = Tensor::from_slice(&keep).view(s.size().as_slice()).to_device(s.device());
+        let m = Tensor::from_slice(&keep)
+            .view(s.size().as_slice())
+            .to_device(s.device());
         masks.insert(name.clone(), m);
     }
     Mask { masks }
@@ -226,24 +255,41 @@ pub fn prune_round(
     Ok(match method {
         PruneMethod::Omp => Mask::global_magnitude(model, rate, current),
         // torch.nn.utils.prune composes `rate` of the remaining weights per round.
-        PruneMethod::Imp => Mask::global_magnitude(model, 1.0 - (1.0 - rate).powi(round as i32), current),
+        PruneMethod::Imp => {
+            Mask::global_magnitude(model, 1.0 - (1.0 - rate).powi(round as i32), current)
+        }
         PruneMethod::Random => global_from_scores(&random_scores(model), rate, current),
-        PruneMethod::Synflow => synflow::synflow_mask(model, rate, synflow_rounds, current, image_size)?,
+        PruneMethod::Synflow => {
+            synflow::synflow_mask(model, rate, synflow_rounds, current, image_size)?
+        }
     })
 }
 
 fn snapshot(model: &Classifier) -> HashMap<String, Tensor> {
-    model.vs.variables().into_iter().map(|(k, v)| (k, v.detach().copy())).collect()
+    model
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.detach().copy()))
+        .collect()
 }
 
 fn restore(model: &Classifier, weights: &HashMap<String, Tensor>) -> Result<()> {
-    copy_into(&model.vs, weights.iter().map(|(k, v)| (k.clone(), v.shallow_clone())).collect())
+    copy_into(
+        &model.vs,
+        weights
+            .iter()
+            .map(|(k, v)| (k.clone(), v.shallow_clone()))
+            .collect(),
+    )
 }
 
 /// Runs `gunlearn prune`.
 pub fn run_prune(args: PruneArgs) -> Result<()> {
     let summary = prune_job(&args)?;
-    println!("| state | sparsity (%) | best val (%) | test (%) | checkpoint |\n|---|---|---|---|---|");
+    println!(
+        "| state | sparsity (%) | best val (%) | test (%) | checkpoint |\n|---|---|---|---|---|"
+    );
     for s in &summary.states {
         println!(
             "| {} | {:.2} | {:.2} | {:.2} | {} |",
@@ -270,10 +316,16 @@ fn check_args(args: &PruneArgs) -> Result<()> {
     if args.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
-    let rewinds = matches!(args.prune, PruneMethod::Omp | PruneMethod::Imp | PruneMethod::Random)
-        && args.prune_type == PruneType::RewindLt;
+    let rewinds = matches!(
+        args.prune,
+        PruneMethod::Omp | PruneMethod::Imp | PruneMethod::Random
+    ) && args.prune_type == PruneType::RewindLt;
     if rewinds && args.rewind_epoch > args.epochs {
-        bail!("--rewind_epoch {} is past --epochs {}", args.rewind_epoch, args.epochs);
+        bail!(
+            "--rewind_epoch {} is past --epochs {}",
+            args.rewind_epoch,
+            args.epochs
+        );
     }
     Ok(())
 }
@@ -284,7 +336,14 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
     set_threads(args.common.threads);
     let device = parse_device(&args.common.device)?;
     let ds = data::load(args.data.dataset, args.data.data.as_deref())?;
-    let splits = make_splits(&ds, &SplitConfig { val_set_seed: args.data.val_set_seed, seed: 1, forget: ForgetRequest::None })?;
+    let splits = make_splits(
+        &ds,
+        &SplitConfig {
+            val_set_seed: args.data.val_set_seed,
+            seed: 1,
+            forget: ForgetRequest::None,
+        },
+    )?;
     tch::manual_seed(args.seed as i64);
     let spec = model_spec(&ds, args.arch);
     let model = Classifier::try_new(&spec, device)?;
@@ -298,10 +357,15 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
         milestones: parse_milestones(&args.decreasing_lr)?,
         warmup: args.warmup,
         seed: args.seed,
-        augment: if args.no_augment { None } else { Some(args.data.dataset.default_augment()) },
+        augment: if args.no_augment {
+            None
+        } else {
+            Some(args.data.dataset.default_augment())
+        },
         ..TrainConfig::default()
     };
-    std::fs::create_dir_all(&args.save_dir).with_context(|| format!("creating {}", args.save_dir.display()))?;
+    std::fs::create_dir_all(&args.save_dir)
+        .with_context(|| format!("creating {}", args.save_dir.display()))?;
     let train_set = Arc::new(ds.train.clone());
     let image_size = (ds.train.height, ds.train.width);
     let base_info = ModelInfo {
@@ -316,7 +380,14 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
         produced_by: String::new(),
         extra: serde_json::Value::Null,
     };
-    let ctx = StateContext { args, device, train_set: &train_set, test: &ds.test, splits: &splits, base_info: &base_info };
+    let ctx = StateContext {
+        args,
+        device,
+        train_set: &train_set,
+        test: &ds.test,
+        splits: &splits,
+        base_info: &base_info,
+    };
     let mut summary = PruningSummary {
         method: args.prune,
         prune_type: args.prune_type,
@@ -326,13 +397,26 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
         train_config: config.clone(),
         states: Vec::new(),
     };
-    let write_summary = |s: &PruningSummary| crate::fsutil::write_json_atomic(&args.save_dir.join("pruning.json"), s);
+    let write_summary = |s: &PruningSummary| {
+        crate::fsutil::write_json_atomic(&args.save_dir.join("pruning.json"), s)
+    };
 
     if args.prune == PruneMethod::Synflow {
         // Data-free pruning of the initialisation, then one sparse training run.
-        let mask = prune_round(&model, args.prune, args.rate, 1, None, image_size, args.synflow_rounds)?;
+        let mask = prune_round(
+            &model,
+            args.prune,
+            args.rate,
+            1,
+            None,
+            image_size,
+            args.synflow_rounds,
+        )?;
         mask.apply_to_weights(&model.vs);
-        tracing::info!("SynFlow: {:.2}% of conv weights pruned at initialisation", mask.sparsity().overall);
+        tracing::info!(
+            "SynFlow: {:.2}% of conv weights pruned at initialisation",
+            mask.sparsity().overall
+        );
         let s = ctx.train_state(&model, Some(&mask), 1, &config, None)?;
         summary.states.push(s);
         write_summary(&summary)?;
@@ -340,18 +424,33 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
     }
 
     // State 0: dense, keeping the rewind point.
-    let rounds = if args.prune == PruneMethod::Imp { args.pruning_times } else { 1 };
+    let rounds = if args.prune == PruneMethod::Imp {
+        args.pruning_times
+    } else {
+        1
+    };
     let rewind_epoch = (args.prune_type == PruneType::RewindLt).then_some(args.rewind_epoch);
     let s0 = ctx.train_state(&model, None, 0, &config, rewind_epoch)?;
     summary.states.push(s0);
     write_summary(&summary)?;
     let rewind_weights = match args.prune_type {
-        PruneType::RewindLt => Some(checkpoint::load(&args.save_dir.join("state0").join("rewind.safetensors"), device)?),
+        PruneType::RewindLt => Some(checkpoint::load(
+            &args.save_dir.join("state0").join("rewind.safetensors"),
+            device,
+        )?),
         _ => None,
     };
     let mut mask: Option<Mask> = None;
     for round in 1..=rounds {
-        let new = prune_round(&model, args.prune, args.rate, round, mask.as_ref(), image_size, args.synflow_rounds)?;
+        let new = prune_round(
+            &model,
+            args.prune,
+            args.rate,
+            round,
+            mask.as_ref(),
+            image_size,
+            args.synflow_rounds,
+        )?;
         match args.prune_type {
             PruneType::RewindLt => {
                 let r = rewind_weights.as_ref().expect("loaded above");
@@ -361,9 +460,16 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
             PruneType::Pt => {}
         }
         new.apply_to_weights(&model.vs);
-        tracing::info!("round {round}: {:.2}% of conv weights pruned", new.sparsity().overall);
+        tracing::info!(
+            "round {round}: {:.2}% of conv weights pruned",
+            new.sparsity().overall
+        );
         let cfg = TrainConfig {
-            schedule_offset: if args.prune_type == PruneType::RewindLt { args.rewind_epoch } else { 0 },
+            schedule_offset: if args.prune_type == PruneType::RewindLt {
+                args.rewind_epoch
+            } else {
+                0
+            },
             seed: args.seed.wrapping_add(round as u64),
             ..config.clone()
         };
@@ -399,7 +505,11 @@ impl StateContext<'_> {
         let args = self.args;
         let dir = args.save_dir.join(format!("state{state}"));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let produced_by = if mask.is_some() { format!("prune:{}", method_name(args.prune)) } else { "train".into() };
+        let produced_by = if mask.is_some() {
+            format!("prune:{}", method_name(args.prune))
+        } else {
+            "train".into()
+        };
         let mut info = self.base_info.clone();
         info.produced_by = produced_by;
         info.sparsity = mask.map_or(0.0, |m| m.sparsity().overall);
@@ -413,11 +523,32 @@ impl StateContext<'_> {
             "val_set_seed": args.data.val_set_seed,
         });
         let run = |epochs: usize, resume: bool| {
-            let output = RunOutput { save_dir: dir.clone(), info: info.clone(), resume, quiet: args.common.quiet };
-            let c = TrainConfig { epochs, ..cfg.clone() };
-            train(model, mask, self.train_set, &self.splits.train, &self.splits.val, &c, Some(&output), self.device)
+            let output = RunOutput {
+                save_dir: dir.clone(),
+                info: info.clone(),
+                resume,
+                quiet: args.common.quiet,
+            };
+            let c = TrainConfig {
+                epochs,
+                ..cfg.clone()
+            };
+            train(
+                model,
+                mask,
+                self.train_set,
+                &self.splits.train,
+                &self.splits.val,
+                &c,
+                Some(&output),
+                self.device,
+            )
         };
-        tracing::info!("state {state}: training {} epochs -> {}", cfg.epochs, dir.display());
+        tracing::info!(
+            "state {state}: training {} epochs -> {}",
+            cfg.epochs,
+            dir.display()
+        );
         let summary = match rewind_at {
             Some(e) => {
                 let mut rinfo = info.clone();
@@ -439,7 +570,13 @@ impl StateContext<'_> {
         };
         // Test accuracy of the best checkpoint, recorded in its model.json.
         let best = checkpoint::load(&dir, self.device)?;
-        let test = crate::eval::outputs::accuracy(&best.model, self.test, &self.splits.test, cfg.eval_batch_size, self.device);
+        let test = crate::eval::outputs::accuracy(
+            &best.model,
+            self.test,
+            &self.splits.test,
+            cfg.eval_batch_size,
+            self.device,
+        );
         let mut binfo = best.info.clone();
         binfo.accuracy.insert("test".into(), test);
         checkpoint::save(&dir, "model", &best.model, best.mask.as_ref(), &binfo)?;
@@ -465,5 +602,7 @@ fn method_name(m: PruneMethod) -> &'static str {
 
 /// Path of a state's best checkpoint in a prune output folder.
 pub fn state_checkpoint(save_dir: &Path, state: usize) -> PathBuf {
-    save_dir.join(format!("state{state}")).join("model.safetensors")
+    save_dir
+        .join(format!("state{state}"))
+        .join("model.safetensors")
 }

@@ -19,7 +19,11 @@ use tch::{Device, Kind, Tensor};
 /// SynFlow scores |∂R/∂w · w| of `params` for a linearised network: `forward` maps the all-ones
 /// input of shape `input_shape` to outputs whose sum is R. The parameters must already hold
 /// their absolute values (and require gradients); gradients are cleared before and after.
-pub fn scores(params: &[(String, Tensor)], forward: impl Fn(&Tensor) -> Tensor, input_shape: &[i64]) -> Vec<(String, Tensor)> {
+pub fn scores(
+    params: &[(String, Tensor)],
+    forward: impl Fn(&Tensor) -> Tensor,
+    input_shape: &[i64],
+) -> Vec<(String, Tensor)> {
     let kind = params.first().map_or(Kind::Double, |(_, p)| p.kind());
     let device = params.first().map_or(Device::Cpu, |(_, p)| p.device());
     for (_, p) in params {
@@ -31,7 +35,10 @@ pub fn scores(params: &[(String, Tensor)], forward: impl Fn(&Tensor) -> Tensor, 
     let input = Tensor::ones(input_shape, (kind, device));
     let r = forward(&input).sum(kind);
     r.backward();
-    let out = params.iter().map(|(n, p)| (n.clone(), (p.grad() * p).abs().detach())).collect();
+    let out = params
+        .iter()
+        .map(|(n, p)| (n.clone(), (p.grad() * p).abs().detach()))
+        .collect();
     for (_, p) in params {
         let mut g = p.grad();
         if g.defined() {
@@ -64,8 +71,16 @@ pub fn synflow_mask(
     });
     let vars = scratch.vs.variables();
     let names = scratch.conv_weight_names();
-    let params: Vec<(String, Tensor)> = names.iter().map(|n| (n.clone(), vars[n].shallow_clone())).collect();
-    let shape = [1, model.spec.in_channels as i64, height as i64, width as i64];
+    let params: Vec<(String, Tensor)> = names
+        .iter()
+        .map(|n| (n.clone(), vars[n].shallow_clone()))
+        .collect();
+    let shape = [
+        1,
+        model.spec.in_channels as i64,
+        height as i64,
+        width as i64,
+    ];
     let start = current.cloned().unwrap_or_else(|| Mask::dense(model));
     // Remaining fraction before this call, so that the schedule ends at exactly `rate`.
     let already = 1.0 - start.sparsity().overall / 100.0;
@@ -74,7 +89,8 @@ pub fn synflow_mask(
     for k in 1..=rounds {
         mask.apply_to_weights(&scratch.vs);
         let s = scores(&params, |x| scratch.forward(x, false).0, &shape);
-        let keep = already * (target_keep / already.max(f64::MIN_POSITIVE)).powf(k as f64 / rounds as f64);
+        let keep =
+            already * (target_keep / already.max(f64::MIN_POSITIVE)).powf(k as f64 / rounds as f64);
         mask = global_from_scores(&s, 1.0 - keep, Some(&mask));
     }
     Ok(mask)

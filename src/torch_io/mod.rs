@@ -73,7 +73,12 @@ pub struct ImportOptions {
 
 impl Default for ImportOptions {
     fn default() -> Self {
-        ImportOptions { arch: None, num_classes: None, dataset: DatasetName::Cifar10, mask_from_zeros: false }
+        ImportOptions {
+            arch: None,
+            num_classes: None,
+            dataset: DatasetName::Cifar10,
+            mask_from_zeros: false,
+        }
     }
 }
 
@@ -90,9 +95,15 @@ pub struct Imported {
 /// Parses an architecture name with a clear error.
 pub fn parse_arch(name: &str) -> Result<Arch> {
     Arch::from_str(name, true).map_err(|_| {
-        let known: Vec<String> =
-            Arch::value_variants().iter().filter_map(|a| a.to_possible_value()).map(|v| v.get_name().to_string()).collect();
-        anyhow::anyhow!("unknown architecture {name:?} (known: {})", known.join(", "))
+        let known: Vec<String> = Arch::value_variants()
+            .iter()
+            .filter_map(|a| a.to_possible_value())
+            .map(|v| v.get_name().to_string())
+            .collect();
+        anyhow::anyhow!(
+            "unknown architecture {name:?} (known: {})",
+            known.join(", ")
+        )
     })
 }
 
@@ -100,15 +111,28 @@ pub fn parse_arch(name: &str) -> Result<Arch> {
 fn state_dict(root: &Value) -> Result<&[(Value, Value)]> {
     let dict = match root.get("state_dict") {
         Some(inner @ Value::Dict(_)) => inner,
-        Some(other) => bail!("`state_dict` holds a {}, not a dict of tensors", other.type_name()),
+        Some(other) => bail!(
+            "`state_dict` holds a {}, not a dict of tensors",
+            other.type_name()
+        ),
         None => root,
     };
     let Value::Dict(items) = dict else {
-        bail!("the file holds a {}, not a state dict (a dict of tensors) or a dict with `state_dict`", dict.type_name());
+        bail!(
+            "the file holds a {}, not a state dict (a dict of tensors) or a dict with `state_dict`",
+            dict.type_name()
+        );
     };
     if !items.iter().any(|(_, v)| matches!(v, Value::Tensor(_))) {
-        let keys: Vec<String> = items.iter().take(8).map(|(k, _)| format!("{:?}", k.as_str().unwrap_or("?"))).collect();
-        bail!("no tensors found: the top-level keys are [{}] and none is `state_dict`", keys.join(", "));
+        let keys: Vec<String> = items
+            .iter()
+            .take(8)
+            .map(|(k, _)| format!("{:?}", k.as_str().unwrap_or("?")))
+            .collect();
+        bail!(
+            "no tensors found: the top-level keys are [{}] and none is `state_dict`",
+            keys.join(", ")
+        );
     }
     Ok(items)
 }
@@ -123,10 +147,15 @@ fn read_state_dict(file: &mut TorchFile) -> Result<BTreeMap<String, Tensor>> {
             bail!("a state-dict key is a {}, not a string", k.type_name());
         };
         let Value::Tensor(t) = v else {
-            bail!("state-dict entry {key:?} holds a {}, not a tensor", v.type_name());
+            bail!(
+                "state-dict entry {key:?} holds a {}, not a tensor",
+                v.type_name()
+            );
         };
         let name = key.strip_prefix("module.").unwrap_or(key).to_string();
-        let tensor = file.tensor(t).with_context(|| format!("reading tensor {key:?}"))?;
+        let tensor = file
+            .tensor(t)
+            .with_context(|| format!("reading tensor {key:?}"))?;
         if out.insert(name.clone(), tensor).is_some() {
             bail!("key {name:?} appears twice (with and without the `module.` prefix)");
         }
@@ -140,7 +169,9 @@ fn infer_arch(keys: &BTreeMap<String, Tensor>) -> Result<Arch> {
     if keys.keys().any(|k| k.starts_with("layer4.")) {
         return Ok(Arch::Resnet18);
     }
-    if keys.keys().any(|k| k.starts_with("layer3.2.")) && !keys.keys().any(|k| k.starts_with("layer4.")) {
+    if keys.keys().any(|k| k.starts_with("layer3.2."))
+        && !keys.keys().any(|k| k.starts_with("layer4."))
+    {
         return Ok(Arch::Resnet20);
     }
     let sample: Vec<&str> = keys.keys().take(5).map(String::as_str).collect();
@@ -148,10 +179,18 @@ fn infer_arch(keys: &BTreeMap<String, Tensor>) -> Result<Arch> {
 }
 
 /// Converts a PyTorch state dict (already read) into our model and mask.
-pub fn import_tensors(mut sd: BTreeMap<String, Tensor>, opts: &ImportOptions, device: Device) -> Result<Imported> {
+pub fn import_tensors(
+    mut sd: BTreeMap<String, Tensor>,
+    opts: &ImportOptions,
+    device: Device,
+) -> Result<Imported> {
     let mut notes = Vec::new();
     // Pruning re-parametrisation: X_orig × X_mask → X, keep the mask under X_mask.
-    let origs: Vec<String> = sd.keys().filter(|k| k.ends_with("_orig")).cloned().collect();
+    let origs: Vec<String> = sd
+        .keys()
+        .filter(|k| k.ends_with("_orig"))
+        .cloned()
+        .collect();
     for orig_key in origs {
         let base = orig_key.trim_end_matches("_orig").to_string();
         let mask_key = format!("{base}_mask");
@@ -160,7 +199,11 @@ pub fn import_tensors(mut sd: BTreeMap<String, Tensor>, opts: &ImportOptions, de
             bail!("{orig_key:?} has no matching {mask_key:?} (the pruning re-parametrisation needs both)");
         };
         if mask.size() != orig.size() {
-            bail!("{mask_key:?} has shape {:?}, {orig_key:?} has {:?}", mask.size(), orig.size());
+            bail!(
+                "{mask_key:?} has shape {:?}, {orig_key:?} has {:?}",
+                mask.size(),
+                orig.size()
+            );
         }
         if sd.contains_key(&base) {
             bail!("both {orig_key:?} and {base:?} are present");
@@ -168,7 +211,11 @@ pub fn import_tensors(mut sd: BTreeMap<String, Tensor>, opts: &ImportOptions, de
         sd.insert(base, &orig * mask.to_kind(orig.kind()));
     }
     sd.retain(|k, _| !k.ends_with("num_batches_tracked"));
-    let mask_keys: Vec<String> = sd.keys().filter(|k| k.ends_with(checkpoint::MASK_SUFFIX)).cloned().collect();
+    let mask_keys: Vec<String> = sd
+        .keys()
+        .filter(|k| k.ends_with(checkpoint::MASK_SUFFIX))
+        .cloned()
+        .collect();
     let mut masks = BTreeMap::new();
     for key in mask_keys {
         let m = sd.remove(&key).expect("listed above").to_kind(Kind::Float);
@@ -183,8 +230,14 @@ pub fn import_tensors(mut sd: BTreeMap<String, Tensor>, opts: &ImportOptions, de
         Some(a) => a,
         None => infer_arch(&sd)?,
     };
-    let conv1 = sd.get("conv1.weight").context("missing key \"conv1.weight\" (not a CIFAR ResNet state dict?)")?;
-    let in_channels = conv1.size().get(1).copied().context("\"conv1.weight\" is not a 4-d conv weight")? as usize;
+    let conv1 = sd
+        .get("conv1.weight")
+        .context("missing key \"conv1.weight\" (not a CIFAR ResNet state dict?)")?;
+    let in_channels = conv1
+        .size()
+        .get(1)
+        .copied()
+        .context("\"conv1.weight\" is not a 4-d conv weight")? as usize;
     let fc = sd.get("fc.weight").context("missing key \"fc.weight\"")?;
     let file_classes = fc.size()[0] as usize;
     let num_classes = match opts.num_classes {
@@ -196,22 +249,40 @@ pub fn import_tensors(mut sd: BTreeMap<String, Tensor>, opts: &ImportOptions, de
     };
     let (mean, std) = match (sd.get("normalize.mean"), sd.get("normalize.std")) {
         (Some(m), Some(s)) => {
-            let m = Vec::<f64>::try_from(m.to_kind(Kind::Double).flatten(0, -1)).context("normalize.mean")?;
-            let s = Vec::<f64>::try_from(s.to_kind(Kind::Double).flatten(0, -1)).context("normalize.std")?;
+            let m = Vec::<f64>::try_from(m.to_kind(Kind::Double).flatten(0, -1))
+                .context("normalize.mean")?;
+            let s = Vec::<f64>::try_from(s.to_kind(Kind::Double).flatten(0, -1))
+                .context("normalize.std")?;
             (m, s)
         }
         (None, None) => {
-            notes.push(format!("no normalize.mean/std in the file: using the {:?} normalisation", opts.dataset));
+            notes.push(format!(
+                "no normalize.mean/std in the file: using the {:?} normalisation",
+                opts.dataset
+            ));
             let (m, s) = opts.dataset.normalization(in_channels);
-            sd.insert("normalize.mean".into(), Tensor::from_slice(&m).to_kind(Kind::Float));
-            sd.insert("normalize.std".into(), Tensor::from_slice(&s).to_kind(Kind::Float));
+            sd.insert(
+                "normalize.mean".into(),
+                Tensor::from_slice(&m).to_kind(Kind::Float),
+            );
+            sd.insert(
+                "normalize.std".into(),
+                Tensor::from_slice(&s).to_kind(Kind::Float),
+            );
             (m, s)
         }
         (Some(_), None) => bail!("missing key \"normalize.std\" (\"normalize.mean\" is present)"),
         (None, Some(_)) => bail!("missing key \"normalize.mean\" (\"normalize.std\" is present)"),
     };
-    let spec = ModelSpec { arch, num_classes, in_channels, mean, std };
-    spec.validate().context("the file's normalisation buffers")?;
+    let spec = ModelSpec {
+        arch,
+        num_classes,
+        in_channels,
+        mean,
+        std,
+    };
+    spec.validate()
+        .context("the file's normalisation buffers")?;
     let model = Classifier::try_new(&spec, device)?;
 
     let vars = model.vs.variables();
@@ -219,7 +290,10 @@ pub fn import_tensors(mut sd: BTreeMap<String, Tensor>, opts: &ImportOptions, de
     names.sort();
     for name in &names {
         match sd.get(*name) {
-            None => bail!("missing key {name:?} for {arch:?} (the file has {} tensors)", sd.len()),
+            None => bail!(
+                "missing key {name:?} for {arch:?} (the file has {} tensors)",
+                sd.len()
+            ),
             Some(t) if t.size() != vars[*name].size() => bail!(
                 "key {name:?} has shape {:?}, {arch:?} with {num_classes} classes expects {:?}",
                 t.size(),
@@ -236,10 +310,16 @@ pub fn import_tensors(mut sd: BTreeMap<String, Tensor>, opts: &ImportOptions, de
     for (name, m) in masks {
         match sd.get(&name) {
             None => bail!("mask {name}_mask has no weight {name:?}"),
-            Some(w) if w.size() != m.size() => bail!("mask {name}_mask has shape {:?}, {name:?} has {:?}", m.size(), w.size()),
+            Some(w) if w.size() != m.size() => bail!(
+                "mask {name}_mask has shape {:?}, {name:?} has {:?}",
+                m.size(),
+                w.size()
+            ),
             Some(_) if !conv_names.contains(&name) => {
                 // Our masks cover conv weights only; the pruned values are already folded in.
-                notes.push(format!("mask of {name} (not a conv weight) folded into the weights, not kept"));
+                notes.push(format!(
+                    "mask of {name} (not a conv weight) folded into the weights, not kept"
+                ));
             }
             Some(_) => {
                 kept.insert(name, m.to_device(device));
@@ -279,7 +359,10 @@ pub fn export_tensors(model: &Classifier) -> Vec<(String, Tensor)> {
     let mut tensors = checkpoint::named_tensors(&model.vs);
     let bns: Vec<String> = tensors
         .iter()
-        .filter_map(|(k, _)| k.strip_suffix(".running_mean").map(|p| format!("{p}.num_batches_tracked")))
+        .filter_map(|(k, _)| {
+            k.strip_suffix(".running_mean")
+                .map(|p| format!("{p}.num_batches_tracked"))
+        })
         .collect();
     for name in bns {
         tensors.push((name, Tensor::from(0i64)));
@@ -294,17 +377,28 @@ pub fn export_torch(model: &Classifier, path: &Path) -> Result<()> {
     let name = path.to_string_lossy().to_ascii_lowercase();
     if name.ends_with(".safetensors") {
         checkpoint::write_safetensors(path, &tensors)
-    } else if [".pt", ".pth", ".pth.tar", ".tar", ".bin"].iter().any(|e| name.ends_with(e)) {
+    } else if [".pt", ".pth", ".pth.tar", ".tar", ".bin"]
+        .iter()
+        .any(|e| name.ends_with(e))
+    {
         archive::write_state_dict(path, &tensors)
     } else {
-        bail!("{}: unknown output format; use .safetensors, .pt, .pth or .pth.tar", path.display())
+        bail!(
+            "{}: unknown output format; use .safetensors, .pt, .pth or .pth.tar",
+            path.display()
+        )
     }
 }
 
 /// `gunlearn import-torch`.
 pub fn run_import_torch(args: ImportTorchArgs) -> Result<()> {
     let opts = ImportOptions {
-        arch: args.arch.as_deref().map(parse_arch).transpose().context("--arch")?,
+        arch: args
+            .arch
+            .as_deref()
+            .map(parse_arch)
+            .transpose()
+            .context("--arch")?,
         num_classes: args.num_classes,
         dataset: args.dataset,
         mask_from_zeros: args.mask_from_zeros,
@@ -343,12 +437,23 @@ pub fn run_import_torch(args: ImportTorchArgs) -> Result<()> {
 /// Splits `-o` into (folder, checkpoint name): `x/y.safetensors` → (`x`, `y`); a folder → `model`.
 fn output_location(output: &Path) -> Result<(PathBuf, String)> {
     if output.extension().is_some_and(|e| e == "safetensors") {
-        let name = output.file_stem().and_then(|s| s.to_str()).context("-o: not a valid file name")?.to_string();
+        let name = output
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .context("-o: not a valid file name")?
+            .to_string();
         let dir = output.parent().map(Path::to_path_buf).unwrap_or_default();
-        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
         Ok((dir, name))
     } else if output.extension().is_some() && !output.is_dir() {
-        bail!("-o {}: expected a .safetensors file or a folder", output.display())
+        bail!(
+            "-o {}: expected a .safetensors file or a folder",
+            output.display()
+        )
     } else {
         Ok((output.to_path_buf(), "model".into()))
     }
@@ -358,7 +463,8 @@ fn output_location(output: &Path) -> Result<(PathBuf, String)> {
 pub fn run_export_torch(args: ExportTorchArgs) -> Result<()> {
     let ckpt = checkpoint::load(&args.checkpoint, Device::Cpu)?;
     if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
     export_torch(&ckpt.model, &args.output)?;
     println!(

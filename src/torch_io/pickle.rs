@@ -164,7 +164,11 @@ pub enum Value {
     /// A reference to `module.name`.
     Global(String, String),
     /// The result of calling something we do not interpret, with its arguments and state.
-    Object { callable: Box<Value>, args: Box<Value>, state: Option<Box<Value>> },
+    Object {
+        callable: Box<Value>,
+        args: Box<Value>,
+        state: Option<Box<Value>>,
+    },
     /// A storage (from a persistent id).
     Storage(StorageRef),
     /// A tensor (or parameter).
@@ -183,7 +187,10 @@ impl Value {
     /// The value under string key `key`, if this is a dict.
     pub fn get(&self, key: &str) -> Option<&Value> {
         match self {
-            Value::Dict(items) => items.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
+            Value::Dict(items) => items
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
             _ => None,
         }
     }
@@ -223,7 +230,11 @@ impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
         let Some(end) = end else {
-            bail!("truncated pickle: wanted {n} bytes at offset {}, {} left", self.pos, self.data.len() - self.pos);
+            bail!(
+                "truncated pickle: wanted {n} bytes at offset {}, {} left",
+                self.pos,
+                self.data.len() - self.pos
+            );
         };
         let s = &self.data[self.pos..end];
         self.pos = end;
@@ -233,26 +244,37 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
     fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn line(&mut self) -> Result<&'a str> {
         let rest = &self.data[self.pos..];
         let Some(n) = rest.iter().position(|&b| b == b'\n') else {
-            bail!("truncated pickle: unterminated text argument at offset {}", self.pos);
+            bail!(
+                "truncated pickle: unterminated text argument at offset {}",
+                self.pos
+            );
         };
         self.pos += n + 1;
-        std::str::from_utf8(&rest[..n]).with_context(|| format!("pickle: text argument at offset {} is not UTF-8", self.pos))
+        std::str::from_utf8(&rest[..n])
+            .with_context(|| format!("pickle: text argument at offset {} is not UTF-8", self.pos))
     }
     fn utf8(&mut self, n: usize) -> Result<String> {
         let at = self.pos;
         let b = self.take(n)?;
-        String::from_utf8(b.to_vec()).with_context(|| format!("pickle: string at offset {at} is not UTF-8"))
+        String::from_utf8(b.to_vec())
+            .with_context(|| format!("pickle: string at offset {at} is not UTF-8"))
     }
 }
 
@@ -279,10 +301,12 @@ fn storage_from_pid(pid: Value) -> Result<Value> {
         bail!("pickle: unsupported persistent id {pid:?} (not a torch storage)");
     }
     let dtype = match &items[1] {
-        Value::Global(_, name) => {
-            DType::from_storage_class(name).with_context(|| format!("pickle: unsupported storage type {name}"))?
-        }
-        other => bail!("pickle: storage type is a {}, expected a torch storage class", other.type_name()),
+        Value::Global(_, name) => DType::from_storage_class(name)
+            .with_context(|| format!("pickle: unsupported storage type {name}"))?,
+        other => bail!(
+            "pickle: storage type is a {}, expected a torch storage class",
+            other.type_name()
+        ),
     };
     let key = match &items[2] {
         Value::Str(s) => s.clone(),
@@ -301,7 +325,10 @@ fn storage_from_pid(pid: Value) -> Result<Value> {
 
 fn int_list(v: &Value, what: &str) -> Result<Vec<i64>> {
     let (Value::Tuple(items) | Value::List(items)) = v else {
-        bail!("pickle: tensor {what} is a {}, expected a tuple", v.type_name());
+        bail!(
+            "pickle: tensor {what} is a {}, expected a tuple",
+            v.type_name()
+        );
     };
     items
         .iter()
@@ -323,18 +350,29 @@ fn call(callable: Value, args: Value) -> Result<Value> {
         _ => &[],
     };
     match (module, name) {
-        ("collections", "OrderedDict") | ("builtins", "dict") | ("__builtin__", "dict") if items.is_empty() => {
+        ("collections", "OrderedDict") | ("builtins", "dict") | ("__builtin__", "dict")
+            if items.is_empty() =>
+        {
             Ok(Value::Dict(Vec::new()))
         }
         ("torch._utils", "_rebuild_tensor_v2") | ("torch._utils", "_rebuild_tensor") => {
             if items.len() < 4 {
-                bail!("pickle: {name} called with {} arguments, expected at least 4", items.len());
+                bail!(
+                    "pickle: {name} called with {} arguments, expected at least 4",
+                    items.len()
+                );
             }
             let Value::Storage(storage) = &items[0] else {
-                bail!("pickle: {name} on a {}, expected a storage", items[0].type_name());
+                bail!(
+                    "pickle: {name} on a {}, expected a storage",
+                    items[0].type_name()
+                );
             };
             let Value::Int(offset) = items[1] else {
-                bail!("pickle: {name}: storage offset is a {}", items[1].type_name());
+                bail!(
+                    "pickle: {name}: storage offset is a {}",
+                    items[1].type_name()
+                );
             };
             Ok(Value::Tensor(TensorRef {
                 storage: storage.clone(),
@@ -344,15 +382,25 @@ fn call(callable: Value, args: Value) -> Result<Value> {
             }))
         }
         // A Parameter pickles as its data tensor plus requires_grad and hooks.
-        ("torch._utils", "_rebuild_parameter") | ("torch._utils", "_rebuild_parameter_with_state") => {
-            items.first().cloned().with_context(|| format!("pickle: {name} without arguments"))
-        }
+        ("torch._utils", "_rebuild_parameter")
+        | ("torch._utils", "_rebuild_parameter_with_state") => items
+            .first()
+            .cloned()
+            .with_context(|| format!("pickle: {name} without arguments")),
         // Protocol-2 bytes: _codecs.encode(str, 'latin1').
         ("_codecs", "encode") if items.len() == 2 => match &items[0] {
             Value::Str(s) => Ok(Value::Bytes(s.chars().map(|c| c as u32 as u8).collect())),
-            _ => Ok(Value::Object { callable: Box::new(callable), args: Box::new(args), state: None }),
+            _ => Ok(Value::Object {
+                callable: Box::new(callable),
+                args: Box::new(args),
+                state: None,
+            }),
         },
-        _ => Ok(Value::Object { callable: Box::new(callable), args: Box::new(args), state: None }),
+        _ => Ok(Value::Object {
+            callable: Box::new(callable),
+            args: Box::new(args),
+            state: None,
+        }),
     }
 }
 
@@ -394,9 +442,12 @@ pub fn parse(data: &[u8]) -> Result<(Value, usize)> {
     }
     fn set_items(target: &mut Value, items: Vec<Value>, at: usize) -> Result<()> {
         let Value::Dict(d) = target else {
-            bail!("corrupt pickle: SETITEMS on a {} at offset {at}", target.type_name());
+            bail!(
+                "corrupt pickle: SETITEMS on a {} at offset {at}",
+                target.type_name()
+            );
         };
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             bail!("corrupt pickle: odd number of SETITEMS entries at offset {at}");
         }
         let mut it = items.into_iter();
@@ -412,7 +463,10 @@ pub fn parse(data: &[u8]) -> Result<(Value, usize)> {
     fn append(target: &mut Value, items: Vec<Value>, at: usize) -> Result<()> {
         match target {
             Value::List(l) => l.extend(items),
-            other => bail!("corrupt pickle: APPEND on a {} at offset {at}", other.type_name()),
+            other => bail!(
+                "corrupt pickle: APPEND on a {} at offset {at}",
+                other.type_name()
+            ),
         }
         Ok(())
     }
@@ -475,13 +529,18 @@ pub fn parse(data: &[u8]) -> Result<(Value, usize)> {
                 let v = match s {
                     "00" => Value::Bool(false),
                     "01" => Value::Bool(true),
-                    _ => Value::Int(s.parse().with_context(|| format!("pickle: bad INT {s:?} at offset {at}"))?),
+                    _ => Value::Int(
+                        s.parse()
+                            .with_context(|| format!("pickle: bad INT {s:?} at offset {at}"))?,
+                    ),
                 };
                 push(&mut stack, v);
             }
             b'L' => {
                 let s = r.line()?.trim_end_matches('L');
-                let v = s.parse().with_context(|| format!("pickle: LONG {s:?} at offset {at} does not fit 64 bits"))?;
+                let v = s.parse().with_context(|| {
+                    format!("pickle: LONG {s:?} at offset {at} does not fit 64 bits")
+                })?;
                 push(&mut stack, Value::Int(v));
             }
             b'G' => {
@@ -490,7 +549,9 @@ pub fn parse(data: &[u8]) -> Result<(Value, usize)> {
             }
             b'F' => {
                 let s = r.line()?;
-                let v = s.parse().with_context(|| format!("pickle: bad FLOAT {s:?} at offset {at}"))?;
+                let v = s
+                    .parse()
+                    .with_context(|| format!("pickle: bad FLOAT {s:?} at offset {at}"))?;
                 push(&mut stack, Value::Float(v));
             }
             b'X' => {
@@ -641,7 +702,9 @@ pub fn parse(data: &[u8]) -> Result<(Value, usize)> {
                 let v = storage_from_pid(pid).with_context(|| format!("at pickle offset {at}"))?;
                 push(&mut stack, v);
             }
-            b'P' => bail!("pickle: text persistent ids (PERSID at offset {at}) are not torch storages"),
+            b'P' => {
+                bail!("pickle: text persistent ids (PERSID at offset {at}) are not torch storages")
+            }
             b'q' => {
                 let i = r.u8()? as u64;
                 memo.insert(i, top(&mut stack, at)?.clone());
@@ -651,7 +714,10 @@ pub fn parse(data: &[u8]) -> Result<(Value, usize)> {
                 memo.insert(i, top(&mut stack, at)?.clone());
             }
             b'p' => {
-                let i: u64 = r.line()?.parse().with_context(|| format!("pickle: bad PUT at offset {at}"))?;
+                let i: u64 = r
+                    .line()?
+                    .parse()
+                    .with_context(|| format!("pickle: bad PUT at offset {at}"))?;
                 memo.insert(i, top(&mut stack, at)?.clone());
             }
             0x94 => {
@@ -662,9 +728,14 @@ pub fn parse(data: &[u8]) -> Result<(Value, usize)> {
                 let i = match op {
                     b'h' => r.u8()? as u64,
                     b'j' => r.u32()? as u64,
-                    _ => r.line()?.parse().with_context(|| format!("pickle: bad GET at offset {at}"))?,
+                    _ => r
+                        .line()?
+                        .parse()
+                        .with_context(|| format!("pickle: bad GET at offset {at}"))?,
                 };
-                let v = memo.get(&i).with_context(|| format!("corrupt pickle: memo entry {i} unset at offset {at}"))?;
+                let v = memo.get(&i).with_context(|| {
+                    format!("corrupt pickle: memo entry {i} unset at offset {at}")
+                })?;
                 push(&mut stack, v.clone());
             }
             other => bail!("pickle: unsupported opcode 0x{other:02x} at offset {at}"),
@@ -688,7 +759,10 @@ impl Default for Writer {
 impl Writer {
     /// A writer that has emitted `PROTO 2`.
     pub fn new() -> Writer {
-        Writer { out: vec![0x80, 2], memo: 0 }
+        Writer {
+            out: vec![0x80, 2],
+            memo: 0,
+        }
     }
 
     fn put(&mut self) {
