@@ -12,5 +12,7 @@ pub mod fsutil;
 pub mod model;
 pub mod optim;
 pub mod plot;
+pub mod prune;
+pub mod torch_io;
 pub mod train;
 pub mod unlearn;

@@ -1,0 +1,608 @@
+//! `gunlearn prune`: one-shot (OMP) and iterative (IMP) magnitude pruning with rewinding,
+//! random pruning, and data-free SynFlow (SPEC §3), with the reference's output per state.
+//!
+//! Flow of OMP / IMP / random (the reference's `main_imp.py`): state 0 trains dense and keeps
+//! the weights after `--rewind_epoch` epochs; after each state's training the last weights are
+//! pruned (globally over all conv weights), the survivors are rewound (`rewind_lt`: to the
+//! epoch-`rewind_epoch` weights, `lt`: to the initialisation, `pt`: not at all) and the next
+//! state retrains the full schedule, advanced by `rewind_epoch` epochs for `rewind_lt`.
+//! OMP prunes once, to `rate`; IMP prunes `pruning_times` rounds of `rate` of the *remaining*
+//! weights (cumulative 1 − (1 − rate)^r, as `torch.nn.utils.prune` composes); random prunes
+//! once, uniformly at random. SynFlow prunes the initialisation to `rate` without data, then
+//! trains the sparse network (a single state).
+//!
+//! Output in `--save_dir`: `state<k>/` per trained state (`model.*` = best by validation
+//! accuracy, with its mask; `last.*`; `train_log.csv`; curves), `state0/rewind.*`, and
+//! `pruning.json` (per state: sparsity, best validation accuracy and epoch, test accuracy).
+
+pub mod synflow;
+
+use crate::checkpoint::{self, copy_into, ModelInfo, FORMAT};
+use crate::cli::{model_spec, parse_milestones, Common, DataArgs};
+use crate::data::splits::{make_splits, ForgetRequest, SplitConfig};
+use crate::data::{self, ImageSet};
+use crate::device::{device_name, parse_device, set_threads};
+use crate::model::mask::Mask;
+use crate::model::{Arch, Classifier};
+use crate::train::{train, RunOutput, TrainConfig};
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tch::{Device, Kind, Tensor};
+
+/// Which pruning algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PruneMethod {
+    /// One-shot global magnitude pruning after dense training.
+    Omp,
+    /// Iterative magnitude pruning, `rate` of the remaining weights per round.
+    Imp,
+    /// SynFlow at initialisation, data-free.
+    Synflow,
+    /// Uniformly random global pruning after dense training.
+    Random,
+}
+
+/// What the surviving weights are reset to after pruning (the reference's `--prune_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum PruneType {
+    /// Lottery ticket with rewinding: back to the weights after `rewind_epoch` epochs.
+    #[value(name = "rewind_lt")]
+    #[serde(rename = "rewind_lt")]
+    RewindLt,
+    /// Lottery ticket: back to the initialisation.
+    #[value(name = "lt")]
+    #[serde(rename = "lt")]
+    Lt,
+    /// Pruning + fine-tuning: keep the trained weights.
+    #[value(name = "pt")]
+    #[serde(rename = "pt")]
+    Pt,
+}
+
+/// `gunlearn prune` (reference flag names; hyphenated aliases accepted).
+#[derive(Args, Debug, Clone)]
+pub struct PruneArgs {
+    /// Data set and split seed.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Device, threads, quiet.
+    #[command(flatten)]
+    pub common: Common,
+    /// Architecture.
+    #[arg(long, value_enum, default_value = "resnet18")]
+    pub arch: Arch,
+    /// Pruning algorithm.
+    #[arg(long, value_enum, default_value = "omp")]
+    pub prune: PruneMethod,
+    /// Fraction of conv weights to prune (per round for IMP).
+    #[arg(long, default_value_t = 0.2)]
+    pub rate: f64,
+    /// IMP: number of prune-rewind-retrain rounds.
+    #[arg(long = "pruning_times", alias = "pruning-times", default_value_t = 1)]
+    pub pruning_times: usize,
+    /// Epoch whose weights `rewind_lt` rewinds to.
+    #[arg(long = "rewind_epoch", alias = "rewind-epoch", default_value_t = 8)]
+    pub rewind_epoch: usize,
+    /// rewind_lt, lt or pt.
+    #[arg(
+        long = "prune_type",
+        alias = "prune-type",
+        value_enum,
+        default_value = "rewind_lt"
+    )]
+    pub prune_type: PruneType,
+    /// SynFlow rounds.
+    #[arg(
+        long = "synflow_rounds",
+        alias = "synflow-rounds",
+        default_value_t = 100
+    )]
+    pub synflow_rounds: usize,
+    /// Epochs per state.
+    #[arg(long, default_value_t = 182)]
+    pub epochs: usize,
+    /// Initial learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Weight decay.
+    #[arg(long = "weight_decay", alias = "weight-decay", default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// Batch size.
+    #[arg(long = "batch_size", alias = "batch-size", default_value_t = 256)]
+    pub batch_size: usize,
+    /// Comma-separated epochs where the lr is multiplied by 0.1.
+    #[arg(
+        long = "decreasing_lr",
+        alias = "decreasing-lr",
+        default_value = "91,136"
+    )]
+    pub decreasing_lr: String,
+    /// Epochs of linear warm-up.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    /// Seed (initialisation, shuffling, augmentation, random pruning).
+    #[arg(long, default_value_t = 2)]
+    pub seed: u64,
+    /// Output folder.
+    #[arg(long = "save_dir", alias = "save-dir")]
+    pub save_dir: PathBuf,
+    /// Train without augmentation.
+    #[arg(long = "no_augment", alias = "no-augment")]
+    pub no_augment: bool,
+}
+
+/// One trained state in `pruning.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StateSummary {
+    /// State index (0 = dense for OMP/IMP/random).
+    pub state: usize,
+    /// Folder of its checkpoints.
+    pub dir: PathBuf,
+    /// % of conv weights pruned.
+    pub sparsity: f64,
+    /// Best validation accuracy (%).
+    pub best_val: f64,
+    /// Epoch (1-based) of the best validation accuracy.
+    pub best_epoch: usize,
+    /// Test accuracy (%) of the best checkpoint.
+    pub test: f64,
+}
+
+/// `pruning.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PruningSummary {
+    /// Algorithm.
+    pub method: PruneMethod,
+    /// Rewinding.
+    pub prune_type: PruneType,
+    /// `--rate`.
+    pub rate: f64,
+    /// `--pruning_times`.
+    pub pruning_times: usize,
+    /// `--rewind_epoch`.
+    pub rewind_epoch: usize,
+    /// Training configuration of each state (schedule offset aside).
+    pub train_config: TrainConfig,
+    /// Every trained state, in order.
+    pub states: Vec<StateSummary>,
+}
+
+/// Global pruning by arbitrary scores: prunes the `round(rate · N)` conv weights (N = all of
+/// them) with the smallest score, weights pruned in `current` first (they stay pruned). Ties go
+/// by position (layer order of `scores`, then row-major), the earlier pruned first. Scores must
+/// be ≥ 0; NaN counts as +∞ (never pruned before a number).
+pub fn global_from_scores(scores: &[(String, Tensor)], rate: f64, current: Option<&Mask>) -> Mask {
+    let rate = if rate.is_nan() {
+        0.0
+    } else {
+        rate.clamp(0.0, 1.0)
+    };
+    let mut flat: Vec<f64> = Vec::new();
+    for (name, s) in scores {
+        let mut s = s.detach().to_kind(Kind::Double).to_device(Device::Cpu);
+        if let Some(m) = current.and_then(|c| c.masks.get(name)) {
+            let m = m.to_kind(Kind::Double).to_device(Device::Cpu);
+            // Pruned entries get −1, below any score ≥ 0.
+            s = &s * &m + (&m - 1.0);
+        }
+        let v = Vec::<f64>::try_from(s.flatten(0, -1)).expect("f64 CPU tensor to Vec");
+        flat.extend(
+            v.into_iter()
+                .map(|x| if x.is_nan() { f64::INFINITY } else { x }),
+        );
+    }
+    let n = flat.len();
+    let k = ((rate * n as f64).round() as usize).min(n);
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    let mut pruned = vec![false; n];
+    if k > 0 {
+        order.select_nth_unstable_by(k - 1, |&a, &b| {
+            flat[a as usize]
+                .total_cmp(&flat[b as usize])
+                .then(a.cmp(&b))
+        });
+        for &i in &order[..k] {
+            pruned[i as usize] = true;
+        }
+    }
+    let mut masks = BTreeMap::new();
+    let mut off = 0;
+    for (name, s) in scores {
+        let len = s.numel();
+        let keep: Vec<f32> = pruned[off..off + len]
+            .iter()
+            .map(|&p| if p { 0.0 } else { 1.0 })
+            .collect();
+        off += len;
+        let m = Tensor::from_slice(&keep)
+            .view(s.size().as_slice())
+            .to_device(s.device());
+        masks.insert(name.clone(), m);
+    }
+    Mask { masks }
+}
+
+/// Uniform random scores for every conv weight (from libtorch's seeded generator).
+fn random_scores(model: &Classifier) -> Vec<(String, Tensor)> {
+    let vars = model.vs.variables();
+    model
+        .conv_weight_names()
+        .into_iter()
+        .map(|n| {
+            let s = Tensor::rand(vars[&n].size(), (Kind::Float, Device::Cpu));
+            (n, s)
+        })
+        .collect()
+}
+
+/// The mask after pruning round `round` (1-based) of `method` on `model`'s current weights.
+pub fn prune_round(
+    model: &Classifier,
+    method: PruneMethod,
+    rate: f64,
+    round: usize,
+    current: Option<&Mask>,
+    image_size: (usize, usize),
+    synflow_rounds: usize,
+) -> Result<Mask> {
+    Ok(match method {
+        PruneMethod::Omp => Mask::global_magnitude(model, rate, current),
+        // torch.nn.utils.prune composes `rate` of the remaining weights per round.
+        PruneMethod::Imp => {
+            Mask::global_magnitude(model, 1.0 - (1.0 - rate).powi(round as i32), current)
+        }
+        PruneMethod::Random => global_from_scores(&random_scores(model), rate, current),
+        PruneMethod::Synflow => {
+            synflow::synflow_mask(model, rate, synflow_rounds, current, image_size)?
+        }
+    })
+}
+
+fn snapshot(model: &Classifier) -> HashMap<String, Tensor> {
+    model
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.detach().copy()))
+        .collect()
+}
+
+fn restore(model: &Classifier, weights: &HashMap<String, Tensor>) -> Result<()> {
+    copy_into(
+        &model.vs,
+        weights
+            .iter()
+            .map(|(k, v)| (k.clone(), v.shallow_clone()))
+            .collect(),
+    )
+}
+
+/// Runs `gunlearn prune`.
+pub fn run_prune(args: PruneArgs) -> Result<()> {
+    let summary = prune_job(&args)?;
+    println!(
+        "| state | sparsity (%) | best val (%) | test (%) | checkpoint |\n|---|---|---|---|---|"
+    );
+    for s in &summary.states {
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} | {} |",
+            s.state,
+            s.sparsity,
+            s.best_val,
+            s.test,
+            s.dir.join("model.safetensors").display()
+        );
+    }
+    Ok(())
+}
+
+fn check_args(args: &PruneArgs) -> Result<()> {
+    if !(0.0..=1.0).contains(&args.rate) || args.rate.is_nan() {
+        bail!("--rate {}: must be in [0, 1]", args.rate);
+    }
+    if args.rate >= 1.0 && args.prune != PruneMethod::Imp {
+        bail!("--rate 1 would prune every conv weight");
+    }
+    if args.prune == PruneMethod::Imp && args.pruning_times == 0 {
+        bail!("--pruning_times must be at least 1 for IMP");
+    }
+    if args.epochs == 0 {
+        bail!("--epochs must be at least 1");
+    }
+    let rewinds = matches!(
+        args.prune,
+        PruneMethod::Omp | PruneMethod::Imp | PruneMethod::Random
+    ) && args.prune_type == PruneType::RewindLt;
+    if rewinds && args.rewind_epoch > args.epochs {
+        bail!(
+            "--rewind_epoch {} is past --epochs {}",
+            args.rewind_epoch,
+            args.epochs
+        );
+    }
+    Ok(())
+}
+
+/// Does the whole pruning run and writes `pruning.json`; returns its content.
+pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
+    check_args(args)?;
+    set_threads(args.common.threads);
+    let device = parse_device(&args.common.device)?;
+    let ds = data::load(args.data.dataset, args.data.data.as_deref())?;
+    let splits = make_splits(
+        &ds,
+        &SplitConfig {
+            val_set_seed: args.data.val_set_seed,
+            seed: 1,
+            forget: ForgetRequest::None,
+        },
+    )?;
+    tch::manual_seed(args.seed as i64);
+    let spec = model_spec(&ds, args.arch);
+    let model = Classifier::try_new(&spec, device)?;
+    let init = snapshot(&model);
+    let config = TrainConfig {
+        epochs: args.epochs,
+        lr: args.lr,
+        momentum: args.momentum,
+        weight_decay: args.weight_decay,
+        batch_size: args.batch_size,
+        milestones: parse_milestones(&args.decreasing_lr)?,
+        warmup: args.warmup,
+        seed: args.seed,
+        augment: if args.no_augment {
+            None
+        } else {
+            Some(args.data.dataset.default_augment())
+        },
+        ..TrainConfig::default()
+    };
+    std::fs::create_dir_all(&args.save_dir)
+        .with_context(|| format!("creating {}", args.save_dir.display()))?;
+    let train_set = Arc::new(ds.train.clone());
+    let image_size = (ds.train.height, ds.train.width);
+    let base_info = ModelInfo {
+        format: FORMAT.into(),
+        model: spec,
+        dataset: args.data.dataset,
+        seed: args.seed,
+        epoch: 0,
+        accuracy: BTreeMap::new(),
+        sparsity: 0.0,
+        device: device_name(device),
+        produced_by: String::new(),
+        extra: serde_json::Value::Null,
+    };
+    let ctx = StateContext {
+        args,
+        device,
+        train_set: &train_set,
+        test: &ds.test,
+        splits: &splits,
+        base_info: &base_info,
+    };
+    let mut summary = PruningSummary {
+        method: args.prune,
+        prune_type: args.prune_type,
+        rate: args.rate,
+        pruning_times: args.pruning_times,
+        rewind_epoch: args.rewind_epoch,
+        train_config: config.clone(),
+        states: Vec::new(),
+    };
+    let write_summary = |s: &PruningSummary| {
+        crate::fsutil::write_json_atomic(&args.save_dir.join("pruning.json"), s)
+    };
+
+    if args.prune == PruneMethod::Synflow {
+        // Data-free pruning of the initialisation, then one sparse training run.
+        let mask = prune_round(
+            &model,
+            args.prune,
+            args.rate,
+            1,
+            None,
+            image_size,
+            args.synflow_rounds,
+        )?;
+        mask.apply_to_weights(&model.vs);
+        tracing::info!(
+            "SynFlow: {:.2}% of conv weights pruned at initialisation",
+            mask.sparsity().overall
+        );
+        let s = ctx.train_state(&model, Some(&mask), 1, &config, None)?;
+        summary.states.push(s);
+        write_summary(&summary)?;
+        return Ok(summary);
+    }
+
+    // State 0: dense, keeping the rewind point.
+    let rounds = if args.prune == PruneMethod::Imp {
+        args.pruning_times
+    } else {
+        1
+    };
+    let rewind_epoch = (args.prune_type == PruneType::RewindLt).then_some(args.rewind_epoch);
+    let s0 = ctx.train_state(&model, None, 0, &config, rewind_epoch)?;
+    summary.states.push(s0);
+    write_summary(&summary)?;
+    let rewind_weights = match args.prune_type {
+        PruneType::RewindLt => Some(checkpoint::load(
+            &args.save_dir.join("state0").join("rewind.safetensors"),
+            device,
+        )?),
+        _ => None,
+    };
+    let mut mask: Option<Mask> = None;
+    for round in 1..=rounds {
+        let new = prune_round(
+            &model,
+            args.prune,
+            args.rate,
+            round,
+            mask.as_ref(),
+            image_size,
+            args.synflow_rounds,
+        )?;
+        match args.prune_type {
+            PruneType::RewindLt => {
+                let r = rewind_weights.as_ref().expect("loaded above");
+                copy_into(&model.vs, r.model.vs.variables())?;
+            }
+            PruneType::Lt => restore(&model, &init)?,
+            PruneType::Pt => {}
+        }
+        new.apply_to_weights(&model.vs);
+        tracing::info!(
+            "round {round}: {:.2}% of conv weights pruned",
+            new.sparsity().overall
+        );
+        let cfg = TrainConfig {
+            schedule_offset: if args.prune_type == PruneType::RewindLt {
+                args.rewind_epoch
+            } else {
+                0
+            },
+            seed: args.seed.wrapping_add(round as u64),
+            ..config.clone()
+        };
+        let s = ctx.train_state(&model, Some(&new), round, &cfg, None)?;
+        summary.states.push(s);
+        write_summary(&summary)?;
+        mask = Some(new);
+    }
+    Ok(summary)
+}
+
+struct StateContext<'a> {
+    args: &'a PruneArgs,
+    device: Device,
+    train_set: &'a Arc<ImageSet>,
+    test: &'a ImageSet,
+    splits: &'a crate::data::splits::Splits,
+    base_info: &'a ModelInfo,
+}
+
+impl StateContext<'_> {
+    /// Trains one state into `save_dir/state<k>`; with `rewind_at`, first trains that many
+    /// epochs and saves `rewind.*`, then resumes to the end (same schedule and shuffles as one
+    /// uninterrupted run). Leaves the model at its last-epoch weights.
+    fn train_state(
+        &self,
+        model: &Classifier,
+        mask: Option<&Mask>,
+        state: usize,
+        cfg: &TrainConfig,
+        rewind_at: Option<usize>,
+    ) -> Result<StateSummary> {
+        let args = self.args;
+        let dir = args.save_dir.join(format!("state{state}"));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let produced_by = if mask.is_some() {
+            format!("prune:{}", method_name(args.prune))
+        } else {
+            "train".into()
+        };
+        let mut info = self.base_info.clone();
+        info.produced_by = produced_by;
+        info.sparsity = mask.map_or(0.0, |m| m.sparsity().overall);
+        info.extra = serde_json::json!({
+            "state": state,
+            "prune": args.prune,
+            "prune_type": args.prune_type,
+            "rate": args.rate,
+            "rewind_epoch": args.rewind_epoch,
+            "train_config": cfg,
+            "val_set_seed": args.data.val_set_seed,
+        });
+        let run = |epochs: usize, resume: bool| {
+            let output = RunOutput {
+                save_dir: dir.clone(),
+                info: info.clone(),
+                resume,
+                quiet: args.common.quiet,
+            };
+            let c = TrainConfig {
+                epochs,
+                ..cfg.clone()
+            };
+            train(
+                model,
+                mask,
+                self.train_set,
+                &self.splits.train,
+                &self.splits.val,
+                &c,
+                Some(&output),
+                self.device,
+            )
+        };
+        tracing::info!(
+            "state {state}: training {} epochs -> {}",
+            cfg.epochs,
+            dir.display()
+        );
+        let summary = match rewind_at {
+            Some(e) => {
+                let mut rinfo = info.clone();
+                rinfo.epoch = e;
+                if e == 0 {
+                    checkpoint::save(&dir, "rewind", model, mask, &rinfo)?;
+                    run(cfg.epochs, false)?
+                } else {
+                    run(e, false)?;
+                    checkpoint::save(&dir, "rewind", model, mask, &rinfo)?;
+                    if e < cfg.epochs {
+                        run(cfg.epochs, true)?
+                    } else {
+                        run(e, true)?
+                    }
+                }
+            }
+            None => run(cfg.epochs, false)?,
+        };
+        // Test accuracy of the best checkpoint, recorded in its model.json.
+        let best = checkpoint::load(&dir, self.device)?;
+        let test = crate::eval::outputs::accuracy(
+            &best.model,
+            self.test,
+            &self.splits.test,
+            cfg.eval_batch_size,
+            self.device,
+        );
+        let mut binfo = best.info.clone();
+        binfo.accuracy.insert("test".into(), test);
+        checkpoint::save(&dir, "model", &best.model, best.mask.as_ref(), &binfo)?;
+        Ok(StateSummary {
+            state,
+            dir,
+            sparsity: mask.map_or(0.0, |m| m.sparsity().overall),
+            best_val: summary.best_val,
+            best_epoch: summary.best_epoch,
+            test,
+        })
+    }
+}
+
+fn method_name(m: PruneMethod) -> &'static str {
+    match m {
+        PruneMethod::Omp => "omp",
+        PruneMethod::Imp => "imp",
+        PruneMethod::Synflow => "synflow",
+        PruneMethod::Random => "random",
+    }
+}
+
+/// Path of a state's best checkpoint in a prune output folder.
+pub fn state_checkpoint(save_dir: &Path, state: usize) -> PathBuf {
+    save_dir
+        .join(format!("state{state}"))
+        .join("model.safetensors")
+}
