@@ -87,7 +87,11 @@ struct TrainArgs {
     #[arg(long = "batch_size", alias = "batch-size", default_value_t = 256)]
     batch_size: usize,
     /// Comma-separated epochs where the lr is multiplied by 0.1.
-    #[arg(long = "decreasing_lr", alias = "decreasing-lr", default_value = "91,136")]
+    #[arg(
+        long = "decreasing_lr",
+        alias = "decreasing-lr",
+        default_value = "91,136"
+    )]
     decreasing_lr: String,
     /// Epochs of linear warm-up.
     #[arg(long, default_value_t = 0)]
@@ -146,7 +150,10 @@ pub fn parse_milestones(text: &str) -> anyhow::Result<Vec<usize>> {
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().with_context(|| format!("--decreasing_lr: {s:?} is not an epoch number")))
+        .map(|s| {
+            s.parse::<usize>()
+                .with_context(|| format!("--decreasing_lr: {s:?} is not an epoch number"))
+        })
         .collect()
 }
 
@@ -188,7 +195,11 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         milestones: parse_milestones(&args.decreasing_lr)?,
         warmup: args.warmup,
         seed: args.seed,
-        augment: if args.no_augment { None } else { Some(ds_augment) },
+        augment: if args.no_augment {
+            None
+        } else {
+            Some(ds_augment)
+        },
         ..TrainConfig::default()
     };
     let job = TrainJob {
@@ -218,7 +229,11 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
     let ds = data::load(job.data.dataset, job.data.data.as_deref())?;
     let splits = make_splits(
         &ds,
-        &SplitConfig { val_set_seed: job.data.val_set_seed, seed: 1, forget: ForgetRequest::None },
+        &SplitConfig {
+            val_set_seed: job.data.val_set_seed,
+            seed: 1,
+            forget: ForgetRequest::None,
+        },
     )?;
     tch::manual_seed(job.config.seed as i64);
     let spec = model_spec(&ds, job.arch);
@@ -235,21 +250,45 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
         produced_by: "train".into(),
         extra: serde_json::json!({ "train_config": job.config, "val_set_seed": job.data.val_set_seed }),
     };
-    std::fs::create_dir_all(&job.save_dir).with_context(|| format!("creating {}", job.save_dir.display()))?;
-    let output = RunOutput { save_dir: job.save_dir.clone(), info, resume: job.resume, quiet: job.common.quiet };
+    std::fs::create_dir_all(&job.save_dir)
+        .with_context(|| format!("creating {}", job.save_dir.display()))?;
+    let output = RunOutput {
+        save_dir: job.save_dir.clone(),
+        info,
+        resume: job.resume,
+        quiet: job.common.quiet,
+    };
     let train_set = Arc::new(ds.train.clone());
-    let summary = train(&model, None, &train_set, &splits.train, &splits.val, &job.config, Some(&output), device)?;
+    let summary = train(
+        &model,
+        None,
+        &train_set,
+        &splits.train,
+        &splits.val,
+        &job.config,
+        Some(&output),
+        device,
+    )?;
     // Final accuracies of the best checkpoint, written back into its model.json.
     let best = checkpoint::load(&job.save_dir, device)?;
     let mut info = best.info.clone();
     let eval = |set: &data::ImageSet, idx: &[usize]| {
         crate::eval::outputs::accuracy(&best.model, set, idx, job.config.eval_batch_size, device)
     };
-    info.accuracy.insert("train".into(), eval(&ds.train, &splits.train));
-    info.accuracy.insert("val".into(), eval(&ds.train, &splits.val));
-    info.accuracy.insert("test".into(), eval(&ds.test, &splits.test));
+    info.accuracy
+        .insert("train".into(), eval(&ds.train, &splits.train));
+    info.accuracy
+        .insert("val".into(), eval(&ds.train, &splits.val));
+    info.accuracy
+        .insert("test".into(), eval(&ds.test, &splits.test));
     info.accuracy.insert("best_val".into(), summary.best_val);
-    checkpoint::save(&job.save_dir, "model", &best.model, best.mask.as_ref(), &info)?;
+    checkpoint::save(
+        &job.save_dir,
+        "model",
+        &best.model,
+        best.mask.as_ref(),
+        &info,
+    )?;
     Ok(info)
 }
 
@@ -257,9 +296,15 @@ fn run_info(args: InfoArgs) -> anyhow::Result<()> {
     let ckpt = checkpoint::load(&args.checkpoint, tch::Device::Cpu)?;
     let info = &ckpt.info;
     println!("checkpoint   {}", ckpt.path.display());
-    println!("architecture {:?}, {} classes, {} input channels", info.model.arch, info.model.num_classes, info.model.in_channels);
+    println!(
+        "architecture {:?}, {} classes, {} input channels",
+        info.model.arch, info.model.num_classes, info.model.in_channels
+    );
     println!("parameters   {}", ckpt.model.num_parameters());
-    println!("data set     {:?} (seed {}), produced by {} on {}", info.dataset, info.seed, info.produced_by, info.device);
+    println!(
+        "data set     {:?} (seed {}), produced by {} on {}",
+        info.dataset, info.seed, info.produced_by, info.device
+    );
     for (split, acc) in &info.accuracy {
         println!("accuracy     {split:<16} {acc:6.2}%");
     }
@@ -279,7 +324,11 @@ fn run_info(args: InfoArgs) -> anyhow::Result<()> {
 fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     let save_dir = args.save_dir.join("original");
     let job = TrainJob {
-        data: DataArgs { dataset: DatasetName::Digits, data: None, val_set_seed: 1 },
+        data: DataArgs {
+            dataset: DatasetName::Digits,
+            data: None,
+            val_set_seed: 1,
+        },
         arch: Arch::Resnet20,
         config: TrainConfig {
             epochs: args.epochs,
@@ -291,13 +340,24 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         },
         save_dir: save_dir.clone(),
         resume: false,
-        common: Common { device: args.common.device.clone(), threads: args.common.threads, quiet: args.common.quiet },
+        common: Common {
+            device: args.common.device.clone(),
+            threads: args.common.threads,
+            quiet: args.common.quiet,
+        },
     };
-    println!("demo: training ResNet-20 on the embedded digits data ({} epochs) -> {}", job.config.epochs, save_dir.display());
+    println!(
+        "demo: training ResNet-20 on the embedded digits data ({} epochs) -> {}",
+        job.config.epochs,
+        save_dir.display()
+    );
     let info = run_train_job(&job)?;
     println!("\n| split | accuracy (%) |\n|---|---|");
     for split in ["train", "val", "test"] {
-        println!("| {split} | {:.2} |", info.accuracy.get(split).copied().unwrap_or(f64::NAN));
+        println!(
+            "| {split} | {:.2} |",
+            info.accuracy.get(split).copied().unwrap_or(f64::NAN)
+        );
     }
     Ok(())
 }
