@@ -132,6 +132,8 @@ struct InfoArgs {
 enum BenchCommand {
     /// Training-step images/s of ResNet-18 and ResNet-20 (batch 64 and 256), ours vs PyTorch.
     Train(crate::bench::BenchTrainArgs),
+    /// Seconds per adversarial-unlearning iteration (SPEC §5), ours vs PyTorch.
+    Gan(crate::bench_gan::BenchGanArgs),
 }
 
 /// Parses the command line and runs the command.
@@ -142,6 +144,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Demo(args) => run_demo(args),
         Command::Info(args) => run_info(args),
         Command::Bench(BenchCommand::Train(args)) => crate::bench::bench_train(&args),
+        Command::Bench(BenchCommand::Gan(args)) => crate::bench_gan::bench_gan(&args),
     }
 }
 

@@ -308,6 +308,8 @@ fn one_to_three_iterations_match_pytorch() {
 }
 
 /// Unbiased standardisation and the Barlow-Twins sum written out with plain loops in f64.
+// Index loops on purpose: they read as the matrix formula M_ij = Σ_k v̂_ki f̂_kj / B.
+#[allow(clippy::needless_range_loop)]
 fn barlow_twins_by_hand(v: &[Vec<f64>], f: &[Vec<f64>]) -> f64 {
     let b = v.len();
     let dim = v[0].len();
