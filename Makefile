@@ -6,6 +6,8 @@ export PATH := $(VENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 # Tests pin libtorch's intra-op threads (it busy-waits on shared cores).
 export GUNLEARN_TEST_THREADS ?= 2
+# libgomp threads spin while waiting; on 2 shared cores that makes steps many times slower.
+export OMP_WAIT_POLICY ?= passive
 CARGO ?= cargo
 BIN := target/release/gunlearn
 

@@ -91,3 +91,103 @@ def train_step(model, optimizer, images, labels):
     loss.backward()
     optimizer.step()
     return loss
+
+
+# --- Adversarial unlearning (SPEC §5) ------------------------------------------------------
+
+SENSITIVITY_COPIES = 10
+SENSITIVITY_SIGMA = 1e-3
+BT_WEIGHT = 0.001
+ADV_WEIGHT = 0.9
+BT_OFF_DIAGONAL = 5e-3
+ATTACKER_LR = 1e-3
+
+
+class Attacker(nn.Module):
+    """The membership-inference attacker of SPEC §5: BatchNorm1d(3C), one token per class
+    (x[t], x[C+t], x[2C+t]), Linear(3→64), GELU, 3 post-norm transformer encoder layers
+    (batch first: attention across the C class tokens), Linear(64C→64), ReLU, Linear(64→2)."""
+
+    def __init__(self, num_classes, dropout=0.2):
+        super().__init__()
+        self.num_classes = num_classes
+        self.bn = nn.BatchNorm1d(3 * num_classes)
+        self.fc1 = nn.Linear(3, 64)
+        layer = nn.TransformerEncoderLayer(
+            d_model=64, nhead=4, dim_feedforward=128, dropout=dropout, activation="gelu",
+            layer_norm_eps=1e-5, batch_first=True, norm_first=False,
+        )
+        self.transformer_encoder = nn.TransformerEncoder(layer, num_layers=3, enable_nested_tensor=False)
+        self.fc2 = nn.Linear(64 * num_classes, 64)
+        self.fc3 = nn.Linear(64, 2)
+
+    def forward(self, x):
+        x = self.bn(x)
+        tokens = x.view(-1, 3, self.num_classes).transpose(1, 2)
+        h = F.gelu(self.fc1(tokens))
+        h = self.transformer_encoder(h)
+        return self.fc3(F.relu(self.fc2(torch.flatten(h, 1))))
+
+
+def sensitivity_noise(images):
+    """σ·N(0, 1) for m noisy copies of `images`, stacked copy-major."""
+    return torch.randn((SENSITIVITY_COPIES * images.shape[0],) + tuple(images.shape[1:]), device=images.device) * SENSITIVITY_SIGMA
+
+
+def attacker_inputs(model, images, labels, noise):
+    """Rows [z, onehot(y), s] (attached to D's graph) and D's features; D in train mode."""
+    b = images.shape[0]
+    logits, features = model(images)
+    noisy_logits, _ = model(images.repeat(SENSITIVITY_COPIES, 1, 1, 1) + noise)
+    c = logits.shape[1]
+    sensitivity = (noisy_logits.view(SENSITIVITY_COPIES, b, c) - logits.unsqueeze(0)).abs().mean(0) / SENSITIVITY_SIGMA
+    onehot = F.one_hot(labels, c).float()
+    return torch.cat([logits, onehot, sensitivity], 1), features
+
+
+def barlow_twins(features_val, features_forget):
+    """M = ĥ_Vᵀ ĥ_F / B on per-dimension standardised features (unbiased std);
+    Σ_i (M_ii − 1)² + 5e-3 Σ_{i≠j} M_ij²."""
+    def standardise(h):
+        return (h - h.mean(0, keepdim=True)) / h.std(0, keepdim=True, unbiased=True)
+
+    b = features_val.shape[0]
+    m = standardise(features_val).T @ standardise(features_forget) / b
+    diagonal = torch.diagonal(m)
+    on = (diagonal - 1).pow(2).sum()
+    off = m.pow(2).sum() - diagonal.pow(2).sum()
+    return on + BT_OFF_DIAGONAL * off
+
+
+def gan_iteration(model, attacker, opt_d, opt_a, retain, forget, val, noise_forget, noise_val, beta=1.0):
+    """One iteration of SPEC §5 (steps 2–3). `retain`/`forget`/`val` are (images, labels).
+    Returns a dict of the losses (Python floats)."""
+    model.train()
+    attacker.train()
+    rows_f, feat_f = attacker_inputs(model, forget[0], forget[1], noise_forget)
+    rows_v, feat_v = attacker_inputs(model, val[0], val[1], noise_val)
+    nf, nv = rows_f.shape[0], rows_v.shape[0]
+    dev = rows_f.device
+    members = torch.cat([torch.ones(nf, dtype=torch.long, device=dev), torch.zeros(nv, dtype=torch.long, device=dev)])
+    # Attacker step on detached inputs.
+    out = attacker(torch.cat([rows_f.detach(), rows_v.detach()], 0))
+    attacker_loss = F.cross_entropy(out, members)
+    opt_a.zero_grad()
+    attacker_loss.backward()
+    opt_a.step()
+    # Defender step through the same forward passes, A's updated weights, flipped labels.
+    retain_logits, _ = model(retain[0])
+    l_cls = F.cross_entropy(retain_logits, retain[1])
+    l_adv = F.cross_entropy(attacker(torch.cat([rows_f, rows_v], 0)), 1 - members)
+    l_bt = barlow_twins(feat_v, feat_f)
+    total = l_cls + beta * (BT_WEIGHT * l_bt + ADV_WEIGHT * l_adv)
+    opt_d.zero_grad()
+    total.backward()
+    opt_d.step()
+    return {
+        "attacker_loss": attacker_loss.item(),
+        "retain_loss": l_cls.item(),
+        "adv_loss": l_adv.item(),
+        "bt_loss": l_bt.item(),
+        "total_loss": total.item(),
+    }

@@ -4,3 +4,4 @@ export VIRTUAL_ENV="$_gunlearn_root/.venv"
 export PATH="$VIRTUAL_ENV/bin:$PATH"
 export LIBTORCH_USE_PYTORCH=1
 export GUNLEARN_TEST_THREADS="${GUNLEARN_TEST_THREADS:-2}"
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"

@@ -78,19 +78,36 @@ pub fn python_path(explicit: Option<&Path>) -> PathBuf {
 }
 
 /// Runs a script under `bench_dir` and parses the JSON object on its last stdout line.
-pub fn run_python(python: &Path, bench_dir: &Path, script: &str, args: &[String]) -> anyhow::Result<serde_json::Value> {
+pub fn run_python(
+    python: &Path,
+    bench_dir: &Path,
+    script: &str,
+    args: &[String],
+) -> anyhow::Result<serde_json::Value> {
     let script_path = bench_dir.join(script);
     if !script_path.exists() {
-        bail!("{}: not found (run from the repository root or pass --bench_dir)", script_path.display());
+        bail!(
+            "{}: not found (run from the repository root or pass --bench_dir)",
+            script_path.display()
+        );
     }
     let out = std::process::Command::new(python)
         .arg(script)
         .args(args)
         .current_dir(bench_dir)
         .output()
-        .with_context(|| format!("running {} (pass --python PATH to a Python with torch 2.11)", python.display()))?;
+        .with_context(|| {
+            format!(
+                "running {} (pass --python PATH to a Python with torch 2.11)",
+                python.display()
+            )
+        })?;
     if !out.status.success() {
-        bail!("{} {script} failed:\n{}", python.display(), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{} {script} failed:\n{}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap_or_default();
@@ -104,7 +121,12 @@ pub fn median(mut times: Vec<f64>) -> f64 {
 }
 
 /// Times `step` `warmup + steps` times and returns the median of the timed ones.
-pub fn time_steps(warmup: usize, steps: usize, device: Device, mut step: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+pub fn time_steps(
+    warmup: usize,
+    steps: usize,
+    device: Device,
+    mut step: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
     let mut times = Vec::with_capacity(steps);
     for i in 0..warmup + steps.max(1) {
         if let Device::Cuda(n) = device {
@@ -132,11 +154,20 @@ fn parse_arch(name: &str) -> anyhow::Result<Arch> {
 
 /// `gunlearn bench train`: our SGD training step vs `bench/train_step.py`.
 pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     set_threads(Some(threads));
     let device = parse_device(&args.device)?;
     let python = python_path(args.python.as_deref());
-    println!("bench train: device {}, {threads} threads, median of {} steps after {} warm-up", device_name(device), args.steps, args.warmup);
+    println!(
+        "bench train: device {}, {threads} threads, median of {} steps after {} warm-up",
+        device_name(device),
+        args.steps,
+        args.warmup
+    );
     let mut rows = Vec::new();
     for arch_name in &args.archs {
         let arch = parse_arch(arch_name)?;
@@ -173,8 +204,14 @@ pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
                     format!("--device={}", device_name(device).replace("cuda:0", "cuda")),
                 ],
             )?;
-            let torch_s = reference["seconds_per_step"].as_f64().context("train_step.py: no seconds_per_step")?;
-            let row = BenchRow { name: format!("{arch_name} b{batch_size}"), ours_s: ours, torch_s };
+            let torch_s = reference["seconds_per_step"]
+                .as_f64()
+                .context("train_step.py: no seconds_per_step")?;
+            let row = BenchRow {
+                name: format!("{arch_name} b{batch_size}"),
+                ours_s: ours,
+                torch_s,
+            };
             println!(
                 "{:<16} ours {:8.1} img/s  pytorch {:8.1} img/s  ratio {:.3}",
                 row.name,
@@ -186,7 +223,10 @@ pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
         }
     }
     println!("\n| step | ours (img/s) | PyTorch (img/s) | ratio ours/PyTorch (target ≥ 0.95) |\n|---|---|---|---|");
-    for (row, batch) in rows.iter().zip(args.archs.iter().flat_map(|_| args.batches.iter())) {
+    for (row, batch) in rows
+        .iter()
+        .zip(args.archs.iter().flat_map(|_| args.batches.iter()))
+    {
         println!(
             "| {} | {:.1} | {:.1} | {:.3} |",
             row.name,

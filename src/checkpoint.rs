@@ -56,11 +56,20 @@ pub struct Checkpoint {
 
 /// `dir/NAME.safetensors` and `dir/NAME.json`.
 pub fn paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    (dir.join(format!("{name}.safetensors")), dir.join(format!("{name}.json")))
+    (
+        dir.join(format!("{name}.safetensors")),
+        dir.join(format!("{name}.json")),
+    )
 }
 
 /// Saves weights (+ mask) and metadata as `dir/NAME.safetensors` and `dir/NAME.json`.
-pub fn save(dir: &Path, name: &str, model: &Classifier, mask: Option<&Mask>, info: &ModelInfo) -> anyhow::Result<()> {
+pub fn save(
+    dir: &Path,
+    name: &str,
+    model: &Classifier,
+    mask: Option<&Mask>,
+    info: &ModelInfo,
+) -> anyhow::Result<()> {
     let (weights_path, json_path) = paths(dir, name);
     let mut tensors = named_tensors(&model.vs);
     if let Some(mask) = mask {
@@ -74,8 +83,11 @@ pub fn save(dir: &Path, name: &str, model: &Classifier, mask: Option<&Mask>, inf
 
 /// Every variable of `vs`, sorted by name, on the CPU.
 pub fn named_tensors(vs: &VarStore) -> Vec<(String, Tensor)> {
-    let mut tensors: Vec<(String, Tensor)> =
-        vs.variables().into_iter().map(|(k, v)| (k, v.detach().to_device(Device::Cpu).contiguous())).collect();
+    let mut tensors: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k, v.detach().to_device(Device::Cpu).contiguous()))
+        .collect();
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     tensors
 }
@@ -110,7 +122,11 @@ pub fn resolve(path: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
         path.to_path_buf()
     };
     let name = weights.to_string_lossy();
-    if name.ends_with(".pth") || name.ends_with(".pth.tar") || name.ends_with(".pt") || name.ends_with(".tar") {
+    if name.ends_with(".pth")
+        || name.ends_with(".pth.tar")
+        || name.ends_with(".pt")
+        || name.ends_with(".tar")
+    {
         bail!(
             "{}: a PyTorch checkpoint; convert it first with `gunlearn import-torch {} --arch ARCH --num_classes C -o OUT.safetensors`",
             weights.display(),
@@ -122,7 +138,11 @@ pub fn resolve(path: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     }
     let json = weights.with_extension("json");
     if !json.exists() {
-        bail!("{}: the checkpoint's metadata {} is missing", weights.display(), json.display());
+        bail!(
+            "{}: the checkpoint's metadata {} is missing",
+            weights.display(),
+            json.display()
+        );
     }
     Ok((weights, json))
 }
@@ -130,34 +150,64 @@ pub fn resolve(path: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
 /// Loads a checkpoint onto `device`.
 pub fn load(path: &Path, device: Device) -> anyhow::Result<Checkpoint> {
     let (weights_path, json_path) = resolve(path)?;
-    let text = std::fs::read_to_string(&json_path).with_context(|| format!("reading {}", json_path.display()))?;
-    let info: ModelInfo =
-        serde_json::from_str(&text).with_context(|| format!("{}: not a gunlearn model.json", json_path.display()))?;
+    let text = std::fs::read_to_string(&json_path)
+        .with_context(|| format!("reading {}", json_path.display()))?;
+    let info: ModelInfo = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a gunlearn model.json", json_path.display()))?;
     if info.format != FORMAT {
-        bail!("{}: format {:?}, expected {FORMAT:?}", json_path.display(), info.format);
+        bail!(
+            "{}: format {:?}, expected {FORMAT:?}",
+            json_path.display(),
+            info.format
+        );
     }
     let mut tensors = read_safetensors(&weights_path)?;
     let mut masks = BTreeMap::new();
-    let mask_keys: Vec<String> = tensors.keys().filter(|k| k.ends_with(MASK_SUFFIX)).cloned().collect();
+    let mask_keys: Vec<String> = tensors
+        .keys()
+        .filter(|k| k.ends_with(MASK_SUFFIX))
+        .cloned()
+        .collect();
     for key in mask_keys {
         let t = tensors.remove(&key).expect("key listed above");
-        masks.insert(key.trim_end_matches(MASK_SUFFIX).to_string(), t.to_kind(tch::Kind::Float).to_device(device));
+        masks.insert(
+            key.trim_end_matches(MASK_SUFFIX).to_string(),
+            t.to_kind(tch::Kind::Float).to_device(device),
+        );
     }
     let model = Classifier::new(&info.model, device);
     copy_into(&model.vs, tensors).with_context(|| format!("loading {}", weights_path.display()))?;
-    let mask = if masks.is_empty() { None } else { Some(Mask { masks }) };
+    let mask = if masks.is_empty() {
+        None
+    } else {
+        Some(Mask { masks })
+    };
     if let Some(mask) = &mask {
         let names = model.vs.variables();
         for (name, m) in &mask.masks {
             match names.get(name) {
                 Some(w) if w.size() == m.size() => {}
-                Some(w) => bail!("{}: mask {name} has shape {:?}, weight has {:?}", weights_path.display(), m.size(), w.size()),
-                None => bail!("{}: mask for {name}, which the {:?} model does not have", weights_path.display(), info.model.arch),
+                Some(w) => bail!(
+                    "{}: mask {name} has shape {:?}, weight has {:?}",
+                    weights_path.display(),
+                    m.size(),
+                    w.size()
+                ),
+                None => bail!(
+                    "{}: mask for {name}, which the {:?} model does not have",
+                    weights_path.display(),
+                    info.model.arch
+                ),
             }
         }
         mask.apply_to_weights(&model.vs);
     }
-    Ok(Checkpoint { model, mask, info, path: weights_path })
+    Ok(Checkpoint {
+        model,
+        mask,
+        info,
+        path: weights_path,
+    })
 }
 
 /// Copies tensors into the variables of `vs` by name; every variable must be present with the
@@ -170,17 +220,23 @@ pub fn copy_into(vs: &VarStore, mut tensors: HashMap<String, Tensor>) -> anyhow:
         for name in names {
             let var = &variables[name];
             let Some(src) = tensors.remove(name) else {
-                bail!("missing tensor {name:?} (the file is for another architecture, or truncated)");
+                bail!(
+                    "missing tensor {name:?} (the file is for another architecture, or truncated)"
+                );
             };
             if src.size() != var.size() {
                 bail!("tensor {name:?} has shape {:?}, the model expects {:?} (another architecture or class count?)", src.size(), var.size());
             }
-            var.shallow_clone().copy_(&src.to_kind(var.kind()).to_device(var.device()));
+            var.shallow_clone()
+                .copy_(&src.to_kind(var.kind()).to_device(var.device()));
         }
         Ok(())
     })?;
     if let Some(extra) = tensors.keys().min() {
-        bail!("unexpected tensor {extra:?} ({} unknown in all): the file is for another architecture", tensors.len());
+        bail!(
+            "unexpected tensor {extra:?} ({} unknown in all): the file is for another architecture",
+            tensors.len()
+        );
     }
     Ok(())
 }

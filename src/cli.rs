@@ -35,6 +35,14 @@ enum Command {
     Eval(EvalArgs),
     /// Compare runs against Retrain: Markdown table, report.md/csv and figures.
     Report(ReportArgs),
+    /// Prune: OMP, IMP, SynFlow or random, with rewinding (SPEC §3).
+    Prune(crate::prune::PruneArgs),
+    /// Convert a PyTorch checkpoint (torch.save, state dict, pruned or not) to ours.
+    #[command(name = "import-torch")]
+    ImportTorch(crate::torch_io::ImportTorchArgs),
+    /// Write our checkpoint as PyTorch state-dict weights (.safetensors or .pt).
+    #[command(name = "export-torch")]
+    ExportTorch(crate::torch_io::ExportTorchArgs),
     /// Print a checkpoint's architecture, classes, accuracies and sparsity per layer.
     Info(InfoArgs),
     /// Benchmarks against the PyTorch implementation under bench/, run in the same command.
@@ -155,6 +163,8 @@ enum BenchCommand {
     Train(crate::bench::BenchTrainArgs),
     /// SVC fit + predict on shadow points, ours vs scikit-learn.
     Mia(BenchMiaArgs),
+    /// Seconds per adversarial-unlearning iteration (SPEC §5), ours vs PyTorch.
+    Gan(crate::bench_gan::BenchGanArgs),
 }
 
 #[derive(Args, Debug)]
@@ -314,12 +324,16 @@ pub fn main() -> anyhow::Result<()> {
         Command::Info(args) => run_info(args),
         Command::Unlearn(args) => run_unlearn(args),
         Command::Eval(args) => run_eval(args),
+        Command::Prune(args) => crate::prune::run_prune(args),
+        Command::ImportTorch(args) => crate::torch_io::run_import_torch(args),
+        Command::ExportTorch(args) => crate::torch_io::run_export_torch(args),
         Command::Report(args) => {
             let table = crate::eval::report::report(&args.runs, args.retrain.as_deref(), &args.out)?;
             println!("{table}");
             Ok(())
         }
         Command::Bench(BenchCommand::Train(args)) => crate::bench::bench_train(&args),
+        Command::Bench(BenchCommand::Gan(args)) => crate::bench_gan::bench_gan(&args),
         Command::Bench(BenchCommand::Mia(args)) => {
             let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
             println!("{}", crate::eval::bench_mia::bench_mia(args.n, threads)?);

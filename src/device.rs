@@ -36,6 +36,10 @@ pub fn device_name(device: Device) -> String {
 
 /// Sets libtorch's intra-op threads: `Some(n)`, or all cores when `None`.
 pub fn set_threads(threads: Option<usize>) {
-    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let n = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     tch::set_num_threads(n.max(1) as i32);
 }

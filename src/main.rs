@@ -1,8 +1,13 @@
 //! The `gunlearn` binary.
 
 fn main() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GUNLEARN_LOG").unwrap_or_else(|_| "info".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GUNLEARN_LOG")
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
     if let Err(err) = gunlearn::cli::main() {
         eprintln!("error: {err:#}");
         std::process::exit(1);

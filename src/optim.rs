@@ -20,7 +20,13 @@ impl Sgd {
     /// An optimizer over `params` (typically `vs.trainable_variables()`).
     pub fn new(params: Vec<Tensor>, lr: f64, momentum: f64, weight_decay: f64) -> Sgd {
         let momentum_buffers = params.iter().map(|_| None).collect();
-        Sgd { params, momentum_buffers, lr, momentum, weight_decay }
+        Sgd {
+            params,
+            momentum_buffers,
+            lr,
+            momentum,
+            weight_decay,
+        }
     }
 
     /// Clears every parameter's gradient.
@@ -50,7 +56,10 @@ impl Sgd {
                         }
                         None => *buf = Some(d.detach().copy()),
                     }
-                    d = buf.as_ref().expect("momentum buffer set above").shallow_clone();
+                    d = buf
+                        .as_ref()
+                        .expect("momentum buffer set above")
+                        .shallow_clone();
                 }
                 let _ = p.g_sub_(&(d * self.lr));
             }
@@ -105,7 +114,13 @@ impl Adam {
     pub fn new(params: Vec<Tensor>, lr: f64) -> Adam {
         let exp_avg = params.iter().map(|p| p.zeros_like()).collect();
         let exp_avg_sq = params.iter().map(|p| p.zeros_like()).collect();
-        Adam { params, exp_avg, exp_avg_sq, steps: 0, lr }
+        Adam {
+            params,
+            exp_avg,
+            exp_avg_sq,
+            steps: 0,
+            lr,
+        }
     }
 
     /// Clears every parameter's gradient.
@@ -124,13 +139,20 @@ impl Adam {
         let bias_correction1 = 1.0 - BETA1.powi(self.steps);
         let bias_correction2 = 1.0 - BETA2.powi(self.steps);
         no_grad(|| {
-            for ((p, m), v) in self.params.iter_mut().zip(&mut self.exp_avg).zip(&mut self.exp_avg_sq) {
+            for ((p, m), v) in self
+                .params
+                .iter_mut()
+                .zip(&mut self.exp_avg)
+                .zip(&mut self.exp_avg_sq)
+            {
                 let grad = p.grad();
                 if !grad.defined() {
                     continue;
                 }
                 let _ = m.lerp_(&grad, 1.0 - BETA1);
-                let _ = v.g_mul_scalar_(BETA2).g_add_(&(&grad * &grad * (1.0 - BETA2)));
+                let _ = v
+                    .g_mul_scalar_(BETA2)
+                    .g_add_(&(&grad * &grad * (1.0 - BETA2)));
                 let denom = v.sqrt() / bias_correction2.sqrt() + EPS;
                 let _ = p.g_sub_(&(&*m / denom * (self.lr / bias_correction1)));
             }

@@ -15,6 +15,8 @@ impl Unlearner for FineTune {
     }
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         let (lr, epochs) = lr_epochs(self, ctx.config);
-        sgd_epochs(ctx, log, &ctx.splits.retain, lr, epochs, |_| Objective::default())
+        sgd_epochs(ctx, log, &ctx.splits.retain, lr, epochs, |_| {
+            Objective::default()
+        })
     }
 }

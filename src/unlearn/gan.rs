@@ -51,18 +51,27 @@ pub struct AttackerInputs {
 
 /// Builds A's input rows for `images` (in [0,1]) with labels, D in train mode.
 /// `noise` is the m·B×C×H×W perturbation already scaled by σ (copies stacked copy-major).
-pub fn attacker_inputs(model: &Classifier, images: &Tensor, labels: &Tensor, noise: &Tensor) -> AttackerInputs {
+pub fn attacker_inputs(
+    model: &Classifier,
+    images: &Tensor,
+    labels: &Tensor,
+    noise: &Tensor,
+) -> AttackerInputs {
     let batch = images.size()[0];
     let classes = model.spec.num_classes as i64;
     let (logits, features) = model.forward(images, true);
     let noisy = images.repeat([SENSITIVITY_COPIES, 1, 1, 1]) + noise;
     let (noisy_logits, _) = model.forward(&noisy, true);
-    let sensitivity = (noisy_logits.view([SENSITIVITY_COPIES, batch, classes]) - logits.unsqueeze(0))
-        .abs()
-        .mean_dim(0, false, Kind::Float)
+    let sensitivity = (noisy_logits.view([SENSITIVITY_COPIES, batch, classes])
+        - logits.unsqueeze(0))
+    .abs()
+    .mean_dim(0, false, Kind::Float)
         / SENSITIVITY_SIGMA;
     let onehot = labels.one_hot(classes).to_kind(Kind::Float);
-    AttackerInputs { rows: Tensor::cat(&[&logits, &onehot, &sensitivity], 1), features }
+    AttackerInputs {
+        rows: Tensor::cat(&[&logits, &onehot, &sensitivity], 1),
+        features,
+    }
 }
 
 /// Fresh sensitivity noise for a batch of `images`: σ·N(0,1), m copies.
@@ -81,7 +90,10 @@ fn standardise(h: &Tensor) -> Tensor {
 /// `M = ĥ_Vᵀ ĥ_F / B`, `Σ_i (M_ii − 1)² + 5e-3·Σ_{i≠j} M_ij²`.
 pub fn barlow_twins(features_val: &Tensor, features_forget: &Tensor) -> Tensor {
     let batch = features_val.size()[0] as f64;
-    let m = standardise(features_val).transpose(0, 1).matmul(&standardise(features_forget)) / batch;
+    let m = standardise(features_val)
+        .transpose(0, 1)
+        .matmul(&standardise(features_forget))
+        / batch;
     let diagonal = m.diagonal(0, 0, 1);
     let on = (&diagonal - 1.0).square().sum(Kind::Float);
     let off = m.square().sum(Kind::Float) - diagonal.square().sum(Kind::Float);
@@ -125,13 +137,21 @@ pub struct StepStats {
 /// Membership labels `[1…1; 0…0]` for `forget` then `val` rows.
 fn membership_labels(forget: i64, val: i64, device: Device) -> Tensor {
     Tensor::cat(
-        &[Tensor::ones([forget], (Kind::Int64, device)), Tensor::zeros([val], (Kind::Int64, device))],
+        &[
+            Tensor::ones([forget], (Kind::Int64, device)),
+            Tensor::zeros([val], (Kind::Int64, device)),
+        ],
         0,
     )
 }
 
 /// Steps 1–2 of SPEC §5: A's Adam step on detached rows; returns (loss, accuracy %).
-pub fn attacker_step(attacker: &Attacker, opt: &mut Adam, rows_forget: &Tensor, rows_val: &Tensor) -> (f64, f64) {
+pub fn attacker_step(
+    attacker: &Attacker,
+    opt: &mut Adam,
+    rows_forget: &Tensor,
+    rows_val: &Tensor,
+) -> (f64, f64) {
     let device = rows_forget.device();
     let x = Tensor::cat(&[rows_forget.detach(), rows_val.detach()], 0);
     let target = membership_labels(rows_forget.size()[0], rows_val.size()[0], device);
@@ -140,7 +160,11 @@ pub fn attacker_step(attacker: &Attacker, opt: &mut Adam, rows_forget: &Tensor, 
     opt.zero_grad();
     loss.backward();
     opt.step();
-    let acc = out.argmax(-1, false).eq_tensor(&target).to_kind(Kind::Float).mean(Kind::Float);
+    let acc = out
+        .argmax(-1, false)
+        .eq_tensor(&target)
+        .to_kind(Kind::Float)
+        .mean(Kind::Float);
     (loss.double_value(&[]), 100.0 * acc.double_value(&[]))
 }
 
@@ -148,7 +172,12 @@ fn finite(loss: &'static str, value: f64, iteration: usize) -> anyhow::Result<f6
     if value.is_finite() {
         Ok(value)
     } else {
-        Err(NonFiniteLoss { loss, value, iteration }.into())
+        Err(NonFiniteLoss {
+            loss,
+            value,
+            iteration,
+        }
+        .into())
     }
 }
 
@@ -167,8 +196,18 @@ pub fn adversarial_step(
 ) -> anyhow::Result<StepStats> {
     let device = opt_d_device(model);
     let to = |t: &Tensor| t.to_device(device);
-    let forget = attacker_inputs(model, &to(&inputs.forget.images), &to(&inputs.forget.labels), &to(&inputs.noise_forget));
-    let val = attacker_inputs(model, &to(&inputs.val.images), &to(&inputs.val.labels), &to(&inputs.noise_val));
+    let forget = attacker_inputs(
+        model,
+        &to(&inputs.forget.images),
+        &to(&inputs.forget.labels),
+        &to(&inputs.noise_forget),
+    );
+    let val = attacker_inputs(
+        model,
+        &to(&inputs.val.images),
+        &to(&inputs.val.labels),
+        &to(&inputs.noise_val),
+    );
     let (attacker_loss, attacker_acc) = attacker_step(attacker, opt_a, &forget.rows, &val.rows);
     finite("attacker", attacker_loss, iteration)?;
 
@@ -176,7 +215,9 @@ pub fn adversarial_step(
     let (retain_logits, _) = model.forward(&to(&inputs.retain.images), true);
     let l_cls = retain_logits.cross_entropy_for_logits(&retain_labels);
     let flipped = membership_labels(forget.rows.size()[0], val.rows.size()[0], device).neg() + 1;
-    let l_adv = attacker.forward(&Tensor::cat(&[&forget.rows, &val.rows], 0), true).cross_entropy_for_logits(&flipped);
+    let l_adv = attacker
+        .forward(&Tensor::cat(&[&forget.rows, &val.rows], 0), true)
+        .cross_entropy_for_logits(&flipped);
     let l_bt = barlow_twins(&val.features, &forget.features);
     let total = &l_cls + (&l_bt * BT_WEIGHT + &l_adv * ADV_WEIGHT) * beta;
 
@@ -185,7 +226,12 @@ pub fn adversarial_step(
         attacker_acc,
         retain_loss: finite("retain cross-entropy", l_cls.double_value(&[]), iteration)?,
         retain_acc: 100.0
-            * retain_logits.argmax(-1, false).eq_tensor(&retain_labels).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]),
+            * retain_logits
+                .argmax(-1, false)
+                .eq_tensor(&retain_labels)
+                .to_kind(Kind::Float)
+                .mean(Kind::Float)
+                .double_value(&[]),
         adv_loss: finite("adversarial (L_adv)", l_adv.double_value(&[]), iteration)?,
         bt_loss: finite("Barlow-Twins (L_bt)", l_bt.double_value(&[]), iteration)?,
         total_loss: finite("defender total", total.double_value(&[]), iteration)?,
@@ -231,11 +277,27 @@ pub fn pretrain_attacker(ctx: &UnlearnContext, iterations: usize) -> anyhow::Res
     copy_into(&model.vs, ctx.model.vs.variables())?;
     let attacker = Attacker::new(ctx.model.spec.num_classes, ATTACKER_DROPOUT, ctx.device);
     let mut opt = Adam::new(attacker.vs.trainable_variables(), ATTACKER_LR);
-    let size = paired_batch_size(ctx.config.batch_size, ctx.splits.train.len(), ctx.splits.val.len())?;
+    let size = paired_batch_size(
+        ctx.config.batch_size,
+        ctx.splits.train.len(),
+        ctx.splits.val.len(),
+    )?;
     let augment = ctx.data.name.default_augment();
     let seed = ctx.config.seed;
-    let members = random_batches(Arc::clone(&ctx.train_set), ctx.splits.train.clone(), size, Some(augment), seed ^ 0xa11ce);
-    let non_members = random_batches(Arc::clone(&ctx.train_set), ctx.splits.val.clone(), size, None, seed ^ 0xb0b);
+    let members = random_batches(
+        Arc::clone(&ctx.train_set),
+        ctx.splits.train.clone(),
+        size,
+        Some(augment),
+        seed ^ 0xa11ce,
+    );
+    let non_members = random_batches(
+        Arc::clone(&ctx.train_set),
+        ctx.splits.val.clone(),
+        size,
+        None,
+        seed ^ 0xb0b,
+    );
     let progress = Progress::new(iterations, "attacker", ctx.quiet);
     let (mut loss_sum, mut acc_sum) = (0.0, 0.0);
     for (iteration, (m, n)) in members.zip(non_members).take(iterations).enumerate() {
@@ -244,8 +306,20 @@ pub fn pretrain_attacker(ctx: &UnlearnContext, iterations: usize) -> anyhow::Res
             let mi = m.images.to_device(ctx.device);
             let ni = n.images.to_device(ctx.device);
             (
-                attacker_inputs(&model, &mi, &m.labels.to_device(ctx.device), &sensitivity_noise(&mi)).rows,
-                attacker_inputs(&model, &ni, &n.labels.to_device(ctx.device), &sensitivity_noise(&ni)).rows,
+                attacker_inputs(
+                    &model,
+                    &mi,
+                    &m.labels.to_device(ctx.device),
+                    &sensitivity_noise(&mi),
+                )
+                .rows,
+                attacker_inputs(
+                    &model,
+                    &ni,
+                    &n.labels.to_device(ctx.device),
+                    &sensitivity_noise(&ni),
+                )
+                .rows,
             )
         });
         let (loss, acc) = attacker_step(&attacker, &mut opt, &rows_m, &rows_n);
@@ -254,7 +328,12 @@ pub fn pretrain_attacker(ctx: &UnlearnContext, iterations: usize) -> anyhow::Res
         acc_sum += acc;
         progress.step(|| format!("loss {loss:.4} acc {acc:.1}%"));
         if (iteration + 1) % 100 == 0 {
-            tracing::debug!("attacker pre-training {}: mean loss {:.4}, acc {:.1}%", iteration + 1, loss_sum / 100.0, acc_sum / 100.0);
+            tracing::debug!(
+                "attacker pre-training {}: mean loss {:.4}, acc {:.1}%",
+                iteration + 1,
+                loss_sum / 100.0,
+                acc_sum / 100.0
+            );
             (loss_sum, acc_sum) = (0.0, 0.0);
         }
     }
@@ -264,12 +343,24 @@ pub fn pretrain_attacker(ctx: &UnlearnContext, iterations: usize) -> anyhow::Res
 
 /// Where a pre-trained attacker for this model/data/seed is cached: next to the model file.
 pub fn attacker_cache_path(ctx: &UnlearnContext, iterations: usize) -> anyhow::Result<PathBuf> {
-    let bytes = std::fs::read(&ctx.model_path).with_context(|| format!("reading {}", ctx.model_path.display()))?;
+    let bytes = std::fs::read(&ctx.model_path)
+        .with_context(|| format!("reading {}", ctx.model_path.display()))?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     bytes.hash(&mut hasher);
     format!("{:?}", ctx.data.name).hash(&mut hasher);
-    (ctx.config.seed, ctx.config.batch_size, iterations, ctx.splits.val.len(), ctx.splits.train.len()).hash(&mut hasher);
-    let dir = ctx.model_path.parent().unwrap_or(Path::new(".")).join("attackers");
+    (
+        ctx.config.seed,
+        ctx.config.batch_size,
+        iterations,
+        ctx.splits.val.len(),
+        ctx.splits.train.len(),
+    )
+        .hash(&mut hasher);
+    let dir = ctx
+        .model_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("attackers");
     Ok(dir.join(format!("attacker-{:016x}.safetensors", hasher.finish())))
 }
 
@@ -282,12 +373,22 @@ pub fn starting_attacker(ctx: &UnlearnContext) -> anyhow::Result<Attacker> {
         None => {
             let cache = attacker_cache_path(ctx, ctx.config.attacker_iters)?;
             if !cache.exists() {
-                tracing::info!("pre-training the attacker ({} iterations) -> {}", ctx.config.attacker_iters, cache.display());
+                tracing::info!(
+                    "pre-training the attacker ({} iterations) -> {}",
+                    ctx.config.attacker_iters,
+                    cache.display()
+                );
                 let trained = pretrain_attacker(ctx, ctx.config.attacker_iters)?;
                 let saved = write_safetensors(&cache, &named_tensors(&trained.vs));
                 if let Err(err) = saved {
-                    tracing::warn!("could not cache the attacker ({err:#}); keeping it in {}", ctx.save_dir.display());
-                    write_safetensors(&ctx.save_dir.join("attacker.safetensors"), &named_tensors(&trained.vs))?;
+                    tracing::warn!(
+                        "could not cache the attacker ({err:#}); keeping it in {}",
+                        ctx.save_dir.display()
+                    );
+                    write_safetensors(
+                        &ctx.save_dir.join("attacker.safetensors"),
+                        &named_tensors(&trained.vs),
+                    )?;
                 }
                 return Ok(trained);
             }
@@ -295,8 +396,13 @@ pub fn starting_attacker(ctx: &UnlearnContext) -> anyhow::Result<Attacker> {
             cache
         }
     };
-    copy_into(&attacker.vs, read_safetensors(&path)?)
-        .with_context(|| format!("{}: not an attacker for {} classes", path.display(), ctx.model.spec.num_classes))?;
+    copy_into(&attacker.vs, read_safetensors(&path)?).with_context(|| {
+        format!(
+            "{}: not an attacker for {} classes",
+            path.display(),
+            ctx.model.spec.num_classes
+        )
+    })?;
     Ok(attacker)
 }
 
@@ -317,15 +423,45 @@ impl Unlearner for Adversarial {
         // apart from the unlearning time (RTE).
         log.excluded_seconds.insert("attacker_pretraining".into(), pretraining.elapsed().as_secs_f64());
         let mut opt_a = Adam::new(attacker.vs.trainable_variables(), ATTACKER_LR);
-        let mut opt_d = Sgd::new(ctx.model.vs.trainable_variables(), lr, cfg.momentum, cfg.weight_decay);
-        let size = paired_batch_size(cfg.batch_size, ctx.splits.forget.len(), ctx.splits.val.len())?;
+        let mut opt_d = Sgd::new(
+            ctx.model.vs.trainable_variables(),
+            lr,
+            cfg.momentum,
+            cfg.weight_decay,
+        );
+        let size = paired_batch_size(
+            cfg.batch_size,
+            ctx.splits.forget.len(),
+            ctx.splits.val.len(),
+        )?;
         let augment = ctx.data.name.default_augment();
         let side_augment = ctx.forget_augmented().then_some(augment);
-        let mut forget_stream = random_batches(Arc::clone(&ctx.train_set), ctx.splits.forget.clone(), size, side_augment, cfg.seed ^ 0xf0f);
-        let mut val_stream = random_batches(Arc::clone(&ctx.train_set), ctx.splits.val.clone(), size, side_augment, cfg.seed ^ 0x7a1);
+        let mut forget_stream = random_batches(
+            Arc::clone(&ctx.train_set),
+            ctx.splits.forget.clone(),
+            size,
+            side_augment,
+            cfg.seed ^ 0xf0f,
+        );
+        let mut val_stream = random_batches(
+            Arc::clone(&ctx.train_set),
+            ctx.splits.val.clone(),
+            size,
+            side_augment,
+            cfg.seed ^ 0x7a1,
+        );
         let stop_iter = if ctx.class_wise { cfg.stop_iter } else { None };
         log.columns = vec![
-            "iteration", "epoch", "attacker_loss", "attacker_acc", "retain_loss", "retain_acc", "L_adv", "L_bt", "beta", "lr",
+            "iteration",
+            "epoch",
+            "attacker_loss",
+            "attacker_acc",
+            "retain_loss",
+            "retain_acc",
+            "L_adv",
+            "L_bt",
+            "beta",
+            "lr",
         ];
         let steps_per_epoch = ctx.splits.retain.len().div_ceil(cfg.batch_size);
         let mut iteration = 0;
@@ -339,7 +475,11 @@ impl Unlearner for Adversarial {
                 Some(augment),
                 cfg.seed.wrapping_mul(7_919).wrapping_add(epoch as u64),
             );
-            let progress = Progress::new(steps_per_epoch, &format!("epoch {}/{epochs}", epoch + 1), ctx.quiet);
+            let progress = Progress::new(
+                steps_per_epoch,
+                &format!("epoch {}/{epochs}", epoch + 1),
+                ctx.quiet,
+            );
             for retain_batch in retain {
                 iteration += 1;
                 let mut beta = 1.0;
@@ -347,12 +487,25 @@ impl Unlearner for Adversarial {
                     beta = 0.0;
                     opt_d.lr = cfg.stop_unlearn_lr.unwrap_or(lr);
                 }
-                let forget = forget_stream.next().context("forget batch producer stopped")?;
-                let val = val_stream.next().context("validation batch producer stopped")?;
+                let forget = forget_stream
+                    .next()
+                    .context("forget batch producer stopped")?;
+                let val = val_stream
+                    .next()
+                    .context("validation batch producer stopped")?;
                 let noise_forget = sensitivity_noise(&forget.images.to_device(ctx.device));
                 let noise_val = sensitivity_noise(&val.images.to_device(ctx.device));
-                let inputs = StepInputs { retain: retain_batch, forget, val, noise_forget, noise_val };
-                let s = adversarial_step(ctx.model, &attacker, &mut opt_d, &mut opt_a, ctx.mask, &inputs, beta, iteration)?;
+                let inputs = StepInputs {
+                    retain: retain_batch,
+                    forget,
+                    val,
+                    noise_forget,
+                    noise_val,
+                };
+                let s = adversarial_step(
+                    ctx.model, &attacker, &mut opt_d, &mut opt_a, ctx.mask, &inputs, beta,
+                    iteration,
+                )?;
                 log.rows.push(vec![
                     iteration as f64,
                     (epoch + 1) as f64,
@@ -366,15 +519,30 @@ impl Unlearner for Adversarial {
                     opt_d.lr,
                 ]);
                 progress.step(|| {
-                    format!("A {:.3}/{:.0}% R {:.3}/{:.0}% adv {:.3} bt {:.1}", s.attacker_loss, s.attacker_acc, s.retain_loss, s.retain_acc, s.adv_loss, s.bt_loss)
+                    format!(
+                        "A {:.3}/{:.0}% R {:.3}/{:.0}% adv {:.3} bt {:.1}",
+                        s.attacker_loss,
+                        s.attacker_acc,
+                        s.retain_loss,
+                        s.retain_acc,
+                        s.adv_loss,
+                        s.bt_loss
+                    )
                 });
             }
             progress.finish();
             let last = log.rows.last().cloned().unwrap_or_default();
-            tracing::info!("epoch {}/{epochs}: {iteration} iterations, last row {:?}", epoch + 1, last);
+            tracing::info!(
+                "epoch {}/{epochs}: {iteration} iterations, last row {:?}",
+                epoch + 1,
+                last
+            );
         }
         // Kept for inspection and for continuing the game later.
-        write_safetensors(&ctx.save_dir.join("attacker.safetensors"), &named_tensors(&attacker.vs))?;
+        write_safetensors(
+            &ctx.save_dir.join("attacker.safetensors"),
+            &named_tensors(&attacker.vs),
+        )?;
         Ok(())
     }
 }

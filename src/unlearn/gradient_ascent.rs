@@ -15,6 +15,9 @@ impl Unlearner for GradientAscent {
     }
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         let (lr, epochs) = lr_epochs(self, ctx.config);
-        sgd_epochs(ctx, log, &ctx.splits.forget, lr, epochs, |_| Objective { sign: -1.0, l1: 0.0 })
+        sgd_epochs(ctx, log, &ctx.splits.forget, lr, epochs, |_| Objective {
+            sign: -1.0,
+            l1: 0.0,
+        })
     }
 }

@@ -31,9 +31,11 @@ impl Unlearner for L1Sparse {
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         let (lr, epochs) = lr_epochs(self, ctx.config);
         let cfg = ctx.config;
-        sgd_epochs(ctx, log, &ctx.splits.retain, lr, epochs, |epoch| Objective {
-            sign: 1.0,
-            l1: alpha_at(cfg.alpha, epoch, epochs, cfg.no_l1_epochs),
+        sgd_epochs(ctx, log, &ctx.splits.retain, lr, epochs, |epoch| {
+            Objective {
+                sign: 1.0,
+                l1: alpha_at(cfg.alpha, epoch, epochs, cfg.no_l1_epochs),
+            }
         })
     }
 }

@@ -4,11 +4,11 @@
 //! data and the splits, and the run's configuration; it may log per-iteration rows. Adding a
 //! method = one new file + one line in [`registry`].
 
+use crate::data::batches::epoch_batches;
 use crate::data::splits::Splits;
 use crate::data::{DataSet, ImageSet};
 use crate::model::mask::Mask;
 use crate::model::Classifier;
-use crate::data::batches::epoch_batches;
 use crate::optim::Sgd;
 use crate::train::{run_pass, Objective, Progress, TrainConfig};
 use anyhow::{bail, Context};
@@ -105,7 +105,7 @@ pub struct UnlearnContext<'a> {
 }
 
 impl UnlearnContext<'_> {
-        /// Whether forget/val streams are augmented (SPEC §1 quirk by default).
+    /// Whether forget/val streams are augmented (SPEC §1 quirk by default).
     pub fn forget_augmented(&self) -> bool {
         self.config.forget_augment.unwrap_or(self.class_wise)
     }
@@ -165,7 +165,10 @@ pub fn find(name: &str) -> anyhow::Result<Box<dyn Unlearner>> {
     let methods = registry();
     let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();
     let names = names.join(", ");
-    match methods.into_iter().find(|m| m.name().to_ascii_lowercase() == wanted) {
+    match methods
+        .into_iter()
+        .find(|m| m.name().to_ascii_lowercase() == wanted)
+    {
         Some(m) => Ok(m),
         None => bail!("--unlearn {name:?}: unknown method; known: {names}"),
     }
@@ -196,7 +199,12 @@ pub fn sgd_epochs(
         seed: cfg.seed,
         ..TrainConfig::default()
     };
-    let mut opt = Sgd::new(ctx.model.vs.trainable_variables(), lr, cfg.momentum, cfg.weight_decay);
+    let mut opt = Sgd::new(
+        ctx.model.vs.trainable_variables(),
+        lr,
+        cfg.momentum,
+        cfg.weight_decay,
+    );
     let steps_per_epoch = indices.len().div_ceil(cfg.batch_size);
     log.columns = vec!["iteration", "epoch", "loss", "accuracy", "lr", "seconds"];
     for epoch in 0..epochs {
@@ -209,7 +217,11 @@ pub fn sgd_epochs(
             Some(ctx.data.name.default_augment()),
             cfg.seed.wrapping_mul(7_919).wrapping_add(epoch as u64),
         );
-        let progress = Progress::new(steps_per_epoch, &format!("epoch {}/{epochs}", epoch + 1), ctx.quiet);
+        let progress = Progress::new(
+            steps_per_epoch,
+            &format!("epoch {}/{epochs}", epoch + 1),
+            ctx.quiet,
+        );
         let pass = run_pass(
             ctx.model,
             &mut opt,
@@ -222,7 +234,13 @@ pub fn sgd_epochs(
         )
         .with_context(|| format!("epoch {}", epoch + 1))?;
         progress.finish();
-        tracing::info!("epoch {}/{epochs}: loss {:.4}, accuracy {:.2}%, {:.1}s", epoch + 1, pass.loss, pass.accuracy, pass.seconds);
+        tracing::info!(
+            "epoch {}/{epochs}: loss {:.4}, accuracy {:.2}%, {:.1}s",
+            epoch + 1,
+            pass.loss,
+            pass.accuracy,
+            pass.seconds
+        );
         log.rows.push(vec![
             ((epoch + 1) * steps_per_epoch) as f64,
             (epoch + 1) as f64,

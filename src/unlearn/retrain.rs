@@ -24,6 +24,8 @@ impl Unlearner for Retrain {
             mask.apply_to_weights(&ctx.model.vs);
         }
         let (lr, epochs) = lr_epochs(self, ctx.config);
-        sgd_epochs(ctx, log, &ctx.splits.retain, lr, epochs, |_| Objective::default())
+        sgd_epochs(ctx, log, &ctx.splits.retain, lr, epochs, |_| {
+            Objective::default()
+        })
     }
 }

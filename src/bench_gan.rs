@@ -1,0 +1,250 @@
+//! `gunlearn bench gan`: one adversarial-unlearning iteration (SPEC §5: attacker inputs from
+//! four forward passes, attacker Adam step, defender SGD step) timed in gunlearn and in
+//! `bench/gan_step.py` (PyTorch) within the same command.
+
+use crate::bench::{python_path, run_python, time_steps, BenchRow};
+use crate::data::batches::Batch;
+use crate::device::{device_name, parse_device, set_threads};
+use crate::model::attacker::Attacker;
+use crate::model::{Arch, Classifier, ModelSpec};
+use crate::optim::{Adam, Sgd};
+use crate::unlearn::gan::{
+    adversarial_step, sensitivity_noise, StepInputs, ATTACKER_DROPOUT, ATTACKER_LR,
+};
+use anyhow::{bail, Context};
+use clap::Args;
+use std::path::PathBuf;
+use tch::{Device, Kind, Tensor};
+
+/// Options of `gunlearn bench gan`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchGanArgs {
+    /// Architectures to time.
+    #[arg(long, value_delimiter = ',', default_value = "resnet20,resnet18")]
+    pub archs: Vec<String>,
+    /// Batch sizes B (each iteration runs D on 23·B images: retain, forget, val and 10 noisy
+    /// copies of forget and val).
+    #[arg(long, value_delimiter = ',', default_value = "64,256")]
+    pub batches: Vec<usize>,
+    /// Timed iterations per configuration (the median is reported).
+    #[arg(long, default_value_t = 2)]
+    pub steps: usize,
+    /// Untimed warm-up iterations.
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Threads for both sides (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Device for both sides.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Python with PyTorch 2.11 (default: $VIRTUAL_ENV/bin/python, then .venv/bin/python).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Folder holding the PyTorch scripts (default: ./bench).
+    #[arg(long = "bench_dir", alias = "bench-dir", default_value = "bench")]
+    pub bench_dir: PathBuf,
+    /// Also run ResNet-18 above batch 64 on the CPU (the PyTorch side needs ≈ 30 GB and
+    /// minutes per iteration at batch 256).
+    #[arg(long)]
+    pub large: bool,
+    /// Keep glibc from returning freed memory to the OS in our process (see
+    /// [`keep_freed_memory`]); `--no_keep_memory` times libtorch with glibc's defaults.
+    #[arg(long = "no_keep_memory", alias = "no-keep-memory")]
+    pub no_keep_memory: bool,
+}
+
+impl Default for BenchGanArgs {
+    fn default() -> Self {
+        BenchGanArgs {
+            archs: vec!["resnet20".into(), "resnet18".into()],
+            batches: vec![64, 256],
+            steps: 2,
+            warmup: 1,
+            threads: None,
+            device: "cpu".into(),
+            python: None,
+            bench_dir: PathBuf::from("bench"),
+            large: false,
+            no_keep_memory: false,
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+extern "C" {
+    fn mallopt(param: std::os::raw::c_int, value: std::os::raw::c_int) -> std::os::raw::c_int;
+}
+
+/// Makes glibc keep freed memory for reuse instead of unmapping it (no mmap for large blocks,
+/// no trimming of the heap). libtorch allocates its CPU activations through malloc; by
+/// default every buffer above 32 MB is a fresh mmap, returned to the OS when freed and
+/// page-faulted (zero-filled) back in on the next iteration — millions of minor faults per
+/// adversarial iteration. Process-wide; returns whether glibc accepted both settings.
+pub fn keep_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_MMAP_MAX: i32 = -4;
+        // SAFETY: mallopt only changes allocator tuning parameters; valid at any time.
+        unsafe { mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, i32::MAX) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
+/// Minor page faults of this process so far (Linux), for the faults-per-iteration column.
+fn minor_faults() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; minflt is field 10 overall.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(7)?.parse().ok()
+}
+
+fn parse_arch(name: &str) -> anyhow::Result<Arch> {
+    match name {
+        "resnet18" => Ok(Arch::Resnet18),
+        "resnet20" => Ok(Arch::Resnet20),
+        other => bail!("--archs: unknown architecture {other:?} (resnet18, resnet20)"),
+    }
+}
+
+fn random_batch(size: usize, device: Device) -> Batch {
+    Batch {
+        images: Tensor::rand([size as i64, 3, 32, 32], (Kind::Float, device)),
+        labels: Tensor::randint(10, [size as i64], (Kind::Int64, device)),
+        indices: (0..size).collect(),
+    }
+}
+
+fn share(b: &Batch) -> Batch {
+    Batch {
+        images: b.images.shallow_clone(),
+        labels: b.labels.shallow_clone(),
+        indices: b.indices.clone(),
+    }
+}
+
+/// Our seconds per iteration (median) and minor page faults per iteration (median).
+pub fn time_ours(
+    arch: Arch,
+    batch_size: usize,
+    warmup: usize,
+    steps: usize,
+    device: Device,
+) -> anyhow::Result<(f64, Option<u64>)> {
+    tch::manual_seed(0);
+    let model = Classifier::new(&ModelSpec::cifar10(arch), device);
+    let attacker = Attacker::new(10, ATTACKER_DROPOUT, device);
+    let mut opt_d = Sgd::new(model.vs.trainable_variables(), 0.01, 0.9, 5e-4);
+    let mut opt_a = Adam::new(attacker.vs.trainable_variables(), ATTACKER_LR);
+    let (retain, forget, val) = (
+        random_batch(batch_size, device),
+        random_batch(batch_size, device),
+        random_batch(batch_size, device),
+    );
+    let mut iteration = 0;
+    let mut faults = Vec::new();
+    let seconds = time_steps(warmup, steps, device, || {
+        iteration += 1;
+        let before = minor_faults();
+        // Fresh noise inside the timed region, as the reference draws it in its loop.
+        let inputs = StepInputs {
+            noise_forget: sensitivity_noise(&forget.images),
+            noise_val: sensitivity_noise(&val.images),
+            retain: share(&retain),
+            forget: share(&forget),
+            val: share(&val),
+        };
+        adversarial_step(
+            &model, &attacker, &mut opt_d, &mut opt_a, None, &inputs, 1.0, iteration,
+        )?;
+        if iteration > warmup {
+            if let (Some(a), Some(b)) = (before, minor_faults()) {
+                faults.push(b - a);
+            }
+        }
+        Ok(())
+    })?;
+    faults.sort_unstable();
+    Ok((seconds, faults.get(faults.len() / 2).copied()))
+}
+
+/// `gunlearn bench gan`: our adversarial iteration vs `bench/gan_step.py`.
+pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    set_threads(Some(threads));
+    let device = parse_device(&args.device)?;
+    let python = python_path(args.python.as_deref());
+    let kept = !args.no_keep_memory && keep_freed_memory();
+    println!(
+        "bench gan: device {}, {threads} threads, median of {} iterations after {} warm-up; glibc keeps freed memory: {kept}",
+        device_name(device),
+        args.steps,
+        args.warmup
+    );
+    let mut rows = Vec::new();
+    for arch_name in &args.archs {
+        let arch = parse_arch(arch_name)?;
+        for &batch_size in &args.batches {
+            if batch_size < 2 {
+                bail!("--batches: {batch_size} is too small (the Barlow-Twins term needs at least 2 samples)");
+            }
+            if device == Device::Cpu && arch == Arch::Resnet18 && batch_size > 64 && !args.large {
+                println!("{arch_name} b{batch_size}: skipped on the CPU (pass --large; PyTorch needs ≈ 30 GB at b256)");
+                continue;
+            }
+            let (ours, ours_faults) = time_ours(arch, batch_size, args.warmup, args.steps, device)?;
+            let reference = run_python(
+                &python,
+                &args.bench_dir,
+                "gan_step.py",
+                &[
+                    format!("--arch={arch_name}"),
+                    format!("--batch={batch_size}"),
+                    format!("--steps={}", args.steps),
+                    format!("--warmup={}", args.warmup),
+                    format!("--threads={threads}"),
+                    format!("--device={}", device_name(device).replace("cuda:0", "cuda")),
+                ],
+            )?;
+            let torch_s = reference["seconds_per_step"]
+                .as_f64()
+                .context("gan_step.py: no seconds_per_step")?;
+            let row = BenchRow {
+                name: format!("{arch_name} b{batch_size}"),
+                ours_s: ours,
+                torch_s,
+            };
+            let fmt_faults =
+                |f: Option<u64>| f.map_or("?".to_string(), |f| format!("{:.2}M", f as f64 / 1e6));
+            println!(
+                "{:<16} ours {:8.3} s/it  pytorch {:8.3} s/it  ratio ours/pytorch {:.3}  minor faults/it ours {} pytorch {}",
+                row.name,
+                row.ours_s,
+                row.torch_s,
+                row.ours_s / row.torch_s,
+                fmt_faults(ours_faults),
+                fmt_faults(reference["minor_faults_per_step"].as_u64()),
+            );
+            rows.push(row);
+        }
+    }
+    println!("\n| iteration | ours (s) | PyTorch (s) | ratio ours/PyTorch (target ≤ 0.8) |\n|---|---|---|---|");
+    for row in &rows {
+        println!(
+            "| {} | {:.3} | {:.3} | {:.3} |",
+            row.name,
+            row.ours_s,
+            row.torch_s,
+            row.ours_s / row.torch_s
+        );
+    }
+    Ok(())
+}
