@@ -5,17 +5,19 @@
 # here and is printed into the report. Re-running skips finished runs (resumable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 BIN=${BIN:-target/release/gunlearn}
 OUT=${OUT:-runs/fashion-mnist}
 THREADS=${THREADS:-2}
 SUBSET=${SUBSET:-5000}      # first 5 000 official training images (val 10 % of them per class)
+TEST_SUBSET=${TEST_SUBSET:-2000}  # first 2 000 test images (the attack's shadow sets need |test| <= |retain|)
 EPOCHS=${EPOCHS:-12}        # original training and Retrain (reference: 182 / 160)
 BATCH=${BATCH:-128}         # reference: 256
 GAN_EPOCHS=${GAN_EPOCHS:-3} # reference CIFAR-10: 3
 ATTACKER_ITERS=${ATTACKER_ITERS:-200}  # reference: 1000
 CLASS=${CLASS:-3}           # class forgotten in the class-wise scenario (3 = dress)
 scripts/fetch-data.sh fashion-mnist >/dev/null
-data=(--dataset fashion-mnist --data data/fashion-mnist --train_subset "$SUBSET")
+data=(--dataset fashion-mnist --data data/fashion-mnist --train_subset "$SUBSET" --test_subset "$TEST_SUBSET")
 common=(--threads "$THREADS" --quiet)
 milestones="$((EPOCHS / 2)),$((EPOCHS * 3 / 4))"
 if [ ! -f "$OUT/original/model.json" ]; then
@@ -44,5 +46,5 @@ for scenario in classwise random; do
   run $scenario Gan "${forget[@]}" "${gan[@]}" --unlearn_epochs "$GAN_EPOCHS" --attacker_iters "$ATTACKER_ITERS"
   "$BIN" report "$OUT/$scenario"/{retrain,raw,FT,GA,FT_l1,Gan} -o "$OUT/$scenario" > "$OUT/$scenario/table.md"
 done
-echo "scale: train subset $SUBSET, epochs $EPOCHS, batch $BATCH, Gan epochs $GAN_EPOCHS, attacker iterations $ATTACKER_ITERS, class $CLASS, threads $THREADS" > "$OUT/scale.txt"
+echo "scale: train subset $SUBSET, test subset $TEST_SUBSET, epochs $EPOCHS, batch $BATCH, Gan epochs $GAN_EPOCHS, attacker iterations $ATTACKER_ITERS, class $CLASS, threads $THREADS" > "$OUT/scale.txt"
 cat "$OUT/scale.txt" "$OUT"/classwise/table.md "$OUT"/random/table.md

@@ -79,6 +79,9 @@ pub struct DataArgs {
     /// Use only the first N official training images (file order) — for scaled-down runs.
     #[arg(long = "train_subset", alias = "train-subset")]
     pub train_subset: Option<usize>,
+    /// Use only the first N official test images (file order) — for scaled-down runs.
+    #[arg(long = "test_subset", alias = "test-subset")]
+    pub test_subset: Option<usize>,
 }
 
 impl DataArgs {
@@ -90,6 +93,12 @@ impl DataArgs {
                 anyhow::bail!("--train_subset {n}: must be between 1 and {} (the training images)", ds.train.len());
             }
             ds.train = ds.train.subset(&(0..n).collect::<Vec<_>>());
+        }
+        if let Some(n) = self.test_subset {
+            if n == 0 || n > ds.test.len() {
+                anyhow::bail!("--test_subset {n}: must be between 1 and {} (the test images)", ds.test.len());
+            }
+            ds.test = ds.test.subset(&(0..n).collect::<Vec<_>>());
         }
         Ok(ds)
     }
@@ -438,6 +447,7 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
             "train_config": job.config,
             "val_set_seed": job.data.val_set_seed,
             "train_subset": job.data.train_subset,
+            "test_subset": job.data.test_subset,
         }),
     };
     std::fs::create_dir_all(&job.save_dir).with_context(|| format!("creating {}", job.save_dir.display()))?;
@@ -482,7 +492,7 @@ fn run_info(args: InfoArgs) -> anyhow::Result<()> {
 }
 
 fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
-    let digits = DataArgs { dataset: DatasetName::Digits, data: None, val_set_seed: 1, train_subset: None };
+    let digits = DataArgs { dataset: DatasetName::Digits, data: None, val_set_seed: 1, train_subset: None, test_subset: None };
     let original = args.save_dir.join("original");
     let job = TrainJob {
         data: digits.clone(),
@@ -749,6 +759,7 @@ pub fn run_unlearn_job(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
         "settings": job.config,
         "val_set_seed": job.data.val_set_seed,
         "train_subset": job.data.train_subset,
+        "test_subset": job.data.test_subset,
         "forget_augmented": ctx.forget_augmented(),
     });
     tch::manual_seed(job.config.seed as i64);

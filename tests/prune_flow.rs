@@ -29,6 +29,8 @@ fn args(save_dir: &Path, prune: PruneMethod, rate: f64, times: usize) -> PruneAr
             dataset: DatasetName::Digits,
             data: None,
             val_set_seed: 1,
+            train_subset: None,
+            test_subset: None,
         },
         common: Common {
             device: "cpu".into(),

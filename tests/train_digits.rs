@@ -14,7 +14,7 @@ fn threads() -> usize {
 
 fn job(dir: &Path, epochs: usize, resume: bool) -> TrainJob {
     TrainJob {
-        data: DataArgs { dataset: DatasetName::Digits, data: None, val_set_seed: 1, train_subset: None },
+        data: DataArgs { dataset: DatasetName::Digits, data: None, val_set_seed: 1, train_subset: None, test_subset: None },
         arch: Arch::Resnet20,
         config: TrainConfig {
             epochs,

@@ -260,7 +260,7 @@ pub fn forget_efficacy(retain: &Outputs, test: &Outputs, forget: &Outputs) -> Re
     ensure!(
         retain.len() >= n,
         "forget efficacy: retain set ({}) is shorter than the test set ({n}); shadow members are \
-         the first |test| retain samples",
+         the first |test| retain samples (for a scaled-down run, cut the test set with --test_subset)",
         retain.len()
     );
     let scores = FeatureKind::ALL
