@@ -8,7 +8,7 @@ use crate::data::batches::{epoch_batches, Batch};
 use crate::data::ImageSet;
 use crate::eval::outputs::accuracy;
 use crate::model::mask::Mask;
-use crate::model::Classifier;
+use crate::model::{Classifier, RunningStats};
 use crate::optim::Sgd;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -169,6 +169,7 @@ pub fn sgd_step(
 ) -> anyhow::Result<(f64, i64)> {
     let images = batch.images.to_device(device);
     let labels = batch.labels.to_device(device);
+    let running_stats = RunningStats::save(&model.vs);
     let (logits, _) = model.forward(&images, true);
     let ce = logits.cross_entropy_for_logits(&labels);
     let mut loss = &ce * objective.sign;
@@ -177,7 +178,9 @@ pub fn sgd_step(
     }
     let ce_value = ce.double_value(&[]);
     if !ce_value.is_finite() {
-        // Checked before the update: the model still holds the last good weights.
+        // Checked before the update: the weights are the last good ones; the forward pass
+        // already moved the BatchNorm statistics, so put them back too.
+        running_stats.restore();
         return Err(NonFiniteLoss { loss: "cross-entropy", value: ce_value, iteration: 0 }.into());
     }
     opt.zero_grad();

@@ -132,7 +132,10 @@ fn bad_input_gives_clear_errors() {
     );
     fails_with(&["train", "--dataset", "cifar10", "--save_dir", save], &["--data"]);
     fails_with(&["train", "--dataset", "mnist", "--data", "/no/such/dir", "--save_dir", save], &["/no/such/dir"]);
-    fails_with(&with(&["--unlearn", "FT", "--indexes_to_replace", "--dataset", "mnist"]), &["digits"]);
+    fails_with(
+        &["unlearn", "--model", model, "--unlearn", "FT", "--indexes_to_replace", "--dataset", "mnist", "--data", "/tmp", "--save_dir", save],
+        &["digits"],
+    );
 
     // A checkpoint whose metadata claims another architecture.
     let fake = out.path().join("fake");

@@ -4,4 +4,4 @@ pub mod attacker;
 pub mod mask;
 pub mod resnet;
 
-pub use resnet::{Arch, Classifier, ModelSpec};
+pub use resnet::{Arch, Classifier, ModelSpec, RunningStats};

@@ -307,3 +307,35 @@ impl Classifier {
         self.vs.variables().remove(name)
     }
 }
+
+/// Copies of a model's BatchNorm running statistics, taken before a step so that a forward pass
+/// that turned them non-finite can be undone (train-mode forwards update them before any loss
+/// can be checked).
+pub struct RunningStats {
+    saved: Vec<(Tensor, Tensor)>,
+}
+
+impl RunningStats {
+    /// Saves every `*.running_mean` / `*.running_var` of `vs`.
+    pub fn save(vs: &nn::VarStore) -> RunningStats {
+        let saved = vs
+            .variables()
+            .into_iter()
+            .filter(|(name, _)| name.contains(".running_"))
+            .map(|(_, live)| {
+                let copy = live.detach().copy();
+                (live, copy)
+            })
+            .collect();
+        RunningStats { saved }
+    }
+
+    /// Writes the saved values back.
+    pub fn restore(&self) {
+        tch::no_grad(|| {
+            for (live, copy) in &self.saved {
+                live.shallow_clone().copy_(copy);
+            }
+        });
+    }
+}

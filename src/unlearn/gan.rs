@@ -14,7 +14,7 @@ use crate::checkpoint::{copy_into, named_tensors, read_safetensors, write_safete
 use crate::data::batches::{epoch_batches, random_batches, Batch};
 use crate::model::attacker::Attacker;
 use crate::model::mask::Mask;
-use crate::model::Classifier;
+use crate::model::{Classifier, RunningStats};
 use crate::optim::{Adam, Sgd};
 use crate::train::{NonFiniteLoss, Progress};
 use anyhow::{bail, Context};
@@ -196,6 +196,12 @@ pub fn adversarial_step(
 ) -> anyhow::Result<StepStats> {
     let device = opt_d_device(model);
     let to = |t: &Tensor| t.to_device(device);
+    // Train-mode forwards move BatchNorm statistics before any loss can be checked; a
+    // non-finite loss puts them back so that D stays exactly at its last good state.
+    let running_stats = RunningStats::save(&model.vs);
+    let finite = |loss: &'static str, value: f64| {
+        finite(loss, value, iteration).inspect_err(|_| running_stats.restore())
+    };
     let forget = attacker_inputs(
         model,
         &to(&inputs.forget.images),
@@ -209,7 +215,7 @@ pub fn adversarial_step(
         &to(&inputs.noise_val),
     );
     let (attacker_loss, attacker_acc) = attacker_step(attacker, opt_a, &forget.rows, &val.rows);
-    finite("attacker", attacker_loss, iteration)?;
+    finite("attacker", attacker_loss)?;
 
     let retain_labels = to(&inputs.retain.labels);
     let (retain_logits, _) = model.forward(&to(&inputs.retain.images), true);
@@ -224,7 +230,7 @@ pub fn adversarial_step(
     let stats = StepStats {
         attacker_loss,
         attacker_acc,
-        retain_loss: finite("retain cross-entropy", l_cls.double_value(&[]), iteration)?,
+        retain_loss: finite("retain cross-entropy", l_cls.double_value(&[]))?,
         retain_acc: 100.0
             * retain_logits
                 .argmax(-1, false)
@@ -232,9 +238,9 @@ pub fn adversarial_step(
                 .to_kind(Kind::Float)
                 .mean(Kind::Float)
                 .double_value(&[]),
-        adv_loss: finite("adversarial (L_adv)", l_adv.double_value(&[]), iteration)?,
-        bt_loss: finite("Barlow-Twins (L_bt)", l_bt.double_value(&[]), iteration)?,
-        total_loss: finite("defender total", total.double_value(&[]), iteration)?,
+        adv_loss: finite("adversarial (L_adv)", l_adv.double_value(&[]))?,
+        bt_loss: finite("Barlow-Twins (L_bt)", l_bt.double_value(&[]))?,
+        total_loss: finite("defender total", total.double_value(&[]))?,
     };
     opt_d.zero_grad();
     total.backward();
