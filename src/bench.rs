@@ -59,22 +59,9 @@ impl BenchRow {
     }
 }
 
-/// The Python interpreter for the reference side.
+/// The Python interpreter for the reference side: `--python` if given, else the venv's.
 pub fn python_path(explicit: Option<&Path>) -> PathBuf {
-    if let Some(p) = explicit {
-        return p.to_path_buf();
-    }
-    if let Ok(venv) = std::env::var("VIRTUAL_ENV") {
-        let p = PathBuf::from(venv).join("bin/python");
-        if p.exists() {
-            return p;
-        }
-    }
-    let local = PathBuf::from(".venv/bin/python");
-    if local.exists() {
-        return local;
-    }
-    PathBuf::from("python3")
+    explicit.map_or_else(crate::eval::bench_mia::find_python, Path::to_path_buf)
 }
 
 /// Runs a script under `bench_dir` and parses the JSON object on its last stdout line.

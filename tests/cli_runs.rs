@@ -24,7 +24,11 @@ fn stderr(out: &Output) -> String {
 
 fn ok(args: &[&str]) -> Output {
     let out = gunlearn(args);
-    assert!(out.status.success(), "gunlearn {args:?} failed:\n{}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "gunlearn {args:?} failed:\n{}",
+        stderr(&out)
+    );
     out
 }
 
@@ -33,7 +37,10 @@ fn fails_with(args: &[&str], needles: &[&str]) -> String {
     assert!(!out.status.success(), "gunlearn {args:?} should fail");
     let err = stderr(&out);
     for needle in needles {
-        assert!(err.contains(needle), "error for {args:?} should mention {needle:?}:\n{err}");
+        assert!(
+            err.contains(needle),
+            "error for {args:?} should mention {needle:?}:\n{err}"
+        );
     }
     err
 }
@@ -45,8 +52,24 @@ fn model_dir() -> &'static Path {
         let dir = std::env::temp_dir().join(format!("gunlearn-cli-test-{}", std::process::id()));
         let t = threads();
         ok(&[
-            "train", "--dataset", "digits", "--arch", "resnet20", "--epochs", "4", "--batch_size", "64",
-            "--decreasing_lr", "3", "--device", "cpu", "--threads", &t, "--quiet", "--save_dir", dir.to_str().unwrap(),
+            "train",
+            "--dataset",
+            "digits",
+            "--arch",
+            "resnet20",
+            "--epochs",
+            "4",
+            "--batch_size",
+            "64",
+            "--decreasing_lr",
+            "3",
+            "--device",
+            "cpu",
+            "--threads",
+            &t,
+            "--quiet",
+            "--save_dir",
+            dir.to_str().unwrap(),
         ]);
         dir
     })
@@ -61,23 +84,41 @@ fn eval_writes_the_reference_keys_and_consistent_summaries() {
     let out = tempfile::tempdir().unwrap();
     let t = threads();
     ok(&[
-        "eval", "--model", model_dir().to_str().unwrap(), "--dataset", "digits", "--class_to_replace", "3",
-        "--device", "cpu", "--threads", &t, "--save_dir", out.path().to_str().unwrap(),
+        "eval",
+        "--model",
+        model_dir().to_str().unwrap(),
+        "--dataset",
+        "digits",
+        "--class_to_replace",
+        "3",
+        "--device",
+        "cpu",
+        "--threads",
+        &t,
+        "--save_dir",
+        out.path().to_str().unwrap(),
     ]);
     let r = read_json(&out.path().join("eval_result.json"));
     for split in ["train", "retain", "forget", "val", "test"] {
-        assert!(r["accuracy"][split].is_f64(), "accuracy.{split} missing: {r}");
+        assert!(
+            r["accuracy"][split].is_f64(),
+            "accuracy.{split} missing: {r}"
+        );
     }
     for protocol in ["SVC_MIA_forget_efficacy", "SVC_MIA_training_privacy"] {
         for kind in ["correctness", "confidence", "entropy", "m_entropy", "prob"] {
-            let v = r[protocol][kind].as_f64().unwrap_or_else(|| panic!("{protocol}.{kind} missing"));
+            let v = r[protocol][kind]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{protocol}.{kind} missing"));
             assert!((0.0..=1.0).contains(&v), "{protocol}.{kind} = {v}");
         }
     }
     let ua = r["UA"].as_f64().unwrap();
     assert!((ua - (100.0 - r["accuracy"]["forget"].as_f64().unwrap())).abs() < 1e-9);
     let mia = r["MIA_efficacy"].as_f64().unwrap();
-    assert!((mia - 100.0 * r["SVC_MIA_forget_efficacy"]["confidence"].as_f64().unwrap()).abs() < 1e-9);
+    assert!(
+        (mia - 100.0 * r["SVC_MIA_forget_efficacy"]["confidence"].as_f64().unwrap()).abs() < 1e-9
+    );
     assert_eq!(r["RA"], r["accuracy"]["retain"]);
     assert_eq!(r["TA"], r["accuracy"]["test"]);
     // Whole class 3 is forgotten: the forget set is every train image of class 3 and the test
@@ -96,9 +137,25 @@ fn unlearn_writes_model_log_and_result() {
     let out = tempfile::tempdir().unwrap();
     let t = threads();
     ok(&[
-        "unlearn", "--model", model_dir().to_str().unwrap(), "--unlearn", "ft", "--dataset", "digits",
-        "--indexes_to_replace", "--unlearn_epochs", "2", "--batch_size", "64", "--device", "cpu", "--threads", &t,
-        "--quiet", "--save_dir", out.path().to_str().unwrap(),
+        "unlearn",
+        "--model",
+        model_dir().to_str().unwrap(),
+        "--unlearn",
+        "ft",
+        "--dataset",
+        "digits",
+        "--indexes_to_replace",
+        "--unlearn_epochs",
+        "2",
+        "--batch_size",
+        "64",
+        "--device",
+        "cpu",
+        "--threads",
+        &t,
+        "--quiet",
+        "--save_dir",
+        out.path().to_str().unwrap(),
     ]);
     let info = read_json(&out.path().join("model.json"));
     assert_eq!(info["produced_by"], "unlearn:FT");
@@ -106,7 +163,10 @@ fn unlearn_writes_model_log_and_result() {
     assert_eq!(log.lines().count(), 3, "header + one row per epoch:\n{log}");
     let r = read_json(&out.path().join("eval_result.json"));
     assert_eq!(r["forget"]["kind"], "random");
-    assert_eq!(r["sizes"]["forget"].as_u64().unwrap(), (r["sizes"]["train"].as_u64().unwrap() as f64 * 0.1) as u64);
+    assert_eq!(
+        r["sizes"]["forget"].as_u64().unwrap(),
+        (r["sizes"]["train"].as_u64().unwrap() as f64 * 0.1) as u64
+    );
     assert!(r["RTE_seconds"].as_f64().unwrap() > 0.0);
 }
 
@@ -116,37 +176,136 @@ fn bad_input_gives_clear_errors() {
     let out = tempfile::tempdir().unwrap();
     let save = out.path().join("run");
     let save = save.to_str().unwrap();
-    let base = ["unlearn", "--model", model, "--dataset", "digits", "--device", "cpu", "--threads", "1", "--save_dir", save];
-    let with = |extra: &[&'static str]| -> Vec<&str> { base.iter().copied().chain(extra.iter().copied()).collect() };
+    let base = [
+        "unlearn",
+        "--model",
+        model,
+        "--dataset",
+        "digits",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--save_dir",
+        save,
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&str> {
+        base.iter().copied().chain(extra.iter().copied()).collect()
+    };
 
     fails_with(&["train", "--no-such-flag"], &["--no-such-flag"]);
-    fails_with(&with(&["--unlearn", "nope", "--indexes_to_replace"]), &["nope", "Gan", "retrain"]);
-    fails_with(&with(&["--unlearn", "FT", "--indexes_to_replace", "--class_to_replace", "1"]), &["--class_to_replace", "--indexes_to_replace"]);
-    fails_with(&with(&["--unlearn", "FT", "--class_to_replace", "10"]), &["10"]);
-    fails_with(&with(&["--unlearn", "FT", "--class_to_replace", "1", "--num_indexes_to_replace", "5000"]), &["5000"]);
-    fails_with(&with(&["--unlearn", "FT", "--indexes_to_replace", "--num_classes", "100"]), &["--num_classes 100"]);
+    fails_with(
+        &with(&["--unlearn", "nope", "--indexes_to_replace"]),
+        &["nope", "Gan", "retrain"],
+    );
+    fails_with(
+        &with(&[
+            "--unlearn",
+            "FT",
+            "--indexes_to_replace",
+            "--class_to_replace",
+            "1",
+        ]),
+        &["--class_to_replace", "--indexes_to_replace"],
+    );
+    fails_with(
+        &with(&["--unlearn", "FT", "--class_to_replace", "10"]),
+        &["10"],
+    );
+    fails_with(
+        &with(&[
+            "--unlearn",
+            "FT",
+            "--class_to_replace",
+            "1",
+            "--num_indexes_to_replace",
+            "5000",
+        ]),
+        &["5000"],
+    );
+    fails_with(
+        &with(&[
+            "--unlearn",
+            "FT",
+            "--indexes_to_replace",
+            "--num_classes",
+            "100",
+        ]),
+        &["--num_classes 100"],
+    );
     fails_with(&with(&["--unlearn", "FT"]), &["nothing to forget"]);
     fails_with(
-        &["unlearn", "--model", "/no/such/model", "--unlearn", "FT", "--indexes_to_replace", "--save_dir", save],
+        &[
+            "unlearn",
+            "--model",
+            "/no/such/model",
+            "--unlearn",
+            "FT",
+            "--indexes_to_replace",
+            "--save_dir",
+            save,
+        ],
         &["/no/such/model"],
     );
-    fails_with(&["train", "--dataset", "cifar10", "--save_dir", save], &["--data"]);
-    fails_with(&["train", "--dataset", "mnist", "--data", "/no/such/dir", "--save_dir", save], &["/no/such/dir"]);
     fails_with(
-        &["unlearn", "--model", model, "--unlearn", "FT", "--indexes_to_replace", "--dataset", "mnist", "--data", "/tmp", "--save_dir", save],
+        &["train", "--dataset", "cifar10", "--save_dir", save],
+        &["--data"],
+    );
+    fails_with(
+        &[
+            "train",
+            "--dataset",
+            "mnist",
+            "--data",
+            "/no/such/dir",
+            "--save_dir",
+            save,
+        ],
+        &["/no/such/dir"],
+    );
+    fails_with(
+        &[
+            "unlearn",
+            "--model",
+            model,
+            "--unlearn",
+            "FT",
+            "--indexes_to_replace",
+            "--dataset",
+            "mnist",
+            "--data",
+            "/tmp",
+            "--save_dir",
+            save,
+        ],
         &["digits"],
     );
 
     // A checkpoint whose metadata claims another architecture.
     let fake = out.path().join("fake");
     std::fs::create_dir_all(&fake).unwrap();
-    std::fs::copy(Path::new(model).join("model.safetensors"), fake.join("model.safetensors")).unwrap();
+    std::fs::copy(
+        Path::new(model).join("model.safetensors"),
+        fake.join("model.safetensors"),
+    )
+    .unwrap();
     let mut info = read_json(&Path::new(model).join("model.json"));
     info["model"]["arch"] = Value::from("resnet18");
     std::fs::write(fake.join("model.json"), info.to_string()).unwrap();
     let fake_model = fake.to_str().unwrap();
     fails_with(
-        &["unlearn", "--model", fake_model, "--unlearn", "FT", "--dataset", "digits", "--indexes_to_replace", "--save_dir", save],
+        &[
+            "unlearn",
+            "--model",
+            fake_model,
+            "--unlearn",
+            "FT",
+            "--dataset",
+            "digits",
+            "--indexes_to_replace",
+            "--save_dir",
+            save,
+        ],
         &["tensor"],
     );
 }
@@ -157,17 +316,45 @@ fn non_finite_loss_stops_and_keeps_the_last_good_weights() {
     let t = threads();
     let err = fails_with(
         &[
-            "unlearn", "--model", model_dir().to_str().unwrap(), "--unlearn", "GA", "--dataset", "digits",
-            "--class_to_replace", "2", "--unlearn_lr", "1e12", "--unlearn_epochs", "50", "--batch_size", "16",
-            "--device", "cpu", "--threads", &t, "--quiet", "--save_dir", out.path().to_str().unwrap(),
+            "unlearn",
+            "--model",
+            model_dir().to_str().unwrap(),
+            "--unlearn",
+            "GA",
+            "--dataset",
+            "digits",
+            "--class_to_replace",
+            "2",
+            "--unlearn_lr",
+            "1e12",
+            "--unlearn_epochs",
+            "50",
+            "--batch_size",
+            "16",
+            "--device",
+            "cpu",
+            "--threads",
+            &t,
+            "--quiet",
+            "--save_dir",
+            out.path().to_str().unwrap(),
         ],
         &["loss became", "iteration", "last good weights"],
     );
     let info = read_json(&out.path().join("model.json"));
-    assert!(info["extra"]["failed"].as_str().unwrap().contains("loss became"), "{err}");
+    assert!(
+        info["extra"]["failed"]
+            .as_str()
+            .unwrap()
+            .contains("loss became"),
+        "{err}"
+    );
     // The kept weights are finite.
     let ckpt = gunlearn::checkpoint::load(out.path(), tch::Device::Cpu).unwrap();
     for (name, t) in ckpt.model.vs.variables() {
-        assert!(bool::try_from(t.isfinite().all()).unwrap(), "{name} is not finite");
+        assert!(
+            bool::try_from(t.isfinite().all()).unwrap(),
+            "{name} is not finite"
+        );
     }
 }
