@@ -176,7 +176,7 @@ pub fn sgd_step(
     let ce = logits.cross_entropy_for_logits(&labels);
     let mut loss = &ce * objective.sign;
     if objective.l1 != 0.0 {
-        loss = loss + l1_norm(model) * objective.l1;
+        loss += l1_norm(model) * objective.l1;
     }
     let ce_value = ce.double_value(&[]);
     if !ce_value.is_finite() {
@@ -226,9 +226,9 @@ pub fn run_pass(
     objective: Objective,
     lr_at_step: impl Fn(usize) -> f64,
     progress: &Progress,
-    device: Device,
 ) -> anyhow::Result<PassStats> {
     let start = Instant::now();
+    let device = model.vs.device();
     let (mut loss_sum, mut correct, mut images) = (0.0, 0i64, 0usize);
     for (step, batch) in batches.enumerate() {
         opt.lr = lr_at_step(step);
@@ -410,7 +410,6 @@ pub fn train(
             Objective::default(),
             |step| cfg.lr_at(epoch, step, steps_per_epoch),
             &progress,
-            device,
         )
         .with_context(|| format!("training epoch {}", epoch + 1))?;
         progress.finish();

@@ -230,7 +230,6 @@ pub fn sgd_epochs(
             objective_at(epoch),
             |step| schedule.lr_at(epoch, step, steps_per_epoch),
             &progress,
-            ctx.device,
         )
         .with_context(|| format!("epoch {}", epoch + 1))?;
         progress.finish();
