@@ -49,7 +49,7 @@ pub struct BenchGanArgs {
     #[arg(long)]
     pub large: bool,
     /// Keep glibc from returning freed memory to the OS in our process (see
-    /// [`keep_freed_memory`]); `--no_keep_memory` times libtorch with glibc's defaults.
+    /// [`crate::device::keep_freed_memory`]); `--no_keep_memory` times libtorch with glibc's defaults.
     #[arg(long = "no_keep_memory", alias = "no-keep-memory")]
     pub no_keep_memory: bool,
 }
@@ -68,30 +68,6 @@ impl Default for BenchGanArgs {
             large: false,
             no_keep_memory: false,
         }
-    }
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-extern "C" {
-    fn mallopt(param: std::os::raw::c_int, value: std::os::raw::c_int) -> std::os::raw::c_int;
-}
-
-/// Makes glibc keep freed memory for reuse instead of unmapping it (no mmap for large blocks,
-/// no trimming of the heap). libtorch allocates its CPU activations through malloc; by
-/// default every buffer above 32 MB is a fresh mmap, returned to the OS when freed and
-/// page-faulted (zero-filled) back in on the next iteration — millions of minor faults per
-/// adversarial iteration. Process-wide; returns whether glibc accepted both settings.
-pub fn keep_freed_memory() -> bool {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        const M_TRIM_THRESHOLD: i32 = -1;
-        const M_MMAP_MAX: i32 = -4;
-        // SAFETY: mallopt only changes allocator tuning parameters; valid at any time.
-        unsafe { mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, i32::MAX) == 1 }
-    }
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    {
-        false
     }
 }
 
@@ -182,7 +158,7 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
     set_threads(Some(threads));
     let device = parse_device(&args.device)?;
     let python = python_path(args.python.as_deref());
-    let kept = !args.no_keep_memory && keep_freed_memory();
+    let kept = crate::device::keep_freed_memory(!args.no_keep_memory);
     println!(
         "bench gan: device {}, {threads} threads, median of {} iterations after {} warm-up; glibc keeps freed memory: {kept}",
         device_name(device),

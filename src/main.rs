@@ -8,6 +8,8 @@ fn main() {
         .with_target(false)
         .with_writer(std::io::stderr)
         .init();
+    // Reuse freed activation buffers instead of page-faulting fresh ones every step.
+    gunlearn::device::keep_freed_memory(std::env::var_os("GUNLEARN_MALLOC_DEFAULTS").is_none());
     if let Err(err) = gunlearn::cli::main() {
         eprintln!("error: {err:#}");
         std::process::exit(1);
