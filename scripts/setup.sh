@@ -20,6 +20,11 @@ if [ ! -f "$venv/.gunlearn-complete" ]; then
     "torch==$TORCH_VERSION" "numpy>=2" "scikit-learn>=1.5" "safetensors>=0.4"
   touch "$venv/.gunlearn-complete"
 fi
+# Real CIFAR-10/100 test images (20 each, PNG) ship inside foolbox; the tests read them.
+# --no-deps: only its data files are used, never its code.
+if [ ! -d "$venv/lib/python3."*/site-packages/foolbox/data ] 2>/dev/null; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps foolbox==3.3.4
+fi
 if [ ! -e .venv ] || [ -L .venv ]; then
   ln -sfn "$venv" .venv
 fi
