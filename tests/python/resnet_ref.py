@@ -9,70 +9,21 @@ Usage:
       statistics after the train pass (`after.<name>`).
 """
 import json
+import os
 import sys
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 
-class NormalizeByChannelMeanStd(nn.Module):
-    def __init__(self, mean, std):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32))
-
-    def forward(self, x):
-        return (x - self.mean[None, :, None, None]) / self.std[None, :, None, None]
+# The one PyTorch definition of the reference ResNet lives in bench/reference.py.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "bench"))
+from reference import build  # noqa: E402
 
 
-class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        identity = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + identity)
-
-
-class ResNet(nn.Module):
-    def __init__(self, arch, num_classes, in_channels):
-        super().__init__()
-        widths, blocks = {"resnet18": ([64, 128, 256, 512], 2), "resnet20": ([16, 32, 64], 3)}[arch]
-        self.normalize = NormalizeByChannelMeanStd([0.5] * in_channels, [0.25] * in_channels)
-        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(widths[0])
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.Identity()
-        cin = widths[0]
-        for i, w in enumerate(widths):
-            layer = []
-            for b in range(blocks):
-                stride = 2 if i > 0 and b == 0 else 1
-                layer.append(BasicBlock(cin, w, stride))
-                cin = w
-            setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
-        self.nstages = len(widths)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        x = self.normalize(x)
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for i in range(self.nstages):
-            x = getattr(self, f"layer{i + 1}")(x)
-        features = torch.flatten(self.avgpool(x), 1)
-        return self.fc(features), features
+def ResNet(arch, num_classes, in_channels):
+    """The reference ResNet with placeholder normalisation buffers (the tests load ours)."""
+    return build(arch, num_classes, in_channels, [0.5] * in_channels, [0.25] * in_channels)
 
 
 def main():
