@@ -110,6 +110,63 @@ impl DataArgs {
     }
 }
 
+/// The training hyper-parameters shared by `train` and `prune` (reference names and defaults).
+#[derive(Args, Debug, Clone)]
+pub struct TrainFlags {
+    /// Epochs.
+    #[arg(long, default_value_t = 182)]
+    pub epochs: usize,
+    /// Initial learning rate.
+    #[arg(long, default_value_t = 0.1)]
+    pub lr: f64,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Weight decay.
+    #[arg(long = "weight_decay", alias = "weight-decay", default_value_t = 5e-4)]
+    pub weight_decay: f64,
+    /// Batch size.
+    #[arg(long = "batch_size", alias = "batch-size", default_value_t = 256)]
+    pub batch_size: usize,
+    /// Comma-separated epochs where the lr is multiplied by 0.1.
+    #[arg(
+        long = "decreasing_lr",
+        alias = "decreasing-lr",
+        default_value = "91,136"
+    )]
+    pub decreasing_lr: String,
+    /// Epochs of linear warm-up.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
+    /// Seed (initialisation, shuffling, augmentation, random pruning).
+    #[arg(long, default_value_t = 2)]
+    pub seed: u64,
+    /// Train without augmentation.
+    #[arg(long = "no_augment", alias = "no-augment")]
+    pub no_augment: bool,
+}
+
+impl TrainFlags {
+    /// The training configuration these flags describe, with `dataset`'s augmentation.
+    pub fn config(&self, dataset: DatasetName) -> anyhow::Result<TrainConfig> {
+        if self.batch_size == 0 {
+            anyhow::bail!("--batch_size must be at least 1");
+        }
+        Ok(TrainConfig {
+            epochs: self.epochs,
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            batch_size: self.batch_size,
+            milestones: parse_milestones(&self.decreasing_lr)?,
+            warmup: self.warmup,
+            seed: self.seed,
+            augment: (!self.no_augment).then(|| dataset.default_augment()),
+            ..TrainConfig::default()
+        })
+    }
+}
+
 #[derive(Args, Debug)]
 struct TrainArgs {
     #[command(flatten)]
@@ -119,43 +176,14 @@ struct TrainArgs {
     /// Architecture.
     #[arg(long, value_enum, default_value = "resnet18")]
     arch: Arch,
-    /// Epochs.
-    #[arg(long, default_value_t = 182)]
-    epochs: usize,
-    /// Initial learning rate.
-    #[arg(long, default_value_t = 0.1)]
-    lr: f64,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f64,
-    /// Weight decay.
-    #[arg(long = "weight_decay", alias = "weight-decay", default_value_t = 5e-4)]
-    weight_decay: f64,
-    /// Batch size.
-    #[arg(long = "batch_size", alias = "batch-size", default_value_t = 256)]
-    batch_size: usize,
-    /// Comma-separated epochs where the lr is multiplied by 0.1.
-    #[arg(
-        long = "decreasing_lr",
-        alias = "decreasing-lr",
-        default_value = "91,136"
-    )]
-    decreasing_lr: String,
-    /// Epochs of linear warm-up.
-    #[arg(long, default_value_t = 0)]
-    warmup: usize,
-    /// Seed (initialisation, shuffling, augmentation).
-    #[arg(long, default_value_t = 2)]
-    seed: u64,
+    #[command(flatten)]
+    train: TrainFlags,
     /// Output folder.
     #[arg(long = "save_dir", alias = "save-dir")]
     save_dir: PathBuf,
     /// Continue from save_dir/last.* if present.
     #[arg(long)]
     resume: bool,
-    /// Train without augmentation.
-    #[arg(long = "no_augment", alias = "no-augment")]
-    no_augment: bool,
 }
 
 #[derive(Args, Debug)]
@@ -422,23 +450,7 @@ pub struct TrainJob {
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<()> {
-    let ds_augment = args.data.dataset.default_augment();
-    let config = TrainConfig {
-        epochs: args.epochs,
-        lr: args.lr,
-        momentum: args.momentum,
-        weight_decay: args.weight_decay,
-        batch_size: args.batch_size,
-        milestones: parse_milestones(&args.decreasing_lr)?,
-        warmup: args.warmup,
-        seed: args.seed,
-        augment: if args.no_augment {
-            None
-        } else {
-            Some(ds_augment)
-        },
-        ..TrainConfig::default()
-    };
+    let config = args.train.config(args.data.dataset)?;
     let job = TrainJob {
         data: args.data,
         arch: args.arch,

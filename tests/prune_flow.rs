@@ -2,7 +2,7 @@
 //! and the mask's zero set surviving training and every unlearning method.
 
 use gunlearn::checkpoint;
-use gunlearn::cli::{Common, DataArgs};
+use gunlearn::cli::{Common, DataArgs, TrainFlags};
 use gunlearn::data::splits::{make_splits, ForgetRequest, SplitConfig};
 use gunlearn::data::{self, DatasetName};
 use gunlearn::model::mask::Mask;
@@ -44,16 +44,18 @@ fn args(save_dir: &Path, prune: PruneMethod, rate: f64, times: usize) -> PruneAr
         rewind_epoch: 1,
         prune_type: PruneType::RewindLt,
         synflow_rounds: 10,
-        epochs: 2,
-        lr: 0.05,
-        momentum: 0.9,
-        weight_decay: 5e-4,
-        batch_size: 128,
-        decreasing_lr: "1".into(),
-        warmup: 0,
-        seed: 3,
+        train: TrainFlags {
+            epochs: 2,
+            lr: 0.05,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            batch_size: 128,
+            decreasing_lr: "1".into(),
+            warmup: 0,
+            seed: 3,
+            no_augment: false,
+        },
         save_dir: save_dir.to_path_buf(),
-        no_augment: false,
     }
 }
 
@@ -206,7 +208,7 @@ fn omp_with_rewinding_writes_every_state_and_keeps_masks_through_unlearning() {
 fn imp_and_synflow_states() {
     let dir = tempfile::tempdir().unwrap();
     let mut a = args(&dir.path().join("imp"), PruneMethod::Imp, 0.2, 2);
-    a.epochs = 1;
+    a.train.epochs = 1;
     a.rewind_epoch = 1;
     let imp = prune_job(&a).unwrap();
     let sparsities: Vec<f64> = imp.states.iter().map(|s| s.sparsity).collect();
@@ -235,7 +237,7 @@ fn imp_and_synflow_states() {
     }
 
     let mut s = args(&dir.path().join("synflow"), PruneMethod::Synflow, 0.8, 1);
-    s.epochs = 1;
+    s.train.epochs = 1;
     let syn = prune_job(&s).unwrap();
     assert_eq!(syn.states.len(), 1);
     assert!((syn.states[0].sparsity - 80.0).abs() < 0.01);

@@ -18,7 +18,7 @@
 pub mod synflow;
 
 use crate::checkpoint::{self, copy_into, ModelInfo, FORMAT};
-use crate::cli::{model_spec, parse_milestones, Common, DataArgs};
+use crate::cli::{model_spec, Common, DataArgs, TrainFlags};
 use crate::data::splits::{make_splits, ForgetRequest, SplitConfig};
 use crate::data::{self, ImageSet};
 use crate::device::{device_name, parse_device, set_threads};
@@ -102,40 +102,12 @@ pub struct PruneArgs {
         default_value_t = 100
     )]
     pub synflow_rounds: usize,
-    /// Epochs per state.
-    #[arg(long, default_value_t = 182)]
-    pub epochs: usize,
-    /// Initial learning rate.
-    #[arg(long, default_value_t = 0.1)]
-    pub lr: f64,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    /// Weight decay.
-    #[arg(long = "weight_decay", alias = "weight-decay", default_value_t = 5e-4)]
-    pub weight_decay: f64,
-    /// Batch size.
-    #[arg(long = "batch_size", alias = "batch-size", default_value_t = 256)]
-    pub batch_size: usize,
-    /// Comma-separated epochs where the lr is multiplied by 0.1.
-    #[arg(
-        long = "decreasing_lr",
-        alias = "decreasing-lr",
-        default_value = "91,136"
-    )]
-    pub decreasing_lr: String,
-    /// Epochs of linear warm-up.
-    #[arg(long, default_value_t = 0)]
-    pub warmup: usize,
-    /// Seed (initialisation, shuffling, augmentation, random pruning).
-    #[arg(long, default_value_t = 2)]
-    pub seed: u64,
+    /// Training hyper-parameters of every state.
+    #[command(flatten)]
+    pub train: TrainFlags,
     /// Output folder.
     #[arg(long = "save_dir", alias = "save-dir")]
     pub save_dir: PathBuf,
-    /// Train without augmentation.
-    #[arg(long = "no_augment", alias = "no-augment")]
-    pub no_augment: bool,
 }
 
 /// One trained state in `pruning.json`.
@@ -313,18 +285,18 @@ fn check_args(args: &PruneArgs) -> Result<()> {
     if args.prune == PruneMethod::Imp && args.pruning_times == 0 {
         bail!("--pruning_times must be at least 1 for IMP");
     }
-    if args.epochs == 0 {
+    if args.train.epochs == 0 {
         bail!("--epochs must be at least 1");
     }
     let rewinds = matches!(
         args.prune,
         PruneMethod::Omp | PruneMethod::Imp | PruneMethod::Random
     ) && args.prune_type == PruneType::RewindLt;
-    if rewinds && args.rewind_epoch > args.epochs {
+    if rewinds && args.rewind_epoch > args.train.epochs {
         bail!(
             "--rewind_epoch {} is past --epochs {}",
             args.rewind_epoch,
-            args.epochs
+            args.train.epochs
         );
     }
     Ok(())
@@ -344,26 +316,11 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
             forget: ForgetRequest::None,
         },
     )?;
-    tch::manual_seed(args.seed as i64);
+    tch::manual_seed(args.train.seed as i64);
     let spec = model_spec(&ds, args.arch);
     let model = Classifier::try_new(&spec, device)?;
     let init = snapshot(&model);
-    let config = TrainConfig {
-        epochs: args.epochs,
-        lr: args.lr,
-        momentum: args.momentum,
-        weight_decay: args.weight_decay,
-        batch_size: args.batch_size,
-        milestones: parse_milestones(&args.decreasing_lr)?,
-        warmup: args.warmup,
-        seed: args.seed,
-        augment: if args.no_augment {
-            None
-        } else {
-            Some(args.data.dataset.default_augment())
-        },
-        ..TrainConfig::default()
-    };
+    let config = args.train.config(args.data.dataset)?;
     std::fs::create_dir_all(&args.save_dir)
         .with_context(|| format!("creating {}", args.save_dir.display()))?;
     let train_set = Arc::new(ds.train.clone());
@@ -372,7 +329,7 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
         format: FORMAT.into(),
         model: spec,
         dataset: args.data.dataset,
-        seed: args.seed,
+        seed: args.train.seed,
         epoch: 0,
         accuracy: BTreeMap::new(),
         sparsity: 0.0,
@@ -470,7 +427,7 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
             } else {
                 0
             },
-            seed: args.seed.wrapping_add(round as u64),
+            seed: args.train.seed.wrapping_add(round as u64),
             ..config.clone()
         };
         let s = ctx.train_state(&model, Some(&new), round, &cfg, None)?;
