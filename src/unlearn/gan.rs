@@ -421,7 +421,10 @@ impl Unlearner for Adversarial {
         let attacker = starting_attacker(ctx)?;
         // Pre-training is reusable across forget requests (it is cached), so it is reported
         // apart from the unlearning time (RTE).
-        log.excluded_seconds.insert("attacker_pretraining".into(), pretraining.elapsed().as_secs_f64());
+        log.excluded_seconds.insert(
+            "attacker_pretraining".into(),
+            pretraining.elapsed().as_secs_f64(),
+        );
         let mut opt_a = Adam::new(attacker.vs.trainable_variables(), ATTACKER_LR);
         let mut opt_d = Sgd::new(
             ctx.model.vs.trainable_variables(),
