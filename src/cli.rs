@@ -6,9 +6,9 @@ use crate::data::splits::{make_splits, ForgetRequest, SplitConfig};
 use crate::data::{self, DatasetName};
 use crate::device::{device_name, parse_device, set_threads};
 use crate::eval::result::{evaluate, EvalRequest, EvalResult};
+use crate::unlearn::{UnlearnConfig, UnlearnContext};
 use crate::model::{Arch, Classifier, ModelSpec};
 use crate::train::{train, RunOutput, TrainConfig};
-use crate::unlearn::{UnlearnConfig, UnlearnContext};
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
@@ -87,10 +87,7 @@ impl DataArgs {
         let mut ds = data::load(self.dataset, self.data.as_deref())?;
         if let Some(n) = self.train_subset {
             if n == 0 || n > ds.train.len() {
-                anyhow::bail!(
-                    "--train_subset {n}: must be between 1 and {} (the training images)",
-                    ds.train.len()
-                );
+                anyhow::bail!("--train_subset {n}: must be between 1 and {} (the training images)", ds.train.len());
             }
             ds.train = ds.train.subset(&(0..n).collect::<Vec<_>>());
         }
@@ -123,11 +120,7 @@ struct TrainArgs {
     #[arg(long = "batch_size", alias = "batch-size", default_value_t = 256)]
     batch_size: usize,
     /// Comma-separated epochs where the lr is multiplied by 0.1.
-    #[arg(
-        long = "decreasing_lr",
-        alias = "decreasing-lr",
-        default_value = "91,136"
-    )]
+    #[arg(long = "decreasing_lr", alias = "decreasing-lr", default_value = "91,136")]
     decreasing_lr: String,
     /// Epochs of linear warm-up.
     #[arg(long, default_value_t = 0)]
@@ -144,6 +137,9 @@ struct TrainArgs {
     /// Train without augmentation.
     #[arg(long = "no_augment", alias = "no-augment")]
     no_augment: bool,
+    /// Mixed precision of the forward pass and loss: off (FP32, the reference) or bf16 (CUDA).
+    #[arg(long, value_enum, default_value = "off")]
+    amp: crate::device::Amp,
 }
 
 #[derive(Args, Debug)]
@@ -198,11 +194,7 @@ pub struct ForgetArgs {
     #[arg(long = "indexes_to_replace", alias = "indexes-to-replace")]
     pub indexes_to_replace: bool,
     /// Fraction for random forgetting.
-    #[arg(
-        long = "forget_fraction",
-        alias = "forget-fraction",
-        default_value_t = 0.1
-    )]
+    #[arg(long = "forget_fraction", alias = "forget-fraction", default_value_t = 0.1)]
     pub forget_fraction: f64,
     /// Run seed: the forget set is drawn with RandomState(seed − 1).
     #[arg(long, default_value_t = 2)]
@@ -297,32 +289,24 @@ struct UnlearnArgs {
     #[arg(long = "weight_decay", alias = "weight-decay", default_value_t = 5e-4)]
     weight_decay: f64,
     /// Comma-separated MultiStepLR milestones of the iterative baselines.
-    #[arg(
-        long = "decreasing_lr",
-        alias = "decreasing-lr",
-        default_value = "91,136"
-    )]
+    #[arg(long = "decreasing_lr", alias = "decreasing-lr", default_value = "91,136")]
     decreasing_lr: String,
     /// Gan: start from this pre-trained attacker instead of pre-training (or reusing a cached one).
     #[arg(long)]
     attacker: Option<PathBuf>,
     /// Gan: attacker pre-training iterations.
-    #[arg(
-        long = "attacker_iters",
-        alias = "attacker-iters",
-        default_value_t = 1000
-    )]
+    #[arg(long = "attacker_iters", alias = "attacker-iters", default_value_t = 1000)]
     attacker_iters: usize,
     /// Augment the forget/val streams: auto (reference: only class-wise), on, off.
-    #[arg(
-        long = "forget_augment",
-        alias = "forget-augment",
-        default_value = "auto"
-    )]
+    #[arg(long = "forget_augment", alias = "forget-augment", default_value = "auto")]
     forget_augment: String,
     /// Output folder.
     #[arg(long = "save_dir", alias = "save-dir")]
     save_dir: PathBuf,
+    /// Mixed precision of the plain classification losses (FT, GA, FT_l1, FT_prune, retrain,
+    /// Gan's L_cls): off (FP32, the reference) or bf16 (CUDA). Gan's attacker inputs stay FP32.
+    #[arg(long, value_enum, default_value = "off")]
+    amp: crate::device::Amp,
 }
 
 #[derive(Args, Debug)]
@@ -351,19 +335,14 @@ pub fn main() -> anyhow::Result<()> {
         Command::ImportTorch(args) => crate::torch_io::run_import_torch(args),
         Command::ExportTorch(args) => crate::torch_io::run_export_torch(args),
         Command::Report(args) => {
-            let table =
-                crate::eval::report::report(&args.runs, args.retrain.as_deref(), &args.out)?;
+            let table = crate::eval::report::report(&args.runs, args.retrain.as_deref(), &args.out)?;
             println!("{table}");
             Ok(())
         }
         Command::Bench(BenchCommand::Train(args)) => crate::bench::bench_train(&args),
         Command::Bench(BenchCommand::Gan(args)) => crate::bench_gan::bench_gan(&args),
         Command::Bench(BenchCommand::Mia(args)) => {
-            let threads = args.threads.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            });
+            let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
             println!("{}", crate::eval::bench_mia::bench_mia(args.n, threads)?);
             Ok(())
         }
@@ -375,10 +354,7 @@ pub fn parse_milestones(text: &str) -> anyhow::Result<Vec<usize>> {
     text.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<usize>()
-                .with_context(|| format!("--decreasing_lr: {s:?} is not an epoch number"))
-        })
+        .map(|s| s.parse::<usize>().with_context(|| format!("--decreasing_lr: {s:?} is not an epoch number")))
         .collect()
 }
 
@@ -420,11 +396,8 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         milestones: parse_milestones(&args.decreasing_lr)?,
         warmup: args.warmup,
         seed: args.seed,
-        augment: if args.no_augment {
-            None
-        } else {
-            Some(ds_augment)
-        },
+        augment: if args.no_augment { None } else { Some(ds_augment) },
+        amp: args.amp,
         ..TrainConfig::default()
     };
     let job = TrainJob {
@@ -454,11 +427,7 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
     let ds = job.data.load()?;
     let splits = make_splits(
         &ds,
-        &SplitConfig {
-            val_set_seed: job.data.val_set_seed,
-            seed: 1,
-            forget: ForgetRequest::None,
-        },
+        &SplitConfig { val_set_seed: job.data.val_set_seed, seed: 1, forget: ForgetRequest::None },
     )?;
     tch::manual_seed(job.config.seed as i64);
     let spec = model_spec(&ds, job.arch);
@@ -479,45 +448,21 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
             "train_subset": job.data.train_subset,
         }),
     };
-    std::fs::create_dir_all(&job.save_dir)
-        .with_context(|| format!("creating {}", job.save_dir.display()))?;
-    let output = RunOutput {
-        save_dir: job.save_dir.clone(),
-        info,
-        resume: job.resume,
-        quiet: job.common.quiet,
-    };
+    std::fs::create_dir_all(&job.save_dir).with_context(|| format!("creating {}", job.save_dir.display()))?;
+    let output = RunOutput { save_dir: job.save_dir.clone(), info, resume: job.resume, quiet: job.common.quiet };
     let train_set = Arc::new(ds.train.clone());
-    let summary = train(
-        &model,
-        None,
-        &train_set,
-        &splits.train,
-        &splits.val,
-        &job.config,
-        Some(&output),
-        device,
-    )?;
+    let summary = train(&model, None, &train_set, &splits.train, &splits.val, &job.config, Some(&output), device)?;
     // Final accuracies of the best checkpoint, written back into its model.json.
     let best = checkpoint::load(&job.save_dir, device)?;
     let mut info = best.info.clone();
     let eval = |set: &data::ImageSet, idx: &[usize]| {
         crate::eval::outputs::accuracy(&best.model, set, idx, job.config.eval_batch_size, device)
     };
-    info.accuracy
-        .insert("train".into(), eval(&ds.train, &splits.train));
-    info.accuracy
-        .insert("val".into(), eval(&ds.train, &splits.val));
-    info.accuracy
-        .insert("test".into(), eval(&ds.test, &splits.test));
+    info.accuracy.insert("train".into(), eval(&ds.train, &splits.train));
+    info.accuracy.insert("val".into(), eval(&ds.train, &splits.val));
+    info.accuracy.insert("test".into(), eval(&ds.test, &splits.test));
     info.accuracy.insert("best_val".into(), summary.best_val);
-    checkpoint::save(
-        &job.save_dir,
-        "model",
-        &best.model,
-        best.mask.as_ref(),
-        &info,
-    )?;
+    checkpoint::save(&job.save_dir, "model", &best.model, best.mask.as_ref(), &info)?;
     Ok(info)
 }
 
@@ -525,15 +470,9 @@ fn run_info(args: InfoArgs) -> anyhow::Result<()> {
     let ckpt = checkpoint::load(&args.checkpoint, tch::Device::Cpu)?;
     let info = &ckpt.info;
     println!("checkpoint   {}", ckpt.path.display());
-    println!(
-        "architecture {:?}, {} classes, {} input channels",
-        info.model.arch, info.model.num_classes, info.model.in_channels
-    );
+    println!("architecture {:?}, {} classes, {} input channels", info.model.arch, info.model.num_classes, info.model.in_channels);
     println!("parameters   {}", ckpt.model.num_parameters());
-    println!(
-        "data set     {:?} (seed {}), produced by {} on {}",
-        info.dataset, info.seed, info.produced_by, info.device
-    );
+    println!("data set     {:?} (seed {}), produced by {} on {}", info.dataset, info.seed, info.produced_by, info.device);
     for (split, acc) in &info.accuracy {
         println!("accuracy     {split:<16} {acc:6.2}%");
     }
@@ -551,12 +490,7 @@ fn run_info(args: InfoArgs) -> anyhow::Result<()> {
 }
 
 fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
-    let digits = DataArgs {
-        dataset: DatasetName::Digits,
-        data: None,
-        val_set_seed: 1,
-        train_subset: None,
-    };
+    let digits = DataArgs { dataset: DatasetName::Digits, data: None, val_set_seed: 1, train_subset: None };
     let original = args.save_dir.join("original");
     let job = TrainJob {
         data: digits.clone(),
@@ -566,11 +500,7 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         resume: false,
         common: args.common.clone(),
     };
-    println!(
-        "demo 1/3: training ResNet-20 on the embedded digits data ({} epochs) -> {}",
-        args.epochs,
-        original.display()
-    );
+    println!("demo 1/3: training ResNet-20 on the embedded digits data ({} epochs) -> {}", args.epochs, original.display());
     let info = run_train_job(&job)?;
     println!(
         "original model: train {:.2}%, val {:.2}%, test {:.2}%\n",
@@ -618,10 +548,7 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
                     ..UnlearnConfig::default()
                 },
                 save_dir: save_dir.clone(),
-                common: Common {
-                    quiet: true,
-                    ..args.common.clone()
-                },
+                common: Common { quiet: true, ..args.common.clone() },
                 num_classes: None,
             };
             let result = run_unlearn_job(&job)?;
@@ -630,10 +557,7 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         }
         let out = args.save_dir.join(dir);
         let table = crate::eval::report::report(&runs, None, &out)?;
-        println!(
-            "\n{title} forgetting on digits (report in {}):\n\n{table}\n",
-            out.join("report.md").display()
-        );
+        println!("\n{title} forgetting on digits (report in {}):\n\n{table}\n", out.join("report.md").display());
     }
     Ok(())
 }
@@ -658,13 +582,7 @@ struct Loaded {
     device: tch::Device,
 }
 
-fn load_for_run(
-    model: &std::path::Path,
-    data_args: &DataArgs,
-    forget: &ForgetArgs,
-    common: &Common,
-    num_classes: Option<usize>,
-) -> anyhow::Result<Loaded> {
+fn load_for_run(model: &std::path::Path, data_args: &DataArgs, forget: &ForgetArgs, common: &Common, num_classes: Option<usize>) -> anyhow::Result<Loaded> {
     set_threads(common.threads);
     let device = parse_device(&common.device)?;
     let request = forget.request()?;
@@ -679,18 +597,9 @@ fn load_for_run(
         );
     }
     if let Some(c) = num_classes.filter(|&c| c != ckpt.info.model.num_classes) {
-        anyhow::bail!(
-            "--num_classes {c} but {} has {} classes",
-            ckpt.path.display(),
-            ckpt.info.model.num_classes
-        );
+        anyhow::bail!("--num_classes {c} but {} has {} classes", ckpt.path.display(), ckpt.info.model.num_classes);
     }
-    let trained_subset = ckpt
-        .info
-        .extra
-        .get("train_subset")
-        .and_then(|v| v.as_u64())
-        .map(|n| n as usize);
+    let trained_subset = ckpt.info.extra.get("train_subset").and_then(|v| v.as_u64()).map(|n| n as usize);
     if ckpt.info.extra.get("train_subset").is_some() && trained_subset != data_args.train_subset {
         anyhow::bail!(
             "{} was trained with --train_subset {:?}, this run has {:?}: pass the same value so the splits match",
@@ -700,9 +609,7 @@ fn load_for_run(
         );
     }
     let ds = data_args.load()?;
-    if ds.num_classes != ckpt.info.model.num_classes
-        || ds.train.channels != ckpt.info.model.in_channels
-    {
+    if ds.num_classes != ckpt.info.model.num_classes || ds.train.channels != ckpt.info.model.in_channels {
         anyhow::bail!(
             "{} expects {} classes and {} channels; the data has {} and {}",
             ckpt.path.display(),
@@ -712,23 +619,9 @@ fn load_for_run(
             ds.train.channels
         );
     }
-    let seed =
-        u32::try_from(forget.seed).context("--seed must fit in 32 bits (NumPy RandomState)")?;
-    let splits = make_splits(
-        &ds,
-        &SplitConfig {
-            val_set_seed: data_args.val_set_seed,
-            seed,
-            forget: request.clone(),
-        },
-    )?;
-    Ok(Loaded {
-        ckpt,
-        ds,
-        splits,
-        request,
-        device,
-    })
+    let seed = u32::try_from(forget.seed).context("--seed must fit in 32 bits (NumPy RandomState)")?;
+    let splits = make_splits(&ds, &SplitConfig { val_set_seed: data_args.val_set_seed, seed, forget: request.clone() })?;
+    Ok(Loaded { ckpt, ds, splits, request, device })
 }
 
 fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
@@ -813,6 +706,7 @@ fn run_unlearn(args: UnlearnArgs) -> anyhow::Result<()> {
         attacker: args.attacker,
         forget_augment,
         seed: args.forget.seed,
+        amp: args.amp,
     };
     let job = UnlearnJob {
         model: args.model,
@@ -836,18 +730,11 @@ pub fn run_unlearn_job(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     if job.config.batch_size == 0 {
         anyhow::bail!("--batch_size must be at least 1");
     }
-    let run = load_for_run(
-        &job.model,
-        &job.data,
-        &job.forget,
-        &job.common,
-        job.num_classes,
-    )?;
+    let run = load_for_run(&job.model, &job.data, &job.forget, &job.common, job.num_classes)?;
     if run.splits.forget.is_empty() && method.name() != "raw" {
         anyhow::bail!("nothing to forget: pass --class_to_replace K [--num_indexes_to_replace N] or --indexes_to_replace");
     }
-    std::fs::create_dir_all(&job.save_dir)
-        .with_context(|| format!("creating {}", job.save_dir.display()))?;
+    std::fs::create_dir_all(&job.save_dir).with_context(|| format!("creating {}", job.save_dir.display()))?;
     let ctx = UnlearnContext {
         model: &run.ckpt.model,
         mask: run.ckpt.mask.as_ref(),
@@ -882,21 +769,12 @@ pub fn run_unlearn_job(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     let start = std::time::Instant::now();
     let outcome = method.run(&ctx, &mut log);
     let rte_seconds = start.elapsed().as_secs_f64() - log.excluded_seconds.values().sum::<f64>();
-    crate::fsutil::write_bytes_atomic(
-        &job.save_dir.join("unlearn_log.csv"),
-        log.to_csv().as_bytes(),
-    )?;
+    crate::fsutil::write_bytes_atomic(&job.save_dir.join("unlearn_log.csv"), log.to_csv().as_bytes())?;
     if let Err(err) = outcome {
         if err.downcast_ref::<crate::train::NonFiniteLoss>().is_some() {
             // Losses are checked before each update, so the weights are the last good ones.
             info.extra["failed"] = serde_json::json!(format!("{err:#}"));
-            checkpoint::save(
-                &job.save_dir,
-                "model",
-                &run.ckpt.model,
-                run.ckpt.mask.as_ref(),
-                &info,
-            )?;
+            checkpoint::save(&job.save_dir, "model", &run.ckpt.model, run.ckpt.mask.as_ref(), &info)?;
             anyhow::bail!(
                 "{} stopped: {err:#}; the last good weights are in {} (try a lower --unlearn_lr)",
                 method.name(),
@@ -918,9 +796,7 @@ pub fn run_unlearn_job(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
         device: run.device,
         config,
     })?;
-    result
-        .timings
-        .extend(log.excluded_seconds.iter().map(|(k, v)| (k.clone(), *v)));
+    result.timings.extend(log.excluded_seconds.iter().map(|(k, v)| (k.clone(), *v)));
     info.accuracy = BTreeMap::from([
         ("retain".to_string(), result.accuracy.retain),
         ("val".to_string(), result.accuracy.val),
@@ -929,13 +805,7 @@ pub fn run_unlearn_job(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     if let Some(f) = result.accuracy.forget {
         info.accuracy.insert("forget".into(), f);
     }
-    checkpoint::save(
-        &job.save_dir,
-        "model",
-        &run.ckpt.model,
-        run.ckpt.mask.as_ref(),
-        &info,
-    )?;
+    checkpoint::save(&job.save_dir, "model", &run.ckpt.model, run.ckpt.mask.as_ref(), &info)?;
     crate::fsutil::write_json_atomic(&job.save_dir.join("eval_result.json"), &result)?;
     Ok(result)
 }

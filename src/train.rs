@@ -4,8 +4,10 @@
 
 use crate::checkpoint::{self, ModelInfo};
 use crate::data::augment::Augment;
-use crate::data::batches::{epoch_batches, Batch};
+use crate::data::batches::Batch;
+use crate::data::device_batches::BatchSource;
 use crate::data::ImageSet;
+use crate::device::{with_amp, Amp};
 use crate::eval::outputs::accuracy;
 use crate::model::mask::Mask;
 use crate::model::Classifier;
@@ -44,6 +46,9 @@ pub struct TrainConfig {
     pub schedule_offset: usize,
     /// Batch size for evaluation passes.
     pub eval_batch_size: usize,
+    /// Mixed precision of the training forward pass and loss (CUDA only).
+    #[serde(default)]
+    pub amp: Amp,
 }
 
 impl Default for TrainConfig {
@@ -61,6 +66,7 @@ impl Default for TrainConfig {
             augment: None,
             schedule_offset: 0,
             eval_batch_size: 512,
+            amp: Amp::Off,
         }
     }
 }
@@ -86,11 +92,13 @@ pub struct Objective {
     pub sign: f64,
     /// Coefficient of the ℓ1 norm of all trainable weights (ℓ1-sparse unlearning); 0 = none.
     pub l1: f64,
+    /// Forward pass and cross-entropy under bf16 autocast (CUDA; the ℓ1 term stays FP32).
+    pub amp: Amp,
 }
 
 impl Default for Objective {
     fn default() -> Self {
-        Objective { sign: 1.0, l1: 0.0 }
+        Objective { sign: 1.0, l1: 0.0, amp: Amp::Off }
     }
 }
 
@@ -120,11 +128,9 @@ impl Progress {
         }
         let bar = ProgressBar::new(len as u64);
         bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_prefix(title.to_string());
         Progress { bar: Some(bar) }
@@ -171,8 +177,11 @@ pub fn sgd_step(
 ) -> anyhow::Result<(f64, i64)> {
     let images = batch.images.to_device(device);
     let labels = batch.labels.to_device(device);
-    let (logits, _) = model.forward(&images, true);
-    let ce = logits.cross_entropy_for_logits(&labels);
+    let (logits, ce) = with_amp(objective.amp, || {
+        let (logits, _) = model.forward(&images, true);
+        let ce = logits.cross_entropy_for_logits(&labels).to_kind(Kind::Float);
+        (logits, ce)
+    });
     let mut loss = &ce * objective.sign;
     if objective.l1 != 0.0 {
         loss = loss + l1_norm(model) * objective.l1;
@@ -180,12 +189,7 @@ pub fn sgd_step(
     let ce_value = ce.double_value(&[]);
     if !ce_value.is_finite() {
         // Checked before the update: the model still holds the last good weights.
-        return Err(NonFiniteLoss {
-            loss: "cross-entropy",
-            value: ce_value,
-            iteration: 0,
-        }
-        .into());
+        return Err(NonFiniteLoss { loss: "cross-entropy", value: ce_value, iteration: 0 }.into());
     }
     opt.zero_grad();
     loss.backward();
@@ -196,22 +200,14 @@ pub fn sgd_step(
     if let Some(mask) = mask {
         mask.apply_to_weights(&model.vs);
     }
-    let correct = logits
-        .argmax(-1, false)
-        .eq_tensor(&labels)
-        .sum(Kind::Int64)
-        .int64_value(&[]);
+    let correct = logits.argmax(-1, false).eq_tensor(&labels).sum(Kind::Int64).int64_value(&[]);
     Ok((ce_value * batch.indices.len() as f64, correct))
 }
 
 /// ‖θ‖₁ over all trainable weights, as the reference's `l1_regularization`.
 pub fn l1_norm(model: &Classifier) -> Tensor {
     let params = model.vs.trainable_variables();
-    params
-        .iter()
-        .map(|p| p.abs().sum(Kind::Float))
-        .reduce(|a, b| a + b)
-        .expect("a model has parameters")
+    params.iter().map(|p| p.abs().sum(Kind::Float)).reduce(|a, b| a + b).expect("a model has parameters")
 }
 
 /// One pass of SGD over `batches`, setting the lr per step from `lr_at_step`.
@@ -232,13 +228,7 @@ pub fn run_pass(
         let (loss, ok) = match sgd_step(model, opt, mask, &batch, objective, device) {
             Ok(v) => v,
             Err(err) => match err.downcast::<NonFiniteLoss>() {
-                Ok(nan) => {
-                    return Err(NonFiniteLoss {
-                        iteration: step + 1,
-                        ..nan
-                    }
-                    .into())
-                }
+                Ok(nan) => return Err(NonFiniteLoss { iteration: step + 1, ..nan }.into()),
                 Err(err) => return Err(err.context(format!("at step {}", step + 1))),
             },
         };
@@ -295,35 +285,18 @@ fn log_csv(rows: &[EpochLog]) -> String {
 }
 
 fn parse_log_csv(path: &Path) -> anyhow::Result<Vec<EpochLog>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut rows = Vec::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .skip(1)
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
+    for (n, line) in text.lines().enumerate().skip(1).filter(|(_, l)| !l.trim().is_empty()) {
         let f: Vec<f64> = line
             .split(',')
             .map(str::parse)
             .collect::<Result<_, _>>()
             .with_context(|| format!("{} line {}: not a number", path.display(), n + 1))?;
         if f.len() != 6 {
-            bail!(
-                "{} line {}: expected 6 columns ({LOG_HEADER})",
-                path.display(),
-                n + 1
-            );
+            bail!("{} line {}: expected 6 columns ({LOG_HEADER})", path.display(), n + 1);
         }
-        rows.push(EpochLog {
-            epoch: f[0] as usize,
-            lr: f[1],
-            loss: f[2],
-            train_acc: f[3],
-            val_acc: f[4],
-            seconds: f[5],
-        });
+        rows.push(EpochLog { epoch: f[0] as usize, lr: f[1], loss: f[2], train_acc: f[3], val_acc: f[4], seconds: f[5] });
     }
     Ok(rows)
 }
@@ -367,12 +340,7 @@ pub fn train(
     if train_idx.is_empty() {
         bail!("the training set is empty");
     }
-    let mut opt = Sgd::new(
-        model.vs.trainable_variables(),
-        cfg.lr,
-        cfg.momentum,
-        cfg.weight_decay,
-    );
+    let mut opt = Sgd::new(model.vs.trainable_variables(), cfg.lr, cfg.momentum, cfg.weight_decay);
     let mut log = Vec::new();
     let (mut best_val, mut best_epoch) = (f64::NEG_INFINITY, 0);
     if let Some(out) = output.filter(|o| o.resume) {
@@ -383,10 +351,11 @@ pub fn train(
     }
     let quiet = output.is_none_or(|o| o.quiet);
     let steps_per_epoch = train_idx.len().div_ceil(cfg.batch_size);
+    // On a GPU the images live there for the whole run; on the CPU a producer thread feeds them.
+    let source = BatchSource::new(train_set, device);
     for epoch in log.len()..cfg.epochs {
         let start = Instant::now();
-        let batches = epoch_batches(
-            Arc::clone(train_set),
+        let batches = source.epoch(
             train_idx.to_vec(),
             cfg.batch_size,
             true,
@@ -394,17 +363,13 @@ pub fn train(
             cfg.augment,
             cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64),
         );
-        let progress = Progress::new(
-            steps_per_epoch,
-            &format!("epoch {}/{}", epoch + 1, cfg.epochs),
-            quiet,
-        );
+        let progress = Progress::new(steps_per_epoch, &format!("epoch {}/{}", epoch + 1, cfg.epochs), quiet);
         let pass = run_pass(
             model,
             &mut opt,
             mask,
             batches,
-            Objective::default(),
+            Objective { amp: cfg.amp, ..Objective::default() },
             |step| cfg.lr_at(epoch, step, steps_per_epoch),
             &progress,
             device,
@@ -446,11 +411,7 @@ pub fn train(
     if let Some(out) = output {
         write_curves(&out.save_dir, &log)?;
     }
-    Ok(TrainSummary {
-        log,
-        best_val,
-        best_epoch,
-    })
+    Ok(TrainSummary { log, best_val, best_epoch })
 }
 
 fn save_epoch(
@@ -466,111 +427,62 @@ fn save_epoch(
     let mut info = out.info.clone();
     info.epoch = last.epoch;
     info.accuracy.insert("val".into(), last.val_acc);
-    info.accuracy
-        .insert("train_augmented".into(), last.train_acc);
+    info.accuracy.insert("train_augmented".into(), last.train_acc);
     info.accuracy.insert("best_val".into(), best_val);
     info.sparsity = mask.map_or(0.0, |m| m.sparsity().overall);
     if improved {
         checkpoint::save(&out.save_dir, "model", model, mask, &info)?;
     }
     // Optimizer state first: a `last.json` must never point at state that is not there yet.
-    let buffers: Vec<(String, Tensor)> = opt
-        .state()
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| (format!("momentum.{i}"), t.to_device(Device::Cpu)))
-        .collect();
+    let buffers: Vec<(String, Tensor)> =
+        opt.state().into_iter().enumerate().map(|(i, t)| (format!("momentum.{i}"), t.to_device(Device::Cpu))).collect();
     checkpoint::write_safetensors(&out.save_dir.join("optimizer.safetensors"), &buffers)?;
-    crate::fsutil::write_bytes_atomic(
-        &out.save_dir.join("train_log.csv"),
-        log_csv(log).as_bytes(),
-    )?;
+    crate::fsutil::write_bytes_atomic(&out.save_dir.join("train_log.csv"), log_csv(log).as_bytes())?;
     checkpoint::save(&out.save_dir, "last", model, mask, &info)
 }
 
 type ResumeState = (Vec<EpochLog>, f64, usize);
 
-fn resume_state(
-    model: &Classifier,
-    opt: &mut Sgd,
-    out: &RunOutput,
-    device: Device,
-) -> anyhow::Result<Option<ResumeState>> {
+fn resume_state(model: &Classifier, opt: &mut Sgd, out: &RunOutput, device: Device) -> anyhow::Result<Option<ResumeState>> {
     let (last_weights, _) = checkpoint::paths(&out.save_dir, "last");
     if !last_weights.exists() {
-        tracing::warn!(
-            "--resume: {} not found, starting from scratch",
-            last_weights.display()
-        );
+        tracing::warn!("--resume: {} not found, starting from scratch", last_weights.display());
         return Ok(None);
     }
     let last = checkpoint::load(&last_weights, device)?;
     if last.info.model != model.spec {
-        bail!(
-            "--resume: {} holds a different model ({:?})",
-            last_weights.display(),
-            last.info.model
-        );
+        bail!("--resume: {} holds a different model ({:?})", last_weights.display(), last.info.model);
     }
     checkpoint::copy_into(&model.vs, last.model.vs.variables())?;
     let state = checkpoint::read_safetensors(&out.save_dir.join("optimizer.safetensors"))?;
     let mut buffers = Vec::with_capacity(state.len());
     for i in 0..state.len() {
-        let b = state
-            .get(&format!("momentum.{i}"))
-            .with_context(|| format!("optimizer.safetensors lacks momentum.{i}"))?;
+        let b = state.get(&format!("momentum.{i}")).with_context(|| format!("optimizer.safetensors lacks momentum.{i}"))?;
         buffers.push(b.shallow_clone());
     }
-    opt.load_state(buffers)
-        .context("--resume: optimizer.safetensors does not fit the model")?;
+    opt.load_state(buffers).context("--resume: optimizer.safetensors does not fit the model")?;
     let mut log = parse_log_csv(&out.save_dir.join("train_log.csv"))?;
     log.truncate(last.info.epoch);
     if log.len() != last.info.epoch {
-        bail!(
-            "--resume: train_log.csv has {} epochs, last.json says {}",
-            log.len(),
-            last.info.epoch
-        );
+        bail!("--resume: train_log.csv has {} epochs, last.json says {}", log.len(), last.info.epoch);
     }
-    let (best_epoch, best_val) = log.iter().fold((0, f64::NEG_INFINITY), |(be, bv), r| {
-        if r.val_acc > bv {
-            (r.epoch, r.val_acc)
-        } else {
-            (be, bv)
-        }
-    });
-    tracing::info!(
-        "resuming after epoch {} (best val {:.2}% at epoch {})",
-        last.info.epoch,
-        best_val,
-        best_epoch
-    );
+    let (best_epoch, best_val) = log
+        .iter()
+        .fold((0, f64::NEG_INFINITY), |(be, bv), r| if r.val_acc > bv { (r.epoch, r.val_acc) } else { (be, bv) });
+    tracing::info!("resuming after epoch {} (best val {:.2}% at epoch {})", last.info.epoch, best_val, best_epoch);
     Ok(Some((log, best_val, best_epoch)))
 }
 
 /// `training_curves.png` (+ `.svg`): loss and train/val accuracy per epoch.
 fn write_curves(dir: &Path, log: &[EpochLog]) -> anyhow::Result<()> {
-    let acc = |f: fn(&EpochLog) -> f64| {
-        log.iter()
-            .map(|r| (r.epoch as f64, f(r)))
-            .collect::<Vec<_>>()
-    };
+    let acc = |f: fn(&EpochLog) -> f64| log.iter().map(|r| (r.epoch as f64, f(r))).collect::<Vec<_>>();
     crate::plot::line_chart(
         &dir.join("training_curves.png"),
         "training",
         "epoch",
         "accuracy (%)",
-        &[
-            ("train (augmented)", acc(|r| r.train_acc)),
-            ("val", acc(|r| r.val_acc)),
-        ],
+        &[("train (augmented)", acc(|r| r.train_acc)), ("val", acc(|r| r.val_acc))],
     )?;
-    crate::plot::line_chart(
-        &dir.join("training_loss.png"),
-        "training loss",
-        "epoch",
-        "loss",
-        &[("loss", acc(|r| r.loss))],
-    )?;
+    crate::plot::line_chart(&dir.join("training_loss.png"), "training loss", "epoch", "loss", &[("loss", acc(|r| r.loss))])?;
     Ok(())
 }

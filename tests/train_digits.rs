@@ -9,20 +9,12 @@ use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 fn threads() -> usize {
-    std::env::var("GUNLEARN_TEST_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
+    std::env::var("GUNLEARN_TEST_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)
 }
 
 fn job(dir: &Path, epochs: usize, resume: bool) -> TrainJob {
     TrainJob {
-        data: DataArgs {
-            dataset: DatasetName::Digits,
-            data: None,
-            val_set_seed: 1,
-            train_subset: None,
-        },
+        data: DataArgs { dataset: DatasetName::Digits, data: None, val_set_seed: 1, train_subset: None },
         arch: Arch::Resnet20,
         config: TrainConfig {
             epochs,
@@ -35,21 +27,12 @@ fn job(dir: &Path, epochs: usize, resume: bool) -> TrainJob {
         },
         save_dir: dir.to_path_buf(),
         resume,
-        common: Common {
-            device: "cpu".into(),
-            threads: Some(threads()),
-            quiet: true,
-        },
+        common: Common { device: "cpu".into(), threads: Some(threads()), quiet: true },
     }
 }
 
 fn csv_rows(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .skip(1)
-        .map(str::to_string)
-        .collect()
+    std::fs::read_to_string(path).unwrap().lines().skip(1).map(str::to_string).collect()
 }
 
 #[test]
@@ -59,29 +42,14 @@ fn resnet20_reaches_90_percent_test_accuracy_on_digits_and_writes_its_outputs() 
     let test = info.accuracy["test"];
     assert!(test >= 90.0, "test accuracy {test:.2}% < 90%");
     assert!(info.accuracy["train"] >= 90.0);
-    for file in [
-        "model.safetensors",
-        "model.json",
-        "last.safetensors",
-        "last.json",
-        "train_log.csv",
-        "training_curves.png",
-    ] {
+    for file in ["model.safetensors", "model.json", "last.safetensors", "last.json", "train_log.csv", "training_curves.png"] {
         assert!(dir.path().join(file).is_file(), "{file} missing");
     }
     let rows = csv_rows(&dir.path().join("train_log.csv"));
     assert_eq!(rows.len(), 15);
     // The lr column follows MultiStepLR: 0.1 before epoch 8, 0.01 until 12, then 0.001.
-    let lr: Vec<f64> = rows
-        .iter()
-        .map(|r| r.split(',').nth(1).unwrap().parse().unwrap())
-        .collect();
-    assert!(
-        (lr[0] - 0.1).abs() < 1e-12
-            && (lr[8] - 0.01).abs() < 1e-12
-            && (lr[14] - 0.001).abs() < 1e-12,
-        "{lr:?}"
-    );
+    let lr: Vec<f64> = rows.iter().map(|r| r.split(',').nth(1).unwrap().parse().unwrap()).collect();
+    assert!((lr[0] - 0.1).abs() < 1e-12 && (lr[8] - 0.01).abs() < 1e-12 && (lr[14] - 0.001).abs() < 1e-12, "{lr:?}");
     // No temporary files are left behind.
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -110,29 +78,15 @@ fn resume_continues_an_interrupted_run_from_its_last_epoch() {
     assert_eq!(before.len(), 2);
     run_train_job(&job(dir.path(), 4, true)).unwrap();
     let after = csv_rows(&dir.path().join("train_log.csv"));
-    assert_eq!(
-        after.len(),
-        4,
-        "resumed run should add epochs 3 and 4: {after:?}"
-    );
-    assert_eq!(
-        after[..2],
-        before[..],
-        "earlier epochs are kept as they were"
-    );
+    assert_eq!(after.len(), 4, "resumed run should add epochs 3 and 4: {after:?}");
+    assert_eq!(after[..2], before[..], "earlier epochs are kept as they were");
     let last = checkpoint::load(&dir.path().join("last.safetensors"), Device::Cpu).unwrap();
     assert_eq!(last.info.epoch, 4);
 }
 
 #[test]
 fn learning_rate_schedule_matches_the_reference_warmup_and_multistep() {
-    let cfg = TrainConfig {
-        lr: 0.1,
-        warmup: 2,
-        milestones: vec![5, 8],
-        schedule_offset: 0,
-        ..TrainConfig::default()
-    };
+    let cfg = TrainConfig { lr: 0.1, warmup: 2, milestones: vec![5, 8], schedule_offset: 0, ..TrainConfig::default() };
     // Warm-up: lr · (epoch·steps + step + 1) / (warmup·steps), capped at lr.
     assert!((cfg.lr_at(0, 0, 10) - 0.1 / 20.0).abs() < 1e-15);
     assert!((cfg.lr_at(1, 9, 10) - 0.1).abs() < 1e-15);
@@ -140,10 +94,6 @@ fn learning_rate_schedule_matches_the_reference_warmup_and_multistep() {
     assert!((cfg.lr_at(5, 0, 10) - 0.01).abs() < 1e-15);
     assert!((cfg.lr_at(8, 3, 10) - 0.001).abs() < 1e-15);
     // OMP retraining advances the schedule by the rewind epoch.
-    let advanced = TrainConfig {
-        schedule_offset: 3,
-        warmup: 0,
-        ..cfg
-    };
+    let advanced = TrainConfig { schedule_offset: 3, warmup: 0, ..cfg };
     assert!((advanced.lr_at(2, 0, 10) - 0.01).abs() < 1e-15);
 }

@@ -147,19 +147,13 @@ pub struct EvalRequest<'a> {
 fn confidences(outputs: &Outputs) -> Vec<f64> {
     let c = outputs.num_classes;
     let step = outputs.len().div_ceil(KEPT_CONFIDENCES).max(1);
-    (0..outputs.len())
-        .step_by(step)
-        .map(|i| outputs.probs[i * c + outputs.labels[i] as usize] as f64)
-        .collect()
+    (0..outputs.len()).step_by(step).map(|i| outputs.probs[i * c + outputs.labels[i] as usize] as f64).collect()
 }
 
 fn subset(outputs: &Outputs, rows: &[usize]) -> Outputs {
     let c = outputs.num_classes;
     Outputs {
-        probs: rows
-            .iter()
-            .flat_map(|&i| outputs.probs[i * c..(i + 1) * c].iter().copied())
-            .collect(),
+        probs: rows.iter().flat_map(|&i| outputs.probs[i * c..(i + 1) * c].iter().copied()).collect(),
         labels: rows.iter().map(|&i| outputs.labels[i]).collect(),
         num_classes: c,
     }
@@ -172,12 +166,8 @@ pub fn evaluate(req: &EvalRequest) -> anyhow::Result<EvalResult> {
     let run = |set, idx: &[usize]| predict(model, set, idx, req.batch_size, req.device);
     // One pass over train covers retain, forget and train (they are subsets of it).
     let train_out = run(&ds.train, &splits.train);
-    let position: std::collections::HashMap<usize, usize> = splits
-        .train
-        .iter()
-        .enumerate()
-        .map(|(pos, &i)| (i, pos))
-        .collect();
+    let position: std::collections::HashMap<usize, usize> =
+        splits.train.iter().enumerate().map(|(pos, &i)| (i, pos)).collect();
     let rows = |idx: &[usize]| idx.iter().map(|i| position[i]).collect::<Vec<_>>();
     let retain_out = subset(&train_out, &rows(&splits.retain));
     let forget_out = subset(&train_out, &rows(&splits.forget));
@@ -186,11 +176,8 @@ pub fn evaluate(req: &EvalRequest) -> anyhow::Result<EvalResult> {
     let predict_seconds = start.elapsed().as_secs_f64();
 
     let mia_start = Instant::now();
-    let forget_efficacy = if forget_out.is_empty() {
-        None
-    } else {
-        Some(forget_efficacy(&retain_out, &test_out, &forget_out)?)
-    };
+    let forget_efficacy =
+        if forget_out.is_empty() { None } else { Some(forget_efficacy(&retain_out, &test_out, &forget_out)?) };
     let training_privacy = training_privacy(&retain_out, &test_out)?;
     let mia_seconds = mia_start.elapsed().as_secs_f64();
 
@@ -232,9 +219,6 @@ pub fn evaluate(req: &EvalRequest) -> anyhow::Result<EvalResult> {
         timings,
         device: crate::device::device_name(req.device),
         config: req.config.clone(),
-        mia_confidence_features: ConfidenceSample {
-            forget: confidences(&forget_out),
-            test: confidences(&test_out),
-        },
+        mia_confidence_features: ConfidenceSample { forget: confidences(&forget_out), test: confidences(&test_out) },
     })
 }
