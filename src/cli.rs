@@ -168,6 +168,8 @@ enum BenchCommand {
     Mia(BenchMiaArgs),
     /// Seconds per adversarial-unlearning iteration (SPEC §5), ours vs PyTorch.
     Gan(crate::bench_gan::BenchGanArgs),
+    /// Evaluation throughput (softmax outputs, accuracy, MIA features), ours vs PyTorch.
+    Eval(crate::bench_eval::BenchEvalArgs),
 }
 
 #[derive(Args, Debug)]
@@ -341,6 +343,7 @@ pub fn main() -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Train(args)) => crate::bench::bench_train(&args),
         Command::Bench(BenchCommand::Gan(args)) => crate::bench_gan::bench_gan(&args),
+        Command::Bench(BenchCommand::Eval(args)) => crate::bench_eval::bench_eval(&args).map(|_| ()),
         Command::Bench(BenchCommand::Mia(args)) => {
             let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
             println!("{}", crate::eval::bench_mia::bench_mia(args.n, threads)?);

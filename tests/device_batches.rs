@@ -1,6 +1,7 @@
 //! Device-resident batches (run here on the CPU device): the same pixels, labels, indices and
 //! order as the host path for the same seeds and crop choices, with the right shapes and dtypes.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use gunlearn::data::augment::{crop_flip_image, Augment, CropFlip};
@@ -39,7 +40,7 @@ fn labels(b: &Batch) -> Vec<i64> {
 }
 
 fn device_source(s: &ImageSet) -> BatchSource {
-    BatchSource::Device(Arc::new(DeviceImages::new(s, Device::Cpu)))
+    BatchSource::Device(Rc::new(DeviceImages::new(s, Device::Cpu)))
 }
 
 #[test]

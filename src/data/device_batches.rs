@@ -6,6 +6,7 @@
 //! seeded streams, in the same order, as the host path in [`super::batches`]; the pixels are
 //! then the same as the host path's, bit for bit, on any device (tested on the CPU).
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
@@ -179,7 +180,7 @@ enum Order {
 /// Batches built on the device from a [`DeviceImages`], on the caller's thread (each batch is a
 /// few asynchronous kernels, so no producer thread is needed).
 pub struct DeviceStream {
-    store: Arc<DeviceImages>,
+    store: Rc<DeviceImages>,
     order: Order,
     augment: Option<Augment>,
     aug_rng: SmallRng,
@@ -244,15 +245,15 @@ impl Iterator for Batches {
 pub enum BatchSource {
     /// Host images; batches are made on a background thread and moved by the consumer.
     Host(Arc<ImageSet>),
-    /// Device-resident images; batches are made on the device.
-    Device(Arc<DeviceImages>),
+    /// Device-resident images; batches are made on the device, on the consumer's thread.
+    Device(Rc<DeviceImages>),
 }
 
 impl BatchSource {
     /// The source suited to `device`: the images copied to it when it is a GPU, else the host.
     pub fn new(set: &Arc<ImageSet>, device: Device) -> Self {
         if device.is_cuda() {
-            BatchSource::Device(Arc::new(DeviceImages::new(set, device)))
+            BatchSource::Device(Rc::new(DeviceImages::new(set, device)))
         } else {
             BatchSource::Host(Arc::clone(set))
         }
@@ -285,7 +286,7 @@ impl BatchSource {
                     SmallRng::new(seed).shuffle(&mut order);
                 }
                 Batches::Device(DeviceStream {
-                    store: Arc::clone(store),
+                    store: Rc::clone(store),
                     order: Order::Epoch {
                         order,
                         next: 0,
@@ -318,7 +319,7 @@ impl BatchSource {
             BatchSource::Device(store) => {
                 let k = batch_size.min(pool.len());
                 Batches::Device(DeviceStream {
-                    store: Arc::clone(store),
+                    store: Rc::clone(store),
                     order: Order::Random {
                         work: pool,
                         k,
