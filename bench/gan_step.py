@@ -24,6 +24,9 @@ torch.manual_seed(0)
 dev = torch.device(a.device)
 if dev.type == "cuda":
     torch.backends.cudnn.benchmark = True
+    # As gunlearn's Gan path: full FP32 (the sensitivity is a finite difference of step 1e-3).
+    torch.backends.cudnn.conv.fp32_precision = "ieee"
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
 model = build(a.arch).to(dev).train()
 attacker = Attacker(10).to(dev).train()
 opt_d = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)

@@ -123,6 +123,8 @@ pub fn time_ours(
     );
     let mut iteration = 0;
     let mut faults = Vec::new();
+    // As in `gunlearn unlearn --unlearn Gan`: no TF32 (bench/gan_step.py does the same).
+    let _fp32 = crate::device::StrictFp32::new();
     let seconds = time_steps(warmup, steps, device, || {
         iteration += 1;
         let before = minor_faults();

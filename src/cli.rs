@@ -184,6 +184,9 @@ struct TrainArgs {
     /// Continue from save_dir/last.* if present.
     #[arg(long)]
     resume: bool,
+    /// Mixed precision of the forward pass and loss: off (FP32, the reference) or bf16 (CUDA).
+    #[arg(long, value_enum, default_value = "off")]
+    amp: crate::device::Amp,
 }
 
 #[derive(Args, Debug)]
@@ -212,6 +215,8 @@ enum BenchCommand {
     Mia(BenchMiaArgs),
     /// Seconds per adversarial-unlearning iteration (SPEC §5), ours vs PyTorch.
     Gan(crate::bench_gan::BenchGanArgs),
+    /// Evaluation throughput (softmax outputs, accuracy, MIA features), ours vs PyTorch.
+    Eval(crate::bench_eval::BenchEvalArgs),
 }
 
 #[derive(Args, Debug)]
@@ -363,6 +368,10 @@ struct UnlearnArgs {
     /// Output folder.
     #[arg(long = "save_dir", alias = "save-dir")]
     save_dir: PathBuf,
+    /// Mixed precision of the plain classification losses (FT, GA, FT_l1, FT_prune, retrain,
+    /// Gan's L_cls): off (FP32, the reference) or bf16 (CUDA). Gan's attacker inputs stay FP32.
+    #[arg(long, value_enum, default_value = "off")]
+    amp: crate::device::Amp,
 }
 
 #[derive(Args, Debug)]
@@ -398,6 +407,9 @@ pub fn main() -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Train(args)) => crate::bench::bench_train(&args),
         Command::Bench(BenchCommand::Gan(args)) => crate::bench_gan::bench_gan(&args),
+        Command::Bench(BenchCommand::Eval(args)) => {
+            crate::bench_eval::bench_eval(&args).map(|_| ())
+        }
         Command::Bench(BenchCommand::Mia(args)) => {
             let threads = args.threads.unwrap_or_else(|| {
                 std::thread::available_parallelism()
@@ -450,7 +462,10 @@ pub struct TrainJob {
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<()> {
-    let config = args.train.config(args.data.dataset)?;
+    let config = TrainConfig {
+        amp: args.amp,
+        ..args.train.config(args.data.dataset)?
+    };
     let job = TrainJob {
         data: args.data,
         arch: args.arch,
@@ -839,6 +854,7 @@ fn run_unlearn(args: UnlearnArgs) -> anyhow::Result<()> {
         attacker: args.attacker,
         forget_augment,
         seed: args.forget.seed,
+        amp: args.amp,
     };
     let job = UnlearnJob {
         model: args.model,

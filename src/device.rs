@@ -4,6 +4,7 @@ use anyhow::bail;
 use tch::Device;
 
 /// Parses `auto`, `cpu`, `cuda` or `cuda:N`; `auto` picks the first GPU libtorch sees, else CPU.
+/// A CUDA device is also [`prepare`]d (cuDNN benchmark mode).
 pub fn parse_device(spec: &str) -> anyhow::Result<Device> {
     let device = match spec {
         "auto" => Device::cuda_if_available(),
@@ -18,10 +19,11 @@ pub fn parse_device(spec: &str) -> anyhow::Result<Device> {
         let available = tch::Cuda::device_count() as usize;
         if n >= available {
             bail!(
-                "--device {spec}: libtorch sees {available} CUDA device(s); use --device cpu, or check the driver and LD_LIBRARY_PATH (see README, GPU section)"
+                "--device {spec}: libtorch sees {available} CUDA device(s); use --device cpu, or check the driver and LD_LIBRARY_PATH (see docs/gpu.md)"
             );
         }
     }
+    prepare(device);
     Ok(device)
 }
 
@@ -72,5 +74,143 @@ pub fn keep_freed_memory(keep: bool) -> bool {
     {
         let _ = keep;
         false
+    }
+}
+
+/// Mixed precision for the plain classification losses (`--amp`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Amp {
+    /// FP32 everywhere (the reference's semantics).
+    #[default]
+    Off,
+    /// Forward pass and cross-entropy under bfloat16 autocast on CUDA (no loss scaling needed).
+    Bf16,
+}
+
+/// libtorch entry points that tch 0.24 does not wrap: C++ functions called through their
+/// Itanium-ABI symbol names in `libtorch_cpu` (which tch links). The enums are plain `int`
+/// (`Float32*`) or `int8_t` (`c10::DeviceType`, `c10::ScalarType`) on that ABI. Only values
+/// libtorch accepts are passed, so none of them throws.
+mod ffi {
+    use std::os::raw::{c_int, c_void};
+    extern "C" {
+        #[link_name = "_ZN2at13globalContextEv"]
+        pub fn global_context() -> *mut c_void;
+        #[link_name = "_ZN2at7Context19setFloat32PrecisionENS_14Float32BackendENS_9Float32OpENS_16Float32PrecisionE"]
+        pub fn set_float32_precision(ctx: *mut c_void, backend: c_int, op: c_int, precision: c_int);
+        #[link_name = "_ZNK2at7Context16float32PrecisionENS_14Float32BackendENS_9Float32OpE"]
+        pub fn float32_precision(ctx: *mut c_void, backend: c_int, op: c_int) -> c_int;
+        #[link_name = "_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE"]
+        pub fn set_autocast_dtype(device_type: i8, dtype: i8);
+        #[link_name = "_ZN2at8autocast18get_autocast_dtypeEN3c1010DeviceTypeE"]
+        pub fn get_autocast_dtype(device_type: i8) -> i8;
+    }
+    /// `at::Float32Backend::CUDA`.
+    pub const BACKEND_CUDA: c_int = 1;
+    /// `at::Float32Op::CONV`.
+    pub const OP_CONV: c_int = 1;
+    /// `at::Float32Op::MATMUL`.
+    pub const OP_MATMUL: c_int = 3;
+    /// `at::Float32Precision::IEEE`.
+    pub const IEEE: c_int = 1;
+    /// `at::Float32Precision::TF32`.
+    pub const TF32: c_int = 2;
+    /// `c10::DeviceType::CUDA`.
+    pub const DEVICE_CUDA: i8 = 1;
+    /// `c10::ScalarType::BFloat16`.
+    pub const BFLOAT16: i8 = 15;
+}
+
+/// Whether CUDA convolutions (cuDNN) and matrix products (cuBLAS) may use TF32 now.
+pub fn tf32_allowed() -> (bool, bool) {
+    // SAFETY: globalContext() returns libtorch's static context; the getter only reads it.
+    unsafe {
+        let ctx = ffi::global_context();
+        (
+            ffi::float32_precision(ctx, ffi::BACKEND_CUDA, ffi::OP_CONV) == ffi::TF32,
+            ffi::float32_precision(ctx, ffi::BACKEND_CUDA, ffi::OP_MATMUL) == ffi::TF32,
+        )
+    }
+}
+
+fn set_tf32(conv: bool, matmul: bool) {
+    let p = |tf32: bool| if tf32 { ffi::TF32 } else { ffi::IEEE };
+    // SAFETY: valid (backend, op, precision) triples; the setter stores them in the context.
+    unsafe {
+        let ctx = ffi::global_context();
+        ffi::set_float32_precision(ctx, ffi::BACKEND_CUDA, ffi::OP_CONV, p(conv));
+        ffi::set_float32_precision(ctx, ffi::BACKEND_CUDA, ffi::OP_MATMUL, p(matmul));
+    }
+}
+
+/// While alive, CUDA convolutions and matrix products run in full IEEE FP32 (no TF32); the
+/// previous settings come back on drop. The adversarial method needs this: its sensitivity
+/// feature is a finite difference with step 1e-3, and TF32's 10-bit mantissa (relative
+/// rounding ≈ 5e-4 per product) is as large as the differences it must resolve.
+#[must_use = "TF32 is allowed again as soon as the guard is dropped"]
+pub struct StrictFp32 {
+    previous: (bool, bool),
+}
+
+impl StrictFp32 {
+    /// Turns TF32 off for CUDA convolutions and matrix products (libtorch's process-wide
+    /// setting; it has no effect on CPU computations).
+    pub fn new() -> StrictFp32 {
+        let previous = tf32_allowed();
+        set_tf32(false, false);
+        StrictFp32 { previous }
+    }
+}
+
+impl Default for StrictFp32 {
+    fn default() -> Self {
+        StrictFp32::new()
+    }
+}
+
+impl Drop for StrictFp32 {
+    fn drop(&mut self) {
+        set_tf32(self.previous.0, self.previous.1);
+    }
+}
+
+/// Runs `f` under bfloat16 autocast on CUDA when `amp` is [`Amp::Bf16`], else plainly.
+/// (`tch::autocast` alone would use libtorch's CUDA default, float16.)
+pub fn with_amp<T>(amp: Amp, f: impl FnOnce() -> T) -> T {
+    match amp {
+        Amp::Off => f(),
+        Amp::Bf16 => {
+            // SAFETY: sets/reads libtorch's (thread-local) autocast dtype for CUDA.
+            let previous = unsafe { ffi::get_autocast_dtype(ffi::DEVICE_CUDA) };
+            unsafe { ffi::set_autocast_dtype(ffi::DEVICE_CUDA, ffi::BFLOAT16) };
+            let out = tch::autocast(true, f);
+            unsafe { ffi::set_autocast_dtype(ffi::DEVICE_CUDA, previous) };
+            out
+        }
+    }
+}
+
+/// True when the CUDA autocast dtype is bfloat16 (inside [`with_amp`] with [`Amp::Bf16`]).
+pub fn autocast_is_bf16() -> bool {
+    // SAFETY: reads libtorch's autocast dtype.
+    unsafe { ffi::get_autocast_dtype(ffi::DEVICE_CUDA) == ffi::BFLOAT16 }
+}
+
+/// Settings every CUDA run uses: cuDNN picks the fastest convolution algorithms for the
+/// shapes it sees (benchmark mode). Nothing to do on the CPU.
+pub fn prepare(device: Device) {
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(true);
     }
 }

@@ -3,6 +3,7 @@
 //! Data flows one way: [`data`] → [`model`] → [`unlearn`] → [`eval`] → report.
 
 pub mod bench;
+pub mod bench_eval;
 pub mod bench_gan;
 pub mod checkpoint;
 pub mod cli;

@@ -4,8 +4,10 @@
 
 use crate::checkpoint::{self, ModelInfo};
 use crate::data::augment::Augment;
-use crate::data::batches::{epoch_batches, Batch};
+use crate::data::batches::Batch;
+use crate::data::device_batches::BatchSource;
 use crate::data::ImageSet;
+use crate::device::{with_amp, Amp};
 use crate::eval::outputs::accuracy;
 use crate::model::mask::Mask;
 use crate::model::{Classifier, RunningStats};
@@ -44,6 +46,9 @@ pub struct TrainConfig {
     pub schedule_offset: usize,
     /// Batch size for evaluation passes.
     pub eval_batch_size: usize,
+    /// Mixed precision of the training forward pass and loss (CUDA only).
+    #[serde(default)]
+    pub amp: Amp,
 }
 
 impl Default for TrainConfig {
@@ -61,6 +66,7 @@ impl Default for TrainConfig {
             augment: None,
             schedule_offset: 0,
             eval_batch_size: 512,
+            amp: Amp::Off,
         }
     }
 }
@@ -86,11 +92,17 @@ pub struct Objective {
     pub sign: f64,
     /// Coefficient of the ℓ1 norm of all trainable weights (ℓ1-sparse unlearning); 0 = none.
     pub l1: f64,
+    /// Forward pass and cross-entropy under bf16 autocast (CUDA; the ℓ1 term stays FP32).
+    pub amp: Amp,
 }
 
 impl Default for Objective {
     fn default() -> Self {
-        Objective { sign: 1.0, l1: 0.0 }
+        Objective {
+            sign: 1.0,
+            l1: 0.0,
+            amp: Amp::Off,
+        }
     }
 }
 
@@ -172,8 +184,13 @@ pub fn sgd_step(
     let images = batch.images.to_device(device);
     let labels = batch.labels.to_device(device);
     let running_stats = RunningStats::save(&model.vs);
-    let (logits, _) = model.forward(&images, true);
-    let ce = logits.cross_entropy_for_logits(&labels);
+    let (logits, ce) = with_amp(objective.amp, || {
+        let (logits, _) = model.forward(&images, true);
+        let ce = logits
+            .cross_entropy_for_logits(&labels)
+            .to_kind(Kind::Float);
+        (logits, ce)
+    });
     let mut loss = &ce * objective.sign;
     if objective.l1 != 0.0 {
         loss += l1_norm(model) * objective.l1;
@@ -386,10 +403,11 @@ pub fn train(
     }
     let quiet = output.is_none_or(|o| o.quiet);
     let steps_per_epoch = train_idx.len().div_ceil(cfg.batch_size);
+    // On a GPU the images live there for the whole run; on the CPU a producer thread feeds them.
+    let source = BatchSource::new(train_set, device);
     for epoch in log.len()..cfg.epochs {
         let start = Instant::now();
-        let batches = epoch_batches(
-            Arc::clone(train_set),
+        let batches = source.epoch(
             train_idx.to_vec(),
             cfg.batch_size,
             true,
@@ -407,7 +425,10 @@ pub fn train(
             &mut opt,
             mask,
             batches,
-            Objective::default(),
+            Objective {
+                amp: cfg.amp,
+                ..Objective::default()
+            },
             |step| cfg.lr_at(epoch, step, steps_per_epoch),
             &progress,
         )

@@ -14,7 +14,7 @@ use super::ImageSet;
 /// Batches kept ready ahead of the consumer.
 const DEFAULT_DEPTH: usize = 3;
 /// Mixed into the seed so that augmentation and batch order use independent streams.
-const AUGMENT_STREAM: u64 = 0x6175_676d_656e_7421;
+pub(crate) const AUGMENT_STREAM: u64 = 0x6175_676d_656e_7421;
 
 /// One mini-batch.
 #[derive(Debug)]
@@ -164,6 +164,16 @@ pub fn epoch_batches(
     })
 }
 
+/// A partial Fisher–Yates shuffle: the first `k` slots of `work` become a uniform sample
+/// without replacement, and `work` stays a permutation of the pool for the next one.
+pub(crate) fn partial_shuffle(work: &mut [usize], k: usize, rng: &mut SmallRng) {
+    let n = work.len();
+    for i in 0..k {
+        let j = i + rng.below((n - i) as u64) as usize;
+        work.swap(i, j);
+    }
+}
+
 /// Endless batches, each of `min(batch_size, pool.len())` distinct indices drawn uniformly
 /// and afresh from `pool`; an empty pool gives no batches.
 pub fn random_batches(
@@ -175,20 +185,14 @@ pub fn random_batches(
 ) -> Prefetch<Batch> {
     Prefetch::spawn(DEFAULT_DEPTH, move |sink| {
         let mut work = pool;
-        let n = work.len();
-        let k = batch_size.min(n);
+        let k = batch_size.min(work.len());
         if k == 0 {
             return;
         }
         let mut rng = SmallRng::new(seed);
         let mut aug_rng = SmallRng::new(seed ^ AUGMENT_STREAM);
         loop {
-            // A partial Fisher–Yates shuffle: the first k slots become a uniform sample
-            // without replacement, and `work` stays a permutation of the pool for the next one.
-            for i in 0..k {
-                let j = i + rng.below((n - i) as u64) as usize;
-                work.swap(i, j);
-            }
+            partial_shuffle(&mut work, k, &mut rng);
             let batch = make_batch(
                 &set,
                 &work[..k],

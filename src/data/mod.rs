@@ -58,6 +58,7 @@ pub struct DataSet {
 
 pub mod augment;
 pub mod batches;
+pub mod device_batches;
 pub mod formats;
 pub mod rng;
 pub mod splits;

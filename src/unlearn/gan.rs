@@ -11,7 +11,9 @@
 
 use super::{lr_epochs, UnlearnContext, UnlearnLog, Unlearner};
 use crate::checkpoint::{copy_into, named_tensors, read_safetensors, write_safetensors};
-use crate::data::batches::{epoch_batches, random_batches, Batch};
+use crate::data::batches::Batch;
+use crate::data::device_batches::BatchSource;
+use crate::device::{with_amp, Amp, StrictFp32};
 use crate::model::attacker::Attacker;
 use crate::model::mask::Mask;
 use crate::model::{Classifier, RunningStats};
@@ -20,7 +22,6 @@ use crate::train::{NonFiniteLoss, Progress};
 use anyhow::{bail, Context};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
 /// Noisy copies per sample for the sensitivity feature.
@@ -194,6 +195,33 @@ pub fn adversarial_step(
     beta: f64,
     iteration: usize,
 ) -> anyhow::Result<StepStats> {
+    adversarial_step_amp(
+        model,
+        attacker,
+        opt_d,
+        opt_a,
+        mask,
+        inputs,
+        beta,
+        iteration,
+        Amp::Off,
+    )
+}
+
+/// [`adversarial_step`] with the retain loss `L_cls` (a plain classification loss) under
+/// `amp`; the attacker inputs, `L_adv` and `L_bt` always stay in FP32.
+#[allow(clippy::too_many_arguments)]
+pub fn adversarial_step_amp(
+    model: &Classifier,
+    attacker: &Attacker,
+    opt_d: &mut Sgd,
+    opt_a: &mut Adam,
+    mask: Option<&Mask>,
+    inputs: &StepInputs,
+    beta: f64,
+    iteration: usize,
+    amp: Amp,
+) -> anyhow::Result<StepStats> {
     let device = opt_d_device(model);
     let to = |t: &Tensor| t.to_device(device);
     // Train-mode forwards move BatchNorm statistics before any loss can be checked; a
@@ -218,8 +246,13 @@ pub fn adversarial_step(
     finite("attacker", attacker_loss)?;
 
     let retain_labels = to(&inputs.retain.labels);
-    let (retain_logits, _) = model.forward(&to(&inputs.retain.images), true);
-    let l_cls = retain_logits.cross_entropy_for_logits(&retain_labels);
+    let (retain_logits, l_cls) = with_amp(amp, || {
+        let (logits, _) = model.forward(&to(&inputs.retain.images), true);
+        let l_cls = logits
+            .cross_entropy_for_logits(&retain_labels)
+            .to_kind(Kind::Float);
+        (logits, l_cls)
+    });
     let flipped = membership_labels(forget.rows.size()[0], val.rows.size()[0], device).neg() + 1;
     let l_adv = attacker
         .forward(&Tensor::cat(&[&forget.rows, &val.rows], 0), true)
@@ -279,6 +312,7 @@ pub fn paired_batch_size(batch_size: usize, forget: usize, val: usize) -> anyhow
 /// as members vs val as non-members, on a copy of D (D's BatchNorm statistics move in train
 /// mode, and the unlearning run must start from the original model).
 pub fn pretrain_attacker(ctx: &UnlearnContext, iterations: usize) -> anyhow::Result<Attacker> {
+    let _fp32 = StrictFp32::new();
     let model = Classifier::new(&ctx.model.spec, ctx.device);
     copy_into(&model.vs, ctx.model.vs.variables())?;
     let attacker = Attacker::new(ctx.model.spec.num_classes, ATTACKER_DROPOUT, ctx.device);
@@ -290,20 +324,14 @@ pub fn pretrain_attacker(ctx: &UnlearnContext, iterations: usize) -> anyhow::Res
     )?;
     let augment = ctx.data.name.default_augment();
     let seed = ctx.config.seed;
-    let members = random_batches(
-        Arc::clone(&ctx.train_set),
+    let source = BatchSource::new(&ctx.train_set, ctx.device);
+    let members = source.random(
         ctx.splits.train.clone(),
         size,
         Some(augment),
         seed ^ 0xa11ce,
     );
-    let non_members = random_batches(
-        Arc::clone(&ctx.train_set),
-        ctx.splits.val.clone(),
-        size,
-        None,
-        seed ^ 0xb0b,
-    );
+    let non_members = source.random(ctx.splits.val.clone(), size, None, seed ^ 0xb0b);
     let progress = Progress::new(iterations, "attacker", ctx.quiet);
     let (mut loss_sum, mut acc_sum) = (0.0, 0.0);
     for (iteration, (m, n)) in members.zip(non_members).take(iterations).enumerate() {
@@ -423,6 +451,9 @@ impl Unlearner for Adversarial {
         let cfg = ctx.config;
         let (lr, epochs) = lr_epochs(self, cfg);
         tch::manual_seed(cfg.seed as i64);
+        // The sensitivity feature (and its gradient) are finite differences of step 1e-3:
+        // full FP32 on the GPU for the whole run, whatever libtorch's TF32 defaults are.
+        let _fp32 = StrictFp32::new();
         let pretraining = std::time::Instant::now();
         let attacker = starting_attacker(ctx)?;
         // Pre-training is reusable across forget requests (it is cached), so it is reported
@@ -445,20 +476,15 @@ impl Unlearner for Adversarial {
         )?;
         let augment = ctx.data.name.default_augment();
         let side_augment = ctx.forget_augmented().then_some(augment);
-        let mut forget_stream = random_batches(
-            Arc::clone(&ctx.train_set),
+        let source = BatchSource::new(&ctx.train_set, ctx.device);
+        let mut forget_stream = source.random(
             ctx.splits.forget.clone(),
             size,
             side_augment,
             cfg.seed ^ 0xf0f,
         );
-        let mut val_stream = random_batches(
-            Arc::clone(&ctx.train_set),
-            ctx.splits.val.clone(),
-            size,
-            side_augment,
-            cfg.seed ^ 0x7a1,
-        );
+        let mut val_stream =
+            source.random(ctx.splits.val.clone(), size, side_augment, cfg.seed ^ 0x7a1);
         let stop_iter = if ctx.class_wise { cfg.stop_iter } else { None };
         log.columns = vec![
             "iteration",
@@ -475,8 +501,7 @@ impl Unlearner for Adversarial {
         let steps_per_epoch = ctx.splits.retain.len().div_ceil(cfg.batch_size);
         let mut iteration = 0;
         for epoch in 0..epochs {
-            let retain = epoch_batches(
-                Arc::clone(&ctx.train_set),
+            let retain = source.epoch(
                 ctx.splits.retain.clone(),
                 cfg.batch_size,
                 true,
@@ -511,9 +536,9 @@ impl Unlearner for Adversarial {
                     noise_forget,
                     noise_val,
                 };
-                let s = adversarial_step(
+                let s = adversarial_step_amp(
                     ctx.model, &attacker, &mut opt_d, &mut opt_a, ctx.mask, &inputs, beta,
-                    iteration,
+                    iteration, cfg.amp,
                 )?;
                 log.rows.push(vec![
                     iteration as f64,

@@ -18,6 +18,7 @@ impl Unlearner for GradientAscent {
         sgd_epochs(ctx, log, &ctx.splits.forget, lr, epochs, |_| Objective {
             sign: -1.0,
             l1: 0.0,
+            ..Objective::default()
         })
     }
 }

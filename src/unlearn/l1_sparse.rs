@@ -35,6 +35,7 @@ impl Unlearner for L1Sparse {
             Objective {
                 sign: 1.0,
                 l1: alpha_at(cfg.alpha, epoch, epochs, cfg.no_l1_epochs),
+                ..Objective::default()
             }
         })
     }

@@ -4,9 +4,10 @@
 //! data and the splits, and the run's configuration; it may log per-iteration rows. Adding a
 //! method = one new file + one line in [`registry`].
 
-use crate::data::batches::epoch_batches;
+use crate::data::device_batches::BatchSource;
 use crate::data::splits::Splits;
 use crate::data::{DataSet, ImageSet};
+use crate::device::Amp;
 use crate::model::mask::Mask;
 use crate::model::Classifier;
 use crate::optim::Sgd;
@@ -55,6 +56,9 @@ pub struct UnlearnConfig {
     pub forget_augment: Option<bool>,
     /// Seed of this run.
     pub seed: u64,
+    /// Mixed precision of the plain classification losses (FT, GA, ℓ1, Retrain, Gan's L_cls).
+    #[serde(default)]
+    pub amp: Amp,
 }
 
 impl Default for UnlearnConfig {
@@ -74,6 +78,7 @@ impl Default for UnlearnConfig {
             attacker: None,
             forget_augment: None,
             seed: 2,
+            amp: Amp::Off,
         }
     }
 }
@@ -207,9 +212,9 @@ pub fn sgd_epochs(
     );
     let steps_per_epoch = indices.len().div_ceil(cfg.batch_size);
     log.columns = vec!["iteration", "epoch", "loss", "accuracy", "lr", "seconds"];
+    let source = BatchSource::new(&ctx.train_set, ctx.device);
     for epoch in 0..epochs {
-        let batches = epoch_batches(
-            Arc::clone(&ctx.train_set),
+        let batches = source.epoch(
             indices.to_vec(),
             cfg.batch_size,
             true,
@@ -227,7 +232,10 @@ pub fn sgd_epochs(
             &mut opt,
             ctx.mask,
             batches,
-            objective_at(epoch),
+            Objective {
+                amp: cfg.amp,
+                ..objective_at(epoch)
+            },
             |step| schedule.lr_at(epoch, step, steps_per_epoch),
             &progress,
         )

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# One GPU check, under 8 minutes on one H100: confirms CUDA is used, times a ResNet-18 training
+# step (batch 256), one adversarial iteration (batch 256) and evaluation throughput — ours and
+# the PyTorch implementation under bench/ in the same run, as ratios — and runs a short
+# adversarial unlearning end to end (train 1 epoch, unlearn Gan for a few hundred iterations,
+# evaluate) on CIFAR-10-format data generated on the spot.
+#
+# Needs only: the gunlearn binary (built anywhere, $GUNLEARN or target/release/gunlearn), bench/,
+# and a Python with PyTorch 2.11 (+ numpy). libtorch is taken from that PyTorch through
+# LD_LIBRARY_PATH. Writes gpu-check.json and gpu-check.txt (the printed tables) to $OUT when set.
+#
+# Settings (environment): GPU_CHECK_DEVICE (cuda; cpu to try the script without a GPU),
+# GPU_CHECK_SMALL=1 (tiny sizes, for a CPU smoke test), PYTHON, GUNLEARN, GPU_CHECK_THREADS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEVICE=${GPU_CHECK_DEVICE:-cuda}
+SMALL=${GPU_CHECK_SMALL:-0}
+BIN=${GUNLEARN:-target/release/gunlearn}
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+    [ -x .venv/bin/python ] && PY=.venv/bin/python
+fi
+"$PY" -c 'import torch, numpy' || { echo "gpu-check: $PY lacks torch or numpy (set PYTHON)" >&2; exit 2; }
+[ -x "$BIN" ] || { echo "gpu-check: $BIN not found (build with 'make build' or set GUNLEARN)" >&2; exit 2; }
+PY=$(command -v "$PY")
+BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+
+# libtorch and the CUDA libraries of the installed PyTorch wheel (nvidia/*/lib, any depth).
+TORCH_LIB=$("$PY" -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+NV_LIBS=$("$PY" - <<'PYEOF'
+import glob, os
+try:
+    import nvidia
+    roots = list(nvidia.__path__)
+except ImportError:
+    roots = []
+dirs = set()
+for root in roots:
+    for f in glob.glob(os.path.join(root, "**", "lib*.so*"), recursive=True):
+        dirs.add(os.path.dirname(f))
+print(":".join(sorted(dirs)))
+PYEOF
+)
+export LD_LIBRARY_PATH="$TORCH_LIB${NV_LIBS:+:$NV_LIBS}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+
+RESULTS=${OUT:-$(mktemp -d)}
+mkdir -p "$RESULTS"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+LOG="$RESULTS/gpu-check.txt"
+: >"$LOG"
+THREADS=()
+[ -n "${GPU_CHECK_THREADS:-}" ] && THREADS=(--threads "$GPU_CHECK_THREADS")
+
+if [ "$SMALL" = 1 ]; then
+    ARCH=resnet20; BATCH=16; GAN_BATCH=8; STEPS=1; WARM=0; EVAL_N=512
+    TRAIN_N=600; TEST_N=200; UNLEARN_BATCH=32; GAN_EPOCHS=1; ATTACKER_ITERS=5
+else
+    ARCH=resnet18; BATCH=256; GAN_BATCH=256; STEPS=10; WARM=3; EVAL_N=60000
+    TRAIN_N=25000; TEST_N=5000; UNLEARN_BATCH=256; GAN_EPOCHS=4; ATTACKER_ITERS=100
+fi
+
+say() { echo "$@" | tee -a "$LOG"; }
+stage() {  # stage NAME COMMAND...: runs it, appends its output to the log, records seconds
+    local name=$1; shift
+    say ""; say "== $name: $*"
+    local t0=$SECONDS
+    "$@" 2>&1 | tee -a "$LOG"
+    echo "$name $((SECONDS - t0))" >>"$WORK/stage-seconds"
+}
+
+say "gpu-check $(date -u +%Y-%m-%dT%H:%M:%SZ) device=$DEVICE small=$SMALL"
+say "binary $BIN"
+say "python $PY"
+stage environment "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), "device", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "-")'
+if command -v nvidia-smi >/dev/null; then
+    stage nvidia-smi nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+fi
+
+stage bench-train "$BIN" bench train --device "$DEVICE" --archs "$ARCH" --batches "$BATCH" \
+    --steps "$STEPS" --warmup "$WARM" --python "$PY" --bench_dir bench "${THREADS[@]}"
+stage bench-gan "$BIN" bench gan --device "$DEVICE" --large --archs "$ARCH" --batches "$GAN_BATCH" \
+    --steps "$STEPS" --warmup "$WARM" --python "$PY" --bench_dir bench "${THREADS[@]}"
+stage bench-eval "$BIN" bench eval --device "$DEVICE" --arch "$ARCH" --n "$EVAL_N" \
+    --steps 3 --warmup 1 --python "$PY" --bench_dir bench "${THREADS[@]}"
+
+stage make-data "$PY" bench/make_cifar.py "$WORK/cifar" --train "$TRAIN_N" --test "$TEST_N"
+stage train "$BIN" train --dataset cifar10 --data "$WORK/cifar" --arch "$ARCH" --epochs 1 \
+    --batch_size "$UNLEARN_BATCH" --save_dir "$WORK/original" --device "$DEVICE" --quiet "${THREADS[@]}"
+stage unlearn-gan "$BIN" unlearn --model "$WORK/original" --unlearn Gan --dataset cifar10 \
+    --data "$WORK/cifar" --indexes_to_replace --unlearn_lr 0.01 --unlearn_epochs "$GAN_EPOCHS" \
+    --batch_size "$UNLEARN_BATCH" --attacker_iters "$ATTACKER_ITERS" --save_dir "$WORK/gan" \
+    --device "$DEVICE" --quiet "${THREADS[@]}"
+stage eval "$BIN" eval --model "$WORK/gan" --dataset cifar10 --data "$WORK/cifar" \
+    --indexes_to_replace --save_dir "$WORK/eval" --device "$DEVICE" --quiet "${THREADS[@]}"
+
+"$PY" - "$LOG" "$WORK" "$RESULTS/gpu-check.json" "$DEVICE" <<'PYEOF' | tee -a "$LOG"
+import json, os, re, sys
+log, work, out, device = sys.argv[1:5]
+text = open(log).read()
+rows = {}
+for section, key in (("bench-train", "train_step"), ("bench-gan", "adversarial_iteration"), ("bench-eval", "evaluation")):
+    part = text.split(f"== {section}:")[1].split("\n== ")[0]
+    table = [l for l in part.splitlines() if l.startswith("| ") and not l.startswith("| step") and not l.startswith("| iteration") and not l.startswith("| evaluation")]
+    cells = [c.strip() for c in table[-1].strip("|").split("|")]
+    rows[key] = {"name": cells[0], "ours": float(cells[1]), "pytorch": float(cells[2]), "ratio": float(cells[3]),
+                 "unit": "s/iteration" if key == "adversarial_iteration" else "images/s"}
+model = json.load(open(os.path.join(work, "original", "model.json")))
+gan = json.load(open(os.path.join(work, "gan", "eval_result.json")))
+ev = json.load(open(os.path.join(work, "eval", "eval_result.json")))
+log_rows = open(os.path.join(work, "gan", "unlearn_log.csv")).read().strip().splitlines()[1:]
+stages = dict(l.split() for l in open(os.path.join(work, "stage-seconds")))
+m = re.search(r"device (\S+),", text.split("== bench-train:")[1])
+summary = {
+    "device_requested": device,
+    "devices_seen": {"bench": m.group(1) if m else None, "train_model_json": model["device"],
+                     "unlearn_eval_result": gan["device"], "eval_result": ev["device"]},
+    "benchmarks": rows,
+    "end_to_end": {"iterations": len(log_rows), "rte_seconds": gan["RTE_seconds"], "timings": gan["timings"],
+                   "ua": gan["UA"], "ra": gan["RA"], "ta": gan["TA"], "mia_efficacy": gan["MIA_efficacy"],
+                   "train_accuracy": model["accuracy"]},
+    "stage_seconds": {k: int(v) for k, v in stages.items()},
+}
+want = "cuda:0" if device in ("cuda", "cuda:0") else device
+used = [summary["devices_seen"][k] for k in ("bench", "train_model_json", "unlearn_eval_result", "eval_result")]
+summary["device_ok"] = all(u == want for u in used)
+json.dump(summary, open(out, "w"), indent=2)
+print("\n| check | ours | PyTorch | ratio ours/PyTorch |\n|---|---|---|---|")
+summary["ratio_meaning"] = "images/s rows: throughput ours/PyTorch (> 1 = we are faster); s/iteration row: time ours/PyTorch (< 1 = we are faster)"
+json.dump(summary, open(out, "w"), indent=2)
+for k, r in rows.items():
+    print(f"| {r['name']} ({r['unit']}) | {r['ours']} | {r['pytorch']} | {r['ratio']} |")
+e = summary["end_to_end"]
+print(f"\nend to end: {e['iterations']} adversarial iterations, RTE {e['rte_seconds']:.1f} s, UA {e['ua']:.2f}, RA {e['ra']:.2f}, TA {e['ta']:.2f}, MIA-efficacy {e['mia_efficacy']:.2f}")
+print(f"devices used: {summary['devices_seen']} -> {'OK' if summary['device_ok'] else 'NOT ' + want}")
+print("stage seconds:", summary["stage_seconds"])
+sys.exit(0 if summary["device_ok"] else 1)
+PYEOF
+say "results: $RESULTS/gpu-check.json, $RESULTS/gpu-check.txt"

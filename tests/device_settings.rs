@@ -1,0 +1,57 @@
+//! Device settings that tch does not wrap (TF32 switch, bf16 autocast dtype) reach libtorch's
+//! context and are restored; parsing of `--device` and `--amp` values.
+
+use gunlearn::device::{autocast_is_bf16, parse_device, tf32_allowed, with_amp, Amp, StrictFp32};
+use tch::Device;
+
+#[test]
+fn strict_fp32_turns_tf32_off_and_restores_it() {
+    // libtorch 2.11's defaults: TF32 allowed in cuDNN convolutions, not in cuBLAS matmuls.
+    let before = tf32_allowed();
+    assert_eq!(before, (true, false));
+    {
+        let _outer = StrictFp32::new();
+        assert_eq!(tf32_allowed(), (false, false));
+        {
+            let _inner = StrictFp32::new();
+            assert_eq!(tf32_allowed(), (false, false));
+        }
+        assert_eq!(
+            tf32_allowed(),
+            (false, false),
+            "inner guard restores the outer state"
+        );
+    }
+    assert_eq!(tf32_allowed(), before);
+}
+
+#[test]
+fn bf16_autocast_dtype_is_set_only_inside() {
+    assert!(!autocast_is_bf16());
+    assert!(with_amp(Amp::Bf16, autocast_is_bf16));
+    assert!(!with_amp(Amp::Off, autocast_is_bf16));
+    assert!(!autocast_is_bf16());
+    // On a CPU tensor autocast changes nothing: the loss stays FP32 and the value the same.
+    let x = tch::Tensor::from_slice(&[1.0f32, 2.0, 3.0]).view([1, 3]);
+    let y = tch::Tensor::from_slice(&[2i64]);
+    let plain = x.cross_entropy_for_logits(&y).double_value(&[]);
+    let amp = with_amp(Amp::Bf16, || {
+        x.cross_entropy_for_logits(&y).double_value(&[])
+    });
+    assert_eq!(plain, amp);
+}
+
+#[test]
+fn device_strings() {
+    assert_eq!(parse_device("cpu").unwrap(), Device::Cpu);
+    let err = parse_device("gpu").unwrap_err().to_string();
+    assert!(err.contains("auto, cpu, cuda or cuda:N"), "{err}");
+    if !tch::Cuda::is_available() {
+        assert_eq!(parse_device("auto").unwrap(), Device::Cpu);
+        let err = parse_device("cuda:0").unwrap_err().to_string();
+        assert!(err.contains("0 CUDA device"), "{err}");
+    }
+    let json = serde_json::to_string(&Amp::Bf16).unwrap();
+    assert_eq!(json, "\"bf16\"");
+    assert_eq!(serde_json::from_str::<Amp>("\"off\"").unwrap(), Amp::Off);
+}
