@@ -12,6 +12,47 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
+/// Options every benchmark shares: where both sides run and where the reference side lives.
+#[derive(Args, Debug, Clone)]
+pub struct BenchEnv {
+    /// Threads for both sides (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Device for both sides.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Python with PyTorch 2.11 (default: $VIRTUAL_ENV/bin/python, then .venv/bin/python).
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+    /// Folder holding the PyTorch scripts (default: ./bench).
+    #[arg(long = "bench_dir", alias = "bench-dir", default_value = "bench")]
+    pub bench_dir: PathBuf,
+}
+
+impl Default for BenchEnv {
+    fn default() -> Self {
+        BenchEnv {
+            threads: None,
+            device: "cpu".into(),
+            python: None,
+            bench_dir: PathBuf::from("bench"),
+        }
+    }
+}
+
+impl BenchEnv {
+    /// Pins libtorch to the benchmark's threads and returns (threads, device, python).
+    pub fn prepare(&self) -> anyhow::Result<(usize, Device, PathBuf)> {
+        let threads = crate::device::thread_count(self.threads);
+        set_threads(Some(threads));
+        Ok((
+            threads,
+            parse_device(&self.device)?,
+            python_path(self.python.as_deref()),
+        ))
+    }
+}
+
 /// Options of `gunlearn bench train`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchTrainArgs {
@@ -27,18 +68,9 @@ pub struct BenchTrainArgs {
     /// Untimed warm-up steps.
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
-    /// Threads for both sides (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Device for both sides.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Python with PyTorch 2.11 (default: $VIRTUAL_ENV/bin/python, then .venv/bin/python).
-    #[arg(long)]
-    pub python: Option<PathBuf>,
-    /// Folder holding the PyTorch scripts (default: ./bench).
-    #[arg(long = "bench_dir", alias = "bench-dir", default_value = "bench")]
-    pub bench_dir: PathBuf,
+    /// Threads, device, Python and bench folder.
+    #[command(flatten)]
+    pub env: crate::bench::BenchEnv,
 }
 
 /// One timed configuration, ours and PyTorch's.
@@ -131,24 +163,9 @@ pub fn time_steps(
     Ok(median(times))
 }
 
-fn parse_arch(name: &str) -> anyhow::Result<Arch> {
-    match name {
-        "resnet18" => Ok(Arch::Resnet18),
-        "resnet20" => Ok(Arch::Resnet20),
-        other => bail!("--archs: unknown architecture {other:?} (resnet18, resnet20)"),
-    }
-}
-
 /// `gunlearn bench train`: our SGD training step vs `bench/train_step.py`.
 pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    set_threads(Some(threads));
-    let device = parse_device(&args.device)?;
-    let python = python_path(args.python.as_deref());
+    let (threads, device, python) = args.env.prepare()?;
     println!(
         "bench train: device {}, {threads} threads, median of {} steps after {} warm-up",
         device_name(device),
@@ -157,7 +174,7 @@ pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
     );
     let mut rows = Vec::new();
     for arch_name in &args.archs {
-        let arch = parse_arch(arch_name)?;
+        let arch = Arch::parse(arch_name)?;
         for &batch_size in &args.batches {
             tch::manual_seed(0);
             let spec = ModelSpec {
@@ -180,7 +197,7 @@ pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
             drop((model, opt, batch));
             let reference = run_python(
                 &python,
-                &args.bench_dir,
+                &args.env.bench_dir,
                 "train_step.py",
                 &[
                     format!("--arch={arch_name}"),

@@ -3,16 +3,15 @@
 //! membership-inference feature (SPEC §6), timed in gunlearn and in `bench/eval_throughput.py`
 //! (PyTorch) within the same command. The SVC fits are timed by `gunlearn bench mia`.
 
-use crate::bench::{python_path, run_python, time_steps, BenchRow};
+use crate::bench::{run_python, time_steps, BenchRow};
 use crate::data::rng::SmallRng;
 use crate::data::ImageSet;
-use crate::device::{device_name, parse_device, set_threads};
+use crate::device::device_name;
 use crate::eval::mia::{features, FeatureKind};
 use crate::eval::outputs::{predict, top1_accuracy};
 use crate::model::{Arch, Classifier, ModelSpec};
 use anyhow::{bail, Context};
 use clap::Args;
-use std::path::PathBuf;
 
 /// Options of `gunlearn bench eval`.
 #[derive(Args, Debug, Clone)]
@@ -32,18 +31,9 @@ pub struct BenchEvalArgs {
     /// Untimed warm-up repetitions.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
-    /// Threads for both sides (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Device for both sides.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Python with PyTorch 2.11 (default: $VIRTUAL_ENV/bin/python, then .venv/bin/python).
-    #[arg(long)]
-    pub python: Option<PathBuf>,
-    /// Folder holding the PyTorch scripts (default: ./bench).
-    #[arg(long = "bench_dir", alias = "bench-dir", default_value = "bench")]
-    pub bench_dir: PathBuf,
+    /// Threads, device, Python and bench folder.
+    #[command(flatten)]
+    pub env: crate::bench::BenchEnv,
 }
 
 /// `n` random CIFAR-shaped images with random labels in 0..10.
@@ -60,18 +50,8 @@ pub fn random_cifar(n: usize, seed: u64) -> ImageSet {
 
 /// Runs the benchmark and returns its row (seconds per full evaluation pass).
 pub fn bench_eval(args: &BenchEvalArgs) -> anyhow::Result<BenchRow> {
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    set_threads(Some(threads));
-    let device = parse_device(&args.device)?;
-    let arch = match args.arch.as_str() {
-        "resnet18" => Arch::Resnet18,
-        "resnet20" => Arch::Resnet20,
-        other => bail!("--arch: unknown architecture {other:?} (resnet18, resnet20)"),
-    };
+    let (threads, device, python) = args.env.prepare()?;
+    let arch = Arch::parse(&args.arch)?;
     if args.n == 0 || args.batch_size == 0 {
         bail!("--n and --batch_size must be positive");
     }
@@ -98,10 +78,9 @@ pub fn bench_eval(args: &BenchEvalArgs) -> anyhow::Result<BenchRow> {
         Ok(())
     })?;
     drop(model);
-    let python = python_path(args.python.as_deref());
     let reference = run_python(
         &python,
-        &args.bench_dir,
+        &args.env.bench_dir,
         "eval_throughput.py",
         &[
             format!("--arch={}", args.arch),

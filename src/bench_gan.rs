@@ -2,9 +2,9 @@
 //! four forward passes, attacker Adam step, defender SGD step) timed in gunlearn and in
 //! `bench/gan_step.py` (PyTorch) within the same command.
 
-use crate::bench::{python_path, run_python, time_steps, BenchRow};
+use crate::bench::{run_python, time_steps, BenchRow};
 use crate::data::batches::Batch;
-use crate::device::{device_name, parse_device, set_threads};
+use crate::device::device_name;
 use crate::model::attacker::Attacker;
 use crate::model::{Arch, Classifier, ModelSpec};
 use crate::optim::{Adam, Sgd};
@@ -13,7 +13,6 @@ use crate::unlearn::gan::{
 };
 use anyhow::{bail, Context};
 use clap::Args;
-use std::path::PathBuf;
 use tch::{Device, Kind, Tensor};
 
 /// Options of `gunlearn bench gan`.
@@ -32,18 +31,6 @@ pub struct BenchGanArgs {
     /// Untimed warm-up iterations.
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
-    /// Threads for both sides (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Device for both sides.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Python with PyTorch 2.11 (default: $VIRTUAL_ENV/bin/python, then .venv/bin/python).
-    #[arg(long)]
-    pub python: Option<PathBuf>,
-    /// Folder holding the PyTorch scripts (default: ./bench).
-    #[arg(long = "bench_dir", alias = "bench-dir", default_value = "bench")]
-    pub bench_dir: PathBuf,
     /// Also run ResNet-18 above batch 64 on the CPU (the PyTorch side needs ≈ 30 GB and
     /// minutes per iteration at batch 256).
     #[arg(long)]
@@ -52,6 +39,9 @@ pub struct BenchGanArgs {
     /// [`crate::device::keep_freed_memory`]); `--no_keep_memory` times libtorch with glibc's defaults.
     #[arg(long = "no_keep_memory", alias = "no-keep-memory")]
     pub no_keep_memory: bool,
+    /// Threads, device, Python and bench folder.
+    #[command(flatten)]
+    pub env: crate::bench::BenchEnv,
 }
 
 impl Default for BenchGanArgs {
@@ -61,10 +51,7 @@ impl Default for BenchGanArgs {
             batches: vec![64, 256],
             steps: 2,
             warmup: 1,
-            threads: None,
-            device: "cpu".into(),
-            python: None,
-            bench_dir: PathBuf::from("bench"),
+            env: crate::bench::BenchEnv::default(),
             large: false,
             no_keep_memory: false,
         }
@@ -77,14 +64,6 @@ fn minor_faults() -> Option<u64> {
     // Fields after the parenthesised command name; minflt is field 10 overall.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split_whitespace().nth(7)?.parse().ok()
-}
-
-fn parse_arch(name: &str) -> anyhow::Result<Arch> {
-    match name {
-        "resnet18" => Ok(Arch::Resnet18),
-        "resnet20" => Ok(Arch::Resnet20),
-        other => bail!("--archs: unknown architecture {other:?} (resnet18, resnet20)"),
-    }
 }
 
 fn random_batch(size: usize, device: Device) -> Batch {
@@ -152,14 +131,7 @@ pub fn time_ours(
 
 /// `gunlearn bench gan`: our adversarial iteration vs `bench/gan_step.py`.
 pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    set_threads(Some(threads));
-    let device = parse_device(&args.device)?;
-    let python = python_path(args.python.as_deref());
+    let (threads, device, python) = args.env.prepare()?;
     let kept = crate::device::keep_freed_memory(!args.no_keep_memory);
     println!(
         "bench gan: device {}, {threads} threads, median of {} iterations after {} warm-up; glibc keeps freed memory: {kept}",
@@ -169,7 +141,7 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
     );
     let mut rows = Vec::new();
     for arch_name in &args.archs {
-        let arch = parse_arch(arch_name)?;
+        let arch = Arch::parse(arch_name)?;
         for &batch_size in &args.batches {
             if batch_size < 2 {
                 bail!("--batches: {batch_size} is too small (the Barlow-Twins term needs at least 2 samples)");
@@ -181,7 +153,7 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
             let (ours, ours_faults) = time_ours(arch, batch_size, args.warmup, args.steps, device)?;
             let reference = run_python(
                 &python,
-                &args.bench_dir,
+                &args.env.bench_dir,
                 "gan_step.py",
                 &[
                     format!("--arch={arch_name}"),

@@ -411,11 +411,7 @@ pub fn main() -> anyhow::Result<()> {
             crate::bench_eval::bench_eval(&args).map(|_| ())
         }
         Command::Bench(BenchCommand::Mia(args)) => {
-            let threads = args.threads.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            });
+            let threads = crate::device::thread_count(args.threads);
             println!("{}", crate::eval::bench_mia::bench_mia(args.n, threads)?);
             Ok(())
         }

@@ -36,14 +36,20 @@ pub fn device_name(device: Device) -> String {
     }
 }
 
+/// `Some(n)`, or the number of cores when `None`.
+pub fn thread_count(threads: Option<usize>) -> usize {
+    threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1)
+}
+
 /// Sets libtorch's intra-op threads: `Some(n)`, or all cores when `None`.
 pub fn set_threads(threads: Option<usize>) {
-    let n = threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    tch::set_num_threads(n.max(1) as i32);
+    tch::set_num_threads(thread_count(threads) as i32);
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -31,6 +31,24 @@ impl Arch {
     }
 }
 
+impl Arch {
+    /// Parses an architecture name (`resnet18`, `resnet20`) with a clear error.
+    pub fn parse(name: &str) -> anyhow::Result<Arch> {
+        use clap::ValueEnum;
+        Arch::from_str(name, true).map_err(|_| {
+            let known: Vec<String> = Arch::value_variants()
+                .iter()
+                .filter_map(|a| a.to_possible_value())
+                .map(|v| v.get_name().to_string())
+                .collect();
+            anyhow::anyhow!(
+                "unknown architecture {name:?} (known: {})",
+                known.join(", ")
+            )
+        })
+    }
+}
+
 /// Everything needed to rebuild a classifier: stored in `model.json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModelSpec {

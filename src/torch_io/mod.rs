@@ -19,7 +19,7 @@ use crate::model::mask::Mask;
 use crate::model::{Arch, Classifier, ModelSpec};
 use anyhow::{bail, Context, Result};
 use archive::TorchFile;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use pickle::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -92,19 +92,9 @@ pub struct Imported {
     pub notes: Vec<String>,
 }
 
-/// Parses an architecture name with a clear error.
+/// Parses an architecture name with a clear error (see [`Arch::parse`]).
 pub fn parse_arch(name: &str) -> Result<Arch> {
-    Arch::from_str(name, true).map_err(|_| {
-        let known: Vec<String> = Arch::value_variants()
-            .iter()
-            .filter_map(|a| a.to_possible_value())
-            .map(|v| v.get_name().to_string())
-            .collect();
-        anyhow::anyhow!(
-            "unknown architecture {name:?} (known: {})",
-            known.join(", ")
-        )
-    })
+    Arch::parse(name)
 }
 
 /// Finds the state dict inside an unpickled object: the object itself or its `state_dict`.
