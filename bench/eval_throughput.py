@@ -6,11 +6,10 @@ confidence, entropy, modified entropy, probabilities) on the CPU, as gunlearn do
 """
 import argparse
 import json
-import time
 
 import torch
 
-from reference import build
+from reference import bench_setup, build, time_median
 
 LOG_FLOOR = 1e-30
 
@@ -18,17 +17,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--arch", required=True)
 p.add_argument("--n", type=int, required=True)
 p.add_argument("--batch", type=int, default=512)
-p.add_argument("--steps", type=int, default=3)
-p.add_argument("--warmup", type=int, default=1)
-p.add_argument("--threads", type=int, required=True)
-p.add_argument("--device", default="cpu")
-a = p.parse_args()
-
-torch.set_num_threads(a.threads)
-torch.manual_seed(0)
-dev = torch.device(a.device)
-if dev.type == "cuda":
-    torch.backends.cudnn.benchmark = True
+a, dev = bench_setup(p)
 model = build(a.arch).to(dev).eval()
 images = torch.randint(0, 256, (a.n, 3, 32, 32), dtype=torch.uint8)
 labels = torch.randint(0, 10, (a.n,))
@@ -54,16 +43,5 @@ def evaluate():
     return acc, sum(float(f.sum()) for f in feats)
 
 
-times = []
-for i in range(a.warmup + max(a.steps, 1)):
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    t = time.perf_counter()
-    evaluate()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    if i >= a.warmup:
-        times.append(time.perf_counter() - t)
-times.sort()
-median = times[len(times) // 2]
+median = time_median(evaluate, a.warmup, a.steps, dev)
 print(json.dumps({"arch": a.arch, "n": a.n, "seconds": median, "images_per_s": a.n / median}))

@@ -4,26 +4,16 @@ reference does; the image batches are fixed tensors (data loading is < 0.1 % of 
 import argparse
 import json
 import resource
-import time
 
 import torch
 
-from reference import ATTACKER_LR, Attacker, build, gan_iteration, sensitivity_noise
+from reference import ATTACKER_LR, Attacker, bench_setup, build, gan_iteration, sensitivity_noise, time_median
 
 p = argparse.ArgumentParser()
 p.add_argument("--arch", required=True)
 p.add_argument("--batch", type=int, required=True)
-p.add_argument("--steps", type=int, default=2)
-p.add_argument("--warmup", type=int, default=1)
-p.add_argument("--threads", type=int, required=True)
-p.add_argument("--device", default="cpu")
-a = p.parse_args()
-
-torch.set_num_threads(a.threads)
-torch.manual_seed(0)
-dev = torch.device(a.device)
+a, dev = bench_setup(p)
 if dev.type == "cuda":
-    torch.backends.cudnn.benchmark = True
     # As gunlearn's Gan path: full FP32 (the sensitivity is a finite difference of step 1e-3).
     torch.backends.cudnn.conv.fp32_precision = "ieee"
     torch.backends.cuda.matmul.fp32_precision = "ieee"
@@ -38,21 +28,22 @@ def batch():
 
 
 retain, forget, val = batch(), batch(), batch()
-times, faults = [], []
-for i in range(a.warmup + max(a.steps, 1)):
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    t = time.perf_counter()
+faults = []
+last = [resource.getrusage(resource.RUSAGE_SELF).ru_minflt]
+
+
+def count_faults(_):
+    # Faults of the timed call (warm-up calls reset the baseline through `step`).
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - last[0])
+
+
+def step():
+    last[0] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     gan_iteration(model, attacker, opt_d, opt_a, retain, forget, val, sensitivity_noise(forget[0]), sensitivity_noise(val[0]))
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    if i >= a.warmup:
-        times.append(time.perf_counter() - t)
-        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
-times.sort()
+
+
+median = time_median(step, a.warmup, a.steps, dev, after=count_faults)
 faults.sort()
-median = times[len(times) // 2]
 peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 print(json.dumps({
     "arch": a.arch, "batch": a.batch, "seconds_per_step": median,

@@ -4,6 +4,8 @@ Written from ../shared/SPEC.md (the reference code base is not available here): 
 ResNet-18 / ResNet-20 with torchvision state-dict names and a `normalize` layer, and one SGD
 training step. gunlearn's benchmarks time the same work here and in Rust, in the same command.
 """
+import time
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -191,3 +193,38 @@ def gan_iteration(model, attacker, opt_d, opt_a, retain, forget, val, noise_forg
         "bt_loss": l_bt.item(),
         "total_loss": total.item(),
     }
+
+
+def bench_setup(parser):
+    """Adds the flags every timing script shares, parses them, and prepares torch like
+    gunlearn's side of the benchmark: threads, seed, cuDNN benchmark mode. Returns (args, device)."""
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return args, device
+
+
+def time_median(step, warmup, steps, device, after=None):
+    """Median wall time of `step()` over `steps` timed calls after `warmup` untimed ones (CUDA
+    synchronised around each). `after(i)` is called after each timed call, for extra counters."""
+    times = []
+    for i in range(warmup + max(steps, 1)):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+            if after is not None:
+                after(i)
+    times.sort()
+    return times[len(times) // 2]

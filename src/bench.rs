@@ -41,15 +41,67 @@ impl Default for BenchEnv {
 }
 
 impl BenchEnv {
-    /// Pins libtorch to the benchmark's threads and returns (threads, device, python).
-    pub fn prepare(&self) -> anyhow::Result<(usize, Device, PathBuf)> {
+    /// Pins libtorch to the benchmark's threads and resolves device and Python.
+    pub fn prepare(&self) -> anyhow::Result<BenchSetup> {
         let threads = crate::device::thread_count(self.threads);
         set_threads(Some(threads));
-        Ok((
+        Ok(BenchSetup {
             threads,
-            parse_device(&self.device)?,
-            python_path(self.python.as_deref()),
-        ))
+            device: parse_device(&self.device)?,
+            python: python_path(self.python.as_deref()),
+            bench_dir: self.bench_dir.clone(),
+        })
+    }
+}
+
+/// A benchmark's resolved environment; runs the reference side with the same settings.
+pub struct BenchSetup {
+    /// Threads of both sides.
+    pub threads: usize,
+    /// Device of both sides.
+    pub device: Device,
+    /// Python with PyTorch.
+    pub python: PathBuf,
+    /// Folder of the reference scripts.
+    pub bench_dir: PathBuf,
+}
+
+impl BenchSetup {
+    /// Runs `bench/<script>` with `extra` flags plus the shared timing, thread and device
+    /// flags, and returns the seconds it reports under `key`.
+    pub fn reference_seconds(
+        &self,
+        script: &str,
+        extra: &[String],
+        warmup: usize,
+        steps: usize,
+        key: &str,
+    ) -> anyhow::Result<f64> {
+        let reply = self.reference_run(script, extra, warmup, steps)?;
+        reply[key]
+            .as_f64()
+            .with_context(|| format!("{script}: no {key} in {reply}"))
+    }
+
+    /// Runs `bench/<script>` like [`BenchSetup::reference_seconds`] and returns its whole JSON reply.
+    pub fn reference_run(
+        &self,
+        script: &str,
+        extra: &[String],
+        warmup: usize,
+        steps: usize,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut args = extra.to_vec();
+        args.extend([
+            format!("--steps={steps}"),
+            format!("--warmup={warmup}"),
+            format!("--threads={}", self.threads),
+            format!(
+                "--device={}",
+                device_name(self.device).replace("cuda:0", "cuda")
+            ),
+        ]);
+        run_python(&self.python, &self.bench_dir, script, &args)
     }
 }
 
@@ -165,7 +217,8 @@ pub fn time_steps(
 
 /// `gunlearn bench train`: our SGD training step vs `bench/train_step.py`.
 pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
-    let (threads, device, python) = args.env.prepare()?;
+    let setup = args.env.prepare()?;
+    let (threads, device) = (setup.threads, setup.device);
     println!(
         "bench train: device {}, {threads} threads, median of {} steps after {} warm-up",
         device_name(device),
@@ -195,22 +248,16 @@ pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
                 sgd_step(&model, &mut opt, None, &batch, Objective::default(), device).map(|_| ())
             })?;
             drop((model, opt, batch));
-            let reference = run_python(
-                &python,
-                &args.env.bench_dir,
+            let torch_s = setup.reference_seconds(
                 "train_step.py",
                 &[
                     format!("--arch={arch_name}"),
                     format!("--batch={batch_size}"),
-                    format!("--steps={}", args.steps),
-                    format!("--warmup={}", args.warmup),
-                    format!("--threads={threads}"),
-                    format!("--device={}", device_name(device).replace("cuda:0", "cuda")),
                 ],
+                args.warmup,
+                args.steps,
+                "seconds_per_step",
             )?;
-            let torch_s = reference["seconds_per_step"]
-                .as_f64()
-                .context("train_step.py: no seconds_per_step")?;
             let row = BenchRow {
                 name: format!("{arch_name} b{batch_size}"),
                 ours_s: ours,

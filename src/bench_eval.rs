@@ -3,14 +3,14 @@
 //! membership-inference feature (SPEC §6), timed in gunlearn and in `bench/eval_throughput.py`
 //! (PyTorch) within the same command. The SVC fits are timed by `gunlearn bench mia`.
 
-use crate::bench::{run_python, time_steps, BenchRow};
+use crate::bench::{time_steps, BenchRow};
 use crate::data::rng::SmallRng;
 use crate::data::ImageSet;
 use crate::device::device_name;
 use crate::eval::mia::{features, FeatureKind};
 use crate::eval::outputs::{predict, top1_accuracy};
 use crate::model::{Arch, Classifier, ModelSpec};
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Args;
 
 /// Options of `gunlearn bench eval`.
@@ -50,7 +50,8 @@ pub fn random_cifar(n: usize, seed: u64) -> ImageSet {
 
 /// Runs the benchmark and returns its row (seconds per full evaluation pass).
 pub fn bench_eval(args: &BenchEvalArgs) -> anyhow::Result<BenchRow> {
-    let (threads, device, python) = args.env.prepare()?;
+    let setup = args.env.prepare()?;
+    let (threads, device) = (setup.threads, setup.device);
     let arch = Arch::parse(&args.arch)?;
     if args.n == 0 || args.batch_size == 0 {
         bail!("--n and --batch_size must be positive");
@@ -78,23 +79,17 @@ pub fn bench_eval(args: &BenchEvalArgs) -> anyhow::Result<BenchRow> {
         Ok(())
     })?;
     drop(model);
-    let reference = run_python(
-        &python,
-        &args.env.bench_dir,
+    let torch_s = setup.reference_seconds(
         "eval_throughput.py",
         &[
             format!("--arch={}", args.arch),
             format!("--n={}", args.n),
             format!("--batch={}", args.batch_size),
-            format!("--steps={}", args.steps),
-            format!("--warmup={}", args.warmup),
-            format!("--threads={threads}"),
-            format!("--device={}", device_name(device).replace("cuda:0", "cuda")),
         ],
+        args.warmup,
+        args.steps,
+        "seconds",
     )?;
-    let torch_s = reference["seconds"]
-        .as_f64()
-        .context("eval_throughput.py: no seconds")?;
     let row = BenchRow {
         name: format!("eval {} n{}", args.arch, args.n),
         ours_s: ours,

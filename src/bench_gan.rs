@@ -2,7 +2,7 @@
 //! four forward passes, attacker Adam step, defender SGD step) timed in gunlearn and in
 //! `bench/gan_step.py` (PyTorch) within the same command.
 
-use crate::bench::{run_python, time_steps, BenchRow};
+use crate::bench::{time_steps, BenchRow};
 use crate::data::batches::Batch;
 use crate::device::device_name;
 use crate::model::attacker::Attacker;
@@ -131,7 +131,8 @@ pub fn time_ours(
 
 /// `gunlearn bench gan`: our adversarial iteration vs `bench/gan_step.py`.
 pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
-    let (threads, device, python) = args.env.prepare()?;
+    let setup = args.env.prepare()?;
+    let (threads, device) = (setup.threads, setup.device);
     let kept = crate::device::keep_freed_memory(!args.no_keep_memory);
     println!(
         "bench gan: device {}, {threads} threads, median of {} iterations after {} warm-up; glibc keeps freed memory: {kept}",
@@ -151,18 +152,14 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
                 continue;
             }
             let (ours, ours_faults) = time_ours(arch, batch_size, args.warmup, args.steps, device)?;
-            let reference = run_python(
-                &python,
-                &args.env.bench_dir,
+            let reference = setup.reference_run(
                 "gan_step.py",
                 &[
                     format!("--arch={arch_name}"),
                     format!("--batch={batch_size}"),
-                    format!("--steps={}", args.steps),
-                    format!("--warmup={}", args.warmup),
-                    format!("--threads={threads}"),
-                    format!("--device={}", device_name(device).replace("cuda:0", "cuda")),
                 ],
+                args.warmup,
+                args.steps,
             )?;
             let torch_s = reference["seconds_per_step"]
                 .as_f64()

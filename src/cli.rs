@@ -85,28 +85,31 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
-    /// Reads the data set, cut to `--train_subset` if given.
+    /// Reads the data set, cut to `--train_subset` / `--test_subset` if given.
     pub fn load(&self) -> anyhow::Result<data::DataSet> {
         let mut ds = data::load(self.dataset, self.data.as_deref())?;
-        if let Some(n) = self.train_subset {
-            if n == 0 || n > ds.train.len() {
-                anyhow::bail!(
-                    "--train_subset {n}: must be between 1 and {} (the training images)",
-                    ds.train.len()
-                );
-            }
-            ds.train = ds.train.subset(&(0..n).collect::<Vec<_>>());
-        }
-        if let Some(n) = self.test_subset {
-            if n == 0 || n > ds.test.len() {
-                anyhow::bail!(
-                    "--test_subset {n}: must be between 1 and {} (the test images)",
-                    ds.test.len()
-                );
-            }
-            ds.test = ds.test.subset(&(0..n).collect::<Vec<_>>());
-        }
+        ds.train = first_images(ds.train, self.train_subset, "--train_subset", "training")?;
+        ds.test = first_images(ds.test, self.test_subset, "--test_subset", "test")?;
         Ok(ds)
+    }
+}
+
+/// The first `n` images of `set` (file order), or all of them when `n` is `None`.
+fn first_images(
+    set: data::ImageSet,
+    n: Option<usize>,
+    flag: &str,
+    what: &str,
+) -> anyhow::Result<data::ImageSet> {
+    match n {
+        None => Ok(set),
+        Some(n) if n == 0 || n > set.len() => {
+            anyhow::bail!(
+                "{flag} {n}: must be between 1 and {} (the {what} images)",
+                set.len()
+            )
+        }
+        Some(n) => Ok(set.subset(&(0..n).collect::<Vec<_>>())),
     }
 }
 

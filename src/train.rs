@@ -183,7 +183,7 @@ pub fn sgd_step(
 ) -> anyhow::Result<(f64, i64)> {
     let images = batch.images.to_device(device);
     let labels = batch.labels.to_device(device);
-    let running_stats = RunningStats::save(&model.vs);
+    let running_stats = RunningStats::save(model);
     let (logits, ce) = with_amp(objective.amp, || {
         let (logits, _) = model.forward(&images, true);
         let ce = logits

@@ -1,13 +1,15 @@
 //! The `gunlearn` binary end to end on digits: eval_result.json, unlearn outputs, and every
 //! bad-input case the issues name (each a clear error, nothing half written).
 
+mod common;
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 fn threads() -> String {
-    std::env::var("GUNLEARN_TEST_THREADS").unwrap_or_else(|_| "2".into())
+    common::test_threads().to_string()
 }
 
 fn gunlearn(args: &[&str]) -> Output {

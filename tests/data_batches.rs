@@ -1,6 +1,8 @@
 //! Augmentation and batching: crops and flips are exact, batches cover epochs, seeds
 //! reproduce, tensors have the right shapes, dtypes and values, prefetch threads stop.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,11 +15,7 @@ use gunlearn::data::ImageSet;
 use tch::{Kind, Tensor};
 
 fn threads() {
-    let n = std::env::var("GUNLEARN_TEST_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
-    tch::set_num_threads(n);
+    common::pin_threads();
 }
 
 /// `n` images of C×H×W with distinct pixel values (image i, pixel p → (7i + 3p + 1) mod 256).

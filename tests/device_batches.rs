@@ -1,6 +1,8 @@
 //! Device-resident batches (run here on the CPU device): the same pixels, labels, indices and
 //! order as the host path for the same seeds and crop choices, with the right shapes and dtypes.
 
+mod common;
+
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -12,11 +14,7 @@ use gunlearn::data::ImageSet;
 use tch::{Device, Kind};
 
 fn threads() {
-    let n = std::env::var("GUNLEARN_TEST_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
-    tch::set_num_threads(n);
+    common::pin_threads();
 }
 
 /// `n` random images (every byte value occurs), labels `i % 10`.

@@ -1,14 +1,13 @@
 //! MIA features on hand-computed probabilities and the two attack protocols on synthetic
 //! outputs where members are more confident than non-members.
 
+mod common;
+
 use gunlearn::eval::mia::{self, features, FeatureKind, Outputs};
 
 /// Rayon threads for tests (`GUNLEARN_TEST_THREADS`, default 2).
 fn test_threads() -> usize {
-    std::env::var("GUNLEARN_TEST_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
+    common::test_threads()
 }
 
 fn pool() -> rayon::ThreadPool {

@@ -1,15 +1,14 @@
 //! Parity of our C-SVC with scikit-learn's `SVC(C=3, gamma='auto')` on MIA-like features
 //! generated at test time by `scripts/svc_fixtures.py`, plus degenerate-input errors.
 
+mod common;
+
 use gunlearn::eval::svc::{self, SvcConfig};
 use std::path::{Path, PathBuf};
 
 /// Rayon threads for tests (`GUNLEARN_TEST_THREADS`, default 2).
 fn test_threads() -> usize {
-    std::env::var("GUNLEARN_TEST_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
+    common::test_threads()
 }
 
 fn pool() -> rayon::ThreadPool {

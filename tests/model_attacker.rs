@@ -1,6 +1,8 @@
 //! Attacker parity with the reference network run by the reference code itself
 //! (`shared/reference/attacker-parity-c10.safetensors`): outputs, loss and every gradient.
 
+mod common;
+
 use gunlearn::model::attacker::Attacker;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,11 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn setup_threads() {
-    let n = std::env::var("GUNLEARN_TEST_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    tch::set_num_threads(n);
+    common::pin_threads();
 }
 
 fn parity_path() -> PathBuf {

@@ -1,6 +1,8 @@
 //! Pruning masks: global magnitude selection on known weights, tie-breaking, monotonicity,
 //! enforcement through SGD with momentum and weight decay, persistence.
 
+mod common;
+
 use gunlearn::model::mask::Mask;
 use gunlearn::model::{Arch, Classifier, ModelSpec};
 use tch::nn::OptimizerConfig;
@@ -8,11 +10,7 @@ use tch::{nn, Device, Kind, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn setup_threads() {
-    let n = std::env::var("GUNLEARN_TEST_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    tch::set_num_threads(n);
+    common::pin_threads();
 }
 
 fn small_model() -> Classifier {

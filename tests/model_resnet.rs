@@ -1,6 +1,8 @@
 //! ResNet-18 / ResNet-20: parameter counts, shapes, PyTorch names, init statistics, and logit
 //! parity with a PyTorch reference module (tests/python/resnet_ref.py) loading our weights.
 
+mod common;
+
 use gunlearn::model::{Arch, Classifier, ModelSpec};
 use std::path::PathBuf;
 use std::process::Command;
@@ -8,11 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn setup_threads() {
-    let n = std::env::var("GUNLEARN_TEST_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    tch::set_num_threads(n);
+    common::pin_threads();
 }
 
 fn python() -> PathBuf {

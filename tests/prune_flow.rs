@@ -1,6 +1,8 @@
 //! `gunlearn prune` end to end on the embedded digits data with ResNet-20 (OMP with rewinding),
 //! and the mask's zero set surviving training and every unlearning method.
 
+mod common;
+
 use gunlearn::checkpoint;
 use gunlearn::cli::{Common, DataArgs, TrainFlags};
 use gunlearn::data::splits::{make_splits, ForgetRequest, SplitConfig};
@@ -15,12 +17,7 @@ use tch::{Device, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn threads() -> usize {
-    let n = std::env::var("GUNLEARN_TEST_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    tch::set_num_threads(n as i32);
-    n
+    common::pin_threads()
 }
 
 fn args(save_dir: &Path, prune: PruneMethod, rate: f64, times: usize) -> PruneArgs {

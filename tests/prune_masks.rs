@@ -1,6 +1,8 @@
 //! Global pruning picks exactly the expected weights: magnitude (OMP, IMP rounds), random, and
 //! arbitrary scores, on conv weights set to a known arrangement of magnitudes.
 
+mod common;
+
 use gunlearn::model::mask::Mask;
 use gunlearn::model::{Arch, Classifier, ModelSpec};
 use gunlearn::prune::{global_from_scores, prune_round, PruneMethod};
@@ -8,11 +10,7 @@ use tch::{Device, Kind, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn setup_threads() {
-    let n = std::env::var("GUNLEARN_TEST_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    tch::set_num_threads(n);
+    common::pin_threads();
 }
 
 fn tiny() -> Classifier {

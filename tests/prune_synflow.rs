@@ -1,17 +1,15 @@
 //! SynFlow scores against hand-computed values on a tiny linear network, and the iterative
 //! SynFlow mask on a ResNet-20 (exact final sparsity, masks only shrink, signs untouched).
 
+mod common;
+
 use gunlearn::model::{Arch, Classifier, ModelSpec};
 use gunlearn::prune::synflow::{scores, synflow_mask};
 use tch::{Device, Kind, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn setup_threads() {
-    let n = std::env::var("GUNLEARN_TEST_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    tch::set_num_threads(n);
+    common::pin_threads();
 }
 
 #[test]

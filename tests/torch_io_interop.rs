@@ -1,6 +1,8 @@
 //! import-torch / export-torch against real `torch.save` files written at test time by
 //! tests/python/torch_io_ref.py (the reference ResNet of tests/python/resnet_ref.py).
 
+mod common;
+
 use gunlearn::checkpoint;
 use gunlearn::model::{Arch, Classifier, ModelSpec};
 use gunlearn::torch_io::{self, ExportTorchArgs, ImportOptions, ImportTorchArgs};
@@ -10,11 +12,7 @@ use tch::{Device, Kind, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn setup_threads() {
-    let n = std::env::var("GUNLEARN_TEST_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    tch::set_num_threads(n);
+    common::pin_threads();
 }
 
 fn python(args: &[&str]) {

@@ -1,5 +1,7 @@
 //! Training on the embedded digits data: accuracy, outputs, checkpoint round trip, resume.
 
+mod common;
+
 use gunlearn::checkpoint;
 use gunlearn::cli::{run_train_job, Common, DataArgs, TrainJob};
 use gunlearn::data::DatasetName;
@@ -9,10 +11,7 @@ use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 fn threads() -> usize {
-    std::env::var("GUNLEARN_TEST_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
+    common::test_threads()
 }
 
 fn job(dir: &Path, epochs: usize, resume: bool) -> TrainJob {

@@ -4,6 +4,8 @@
 //! the attacker inputs, every loss, and every defender and attacker variable after each of three
 //! consecutive iterations (momentum and Adam state included).
 
+mod common;
+
 use gunlearn::checkpoint::{named_tensors, read_safetensors, write_safetensors};
 use gunlearn::data::batches::Batch;
 use gunlearn::eval::bench_mia::find_python;
@@ -20,12 +22,7 @@ use tch::{Device, Kind, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn threads() -> i32 {
-    let n = std::env::var("GUNLEARN_TEST_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
-    tch::set_num_threads(n);
-    n
+    common::pin_threads() as i32
 }
 
 const BATCH: i64 = 8;

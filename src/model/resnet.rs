@@ -189,6 +189,9 @@ pub struct Classifier {
     fc: nn::Linear,
     conv_names: Vec<String>,
     feature_dim: usize,
+    /// The BatchNorm running means and variances (shared storage with `vs`), listed once so
+    /// that the per-step snapshot in [`RunningStats::save`] needs no name lookups.
+    running_stats: Vec<Tensor>,
 }
 
 impl Classifier {
@@ -273,8 +276,16 @@ impl Classifier {
                 bias: true,
             },
         );
+        let mut running_stats: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(name, _)| name.contains(".running_"))
+            .collect();
+        running_stats.sort_by(|a, b| a.0.cmp(&b.0));
+        let running_stats = running_stats.into_iter().map(|(_, t)| t).collect();
         Ok(Classifier {
             vs,
+            running_stats,
             spec: spec.clone(),
             mean: mean.view([1, c, 1, 1]),
             std: std.view([1, c, 1, 1]),
@@ -334,16 +345,12 @@ pub struct RunningStats {
 }
 
 impl RunningStats {
-    /// Saves every `*.running_mean` / `*.running_var` of `vs`.
-    pub fn save(vs: &nn::VarStore) -> RunningStats {
-        let saved = vs
-            .variables()
-            .into_iter()
-            .filter(|(name, _)| name.contains(".running_"))
-            .map(|(_, live)| {
-                let copy = live.detach().copy();
-                (live, copy)
-            })
+    /// Saves every `*.running_mean` / `*.running_var` of `model`.
+    pub fn save(model: &Classifier) -> RunningStats {
+        let saved = model
+            .running_stats
+            .iter()
+            .map(|live| (live.shallow_clone(), live.detach().copy()))
             .collect();
         RunningStats { saved }
     }

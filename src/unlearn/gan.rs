@@ -226,7 +226,7 @@ pub fn adversarial_step_amp(
     let to = |t: &Tensor| t.to_device(device);
     // Train-mode forwards move BatchNorm statistics before any loss can be checked; a
     // non-finite loss puts them back so that D stays exactly at its last good state.
-    let running_stats = RunningStats::save(&model.vs);
+    let running_stats = RunningStats::save(model);
     let finite = |loss: &'static str, value: f64| {
         finite(loss, value, iteration).inspect_err(|_| running_stats.restore())
     };
