@@ -1,6 +1,7 @@
 //! Device selection and libtorch threading.
 
 use anyhow::bail;
+use std::os::raw::c_int;
 use tch::Device;
 
 /// Parses `auto`, `cpu`, `cuda` or `cuda:N`; `auto` picks the first GPU libtorch sees, else CPU.
@@ -138,25 +139,30 @@ mod ffi {
     pub const BFLOAT16: i8 = 15;
 }
 
-/// Whether CUDA convolutions (cuDNN) and matrix products (cuBLAS) may use TF32 now.
-pub fn tf32_allowed() -> (bool, bool) {
+/// libtorch's current FP32 precision settings for CUDA (convolutions, matrix products).
+fn cuda_fp32_precision() -> (c_int, c_int) {
     // SAFETY: globalContext() returns libtorch's static context; the getter only reads it.
     unsafe {
         let ctx = ffi::global_context();
         (
-            ffi::float32_precision(ctx, ffi::BACKEND_CUDA, ffi::OP_CONV) == ffi::TF32,
-            ffi::float32_precision(ctx, ffi::BACKEND_CUDA, ffi::OP_MATMUL) == ffi::TF32,
+            ffi::float32_precision(ctx, ffi::BACKEND_CUDA, ffi::OP_CONV),
+            ffi::float32_precision(ctx, ffi::BACKEND_CUDA, ffi::OP_MATMUL),
         )
     }
 }
 
-fn set_tf32(conv: bool, matmul: bool) {
-    let p = |tf32: bool| if tf32 { ffi::TF32 } else { ffi::IEEE };
+/// Whether CUDA convolutions (cuDNN) and matrix products (cuBLAS) may use TF32 now.
+pub fn tf32_allowed() -> (bool, bool) {
+    let (conv, matmul) = cuda_fp32_precision();
+    (conv == ffi::TF32, matmul == ffi::TF32)
+}
+
+fn set_cuda_fp32_precision(conv: c_int, matmul: c_int) {
     // SAFETY: valid (backend, op, precision) triples; the setter stores them in the context.
     unsafe {
         let ctx = ffi::global_context();
-        ffi::set_float32_precision(ctx, ffi::BACKEND_CUDA, ffi::OP_CONV, p(conv));
-        ffi::set_float32_precision(ctx, ffi::BACKEND_CUDA, ffi::OP_MATMUL, p(matmul));
+        ffi::set_float32_precision(ctx, ffi::BACKEND_CUDA, ffi::OP_CONV, conv);
+        ffi::set_float32_precision(ctx, ffi::BACKEND_CUDA, ffi::OP_MATMUL, matmul);
     }
 }
 
@@ -166,15 +172,16 @@ fn set_tf32(conv: bool, matmul: bool) {
 /// rounding ≈ 5e-4 per product) is as large as the differences it must resolve.
 #[must_use = "TF32 is allowed again as soon as the guard is dropped"]
 pub struct StrictFp32 {
-    previous: (bool, bool),
+    /// The raw settings before (restored exactly, `NONE` = "inherit" included).
+    previous: (c_int, c_int),
 }
 
 impl StrictFp32 {
     /// Turns TF32 off for CUDA convolutions and matrix products (libtorch's process-wide
     /// setting; it has no effect on CPU computations).
     pub fn new() -> StrictFp32 {
-        let previous = tf32_allowed();
-        set_tf32(false, false);
+        let previous = cuda_fp32_precision();
+        set_cuda_fp32_precision(ffi::IEEE, ffi::IEEE);
         StrictFp32 { previous }
     }
 }
@@ -187,7 +194,7 @@ impl Default for StrictFp32 {
 
 impl Drop for StrictFp32 {
     fn drop(&mut self) {
-        set_tf32(self.previous.0, self.previous.1);
+        set_cuda_fp32_precision(self.previous.0, self.previous.1);
     }
 }
 

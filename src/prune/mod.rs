@@ -208,7 +208,10 @@ fn random_scores(model: &Classifier) -> Vec<(String, Tensor)> {
         .conv_weight_names()
         .into_iter()
         .map(|n| {
-            let s = Tensor::rand(vars[&n].size(), (Kind::Float, Device::Cpu));
+            // Drawn on the CPU generator (the same scores whatever the device), then placed
+            // beside the weight so the mask built from them lives there too.
+            let w = &vars[&n];
+            let s = Tensor::rand(w.size(), (Kind::Float, Device::Cpu)).to_device(w.device());
             (n, s)
         })
         .collect()
