@@ -555,13 +555,27 @@ fn resume_state(
             last.info.epoch
         );
     }
-    let (best_epoch, best_val) = log.iter().fold((0, f64::NEG_INFINITY), |(be, bv), r| {
+    // The CSV rounds accuracies to 4 decimals; the exact best value is in last.json and the
+    // best epoch in model.json (the best checkpoint), so a resumed run compares exactly as an
+    // uninterrupted one. The CSV is the fallback for folders written without them.
+    let (mut best_epoch, mut best_val) = log.iter().fold((0, f64::NEG_INFINITY), |(be, bv), r| {
         if r.val_acc > bv {
             (r.epoch, r.val_acc)
         } else {
             (be, bv)
         }
     });
+    if let Some(&exact) = last.info.accuracy.get("best_val") {
+        best_val = exact;
+    }
+    let (_, best_json) = checkpoint::paths(&out.save_dir, "model");
+    if let Some(best) = std::fs::read_to_string(&best_json)
+        .ok()
+        .and_then(|t| serde_json::from_str::<ModelInfo>(&t).ok())
+        .filter(|b| (1..=last.info.epoch).contains(&b.epoch))
+    {
+        best_epoch = best.epoch;
+    }
     tracing::info!(
         "resuming after epoch {} (best val {:.2}% at epoch {})",
         last.info.epoch,

@@ -53,6 +53,7 @@ fn args(save_dir: &Path, prune: PruneMethod, rate: f64, times: usize) -> PruneAr
             no_augment: false,
         },
         save_dir: save_dir.to_path_buf(),
+        resume: false,
     }
 }
 
@@ -254,4 +255,75 @@ fn bad_flags_are_rejected() {
     a.rate = 0.5;
     a.rewind_epoch = 5;
     assert!(format!("{:#}", prune_job(&a).unwrap_err()).contains("--rewind_epoch"));
+}
+
+/// Every tensor of the checkpoint at `path` (a folder's `model.*` or a named file).
+fn tensors(path: &Path) -> Vec<(String, Tensor)> {
+    let ck = checkpoint::load(path, Device::Cpu).unwrap();
+    let mut v: Vec<(String, Tensor)> = ck.model.vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn resume_after_an_interruption_gives_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let full_dir = dir.path().join("full");
+    let a = args(&full_dir, PruneMethod::Imp, 0.2, 2);
+    let full = prune_job(&a).unwrap();
+    assert_eq!(full.states.len(), 3);
+
+    // An interruption after state 1's last epoch, before its summary was written, and before
+    // state 2 began: pruning.json lists state 0 only and state2/ does not exist.
+    let cut = dir.path().join("cut");
+    std::fs::create_dir_all(&cut).unwrap();
+    for state in ["state0", "state1"] {
+        std::fs::create_dir_all(cut.join(state)).unwrap();
+        for f in std::fs::read_dir(full_dir.join(state)).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), cut.join(state).join(f.file_name())).unwrap();
+        }
+    }
+    let partial = PruningSummary {
+        states: full.states[..1].to_vec(),
+        ..full.clone()
+    };
+    std::fs::write(
+        cut.join("pruning.json"),
+        serde_json::to_string(&partial).unwrap(),
+    )
+    .unwrap();
+
+    let mut r = args(&cut, PruneMethod::Imp, 0.2, 2);
+    r.resume = true;
+    let resumed = prune_job(&r).unwrap();
+    assert_eq!(resumed.states.len(), 3);
+    for (x, y) in full.states.iter().zip(&resumed.states) {
+        assert_eq!(
+            (x.state, x.sparsity, x.best_val, x.best_epoch, x.test),
+            (y.state, y.sparsity, y.best_val, y.best_epoch, y.test)
+        );
+    }
+    // State 2 was pruned from the reloaded last weights of state 1 and trained again: the
+    // same weights, bit for bit, as the uninterrupted run.
+    for name in ["model.safetensors", "last.safetensors"] {
+        let (x, y) = (
+            tensors(&full_dir.join("state2").join(name)),
+            tensors(&cut.join("state2").join(name)),
+        );
+        assert_eq!(x.len(), y.len());
+        for ((nx, tx), (ny, ty)) in x.iter().zip(&y) {
+            assert_eq!(nx, ny);
+            assert!(tx.equal(ty), "state2/{name}: {nx} differs after resuming");
+        }
+    }
+
+    // Resuming with other flags is refused, naming the file.
+    let mut other = args(&cut, PruneMethod::Imp, 0.3, 2);
+    other.resume = true;
+    let err = format!("{:#}", prune_job(&other).unwrap_err());
+    assert!(
+        err.contains("pruning.json") && err.contains("different pruning run"),
+        "{err}"
+    );
 }

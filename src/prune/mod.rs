@@ -108,6 +108,10 @@ pub struct PruneArgs {
     /// Output folder.
     #[arg(long = "save_dir", alias = "save-dir")]
     pub save_dir: PathBuf,
+    /// Continue an interrupted run in `--save_dir`: finished states (those in `pruning.json`)
+    /// are kept, the interrupted one continues from its `last.*` checkpoint.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// One trained state in `pruning.json`.
@@ -342,6 +346,7 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
     };
     let ctx = StateContext {
         args,
+        resume: args.resume,
         device,
         train_set: &train_set,
         test: &ds.test,
@@ -360,8 +365,17 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
     let write_summary = |s: &PruningSummary| {
         crate::fsutil::write_json_atomic(&args.save_dir.join("pruning.json"), s)
     };
+    let finished = if args.resume {
+        finished_states(&args.save_dir, &summary)?
+    } else {
+        Vec::new()
+    };
 
     if args.prune == PruneMethod::Synflow {
+        if let Some(done) = finished.first() {
+            summary.states.push(done.clone());
+            return Ok(summary);
+        }
         // Data-free pruning of the initialisation, then one sparse training run.
         let mask = prune_round(
             &model,
@@ -390,7 +404,14 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
         1
     };
     let rewind_epoch = (args.prune_type == PruneType::RewindLt).then_some(args.rewind_epoch);
-    let s0 = ctx.train_state(&model, None, 0, &config, rewind_epoch)?;
+    let s0 = match finished.first() {
+        Some(done) => {
+            // The rounds prune the state's last-epoch weights, which are kept in `last.*`.
+            load_last(&model, done.state, args, device)?;
+            done.clone()
+        }
+        None => ctx.train_state(&model, None, 0, &config, rewind_epoch)?,
+    };
     summary.states.push(s0);
     write_summary(&summary)?;
     let rewind_weights = match args.prune_type {
@@ -402,6 +423,15 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
     };
     let mut mask: Option<Mask> = None;
     for round in 1..=rounds {
+        if let Some(done) = finished.get(round) {
+            mask = load_last(&model, round, args, device)?;
+            summary.states.push(done.clone());
+            continue;
+        }
+        if args.prune == PruneMethod::Random {
+            // Each round draws its scores from its own seed, so a resumed run draws the same.
+            tch::manual_seed(args.train.seed.wrapping_add(round as u64) as i64);
+        }
         let new = prune_round(
             &model,
             args.prune,
@@ -441,8 +471,69 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
     Ok(summary)
 }
 
+/// The states an earlier run of the same configuration finished (`--resume`), in order; empty
+/// when `save_dir` holds no `pruning.json`. A different configuration there is an error.
+fn finished_states(save_dir: &Path, expected: &PruningSummary) -> Result<Vec<StateSummary>> {
+    let path = save_dir.join("pruning.json");
+    if !path.exists() {
+        tracing::warn!(
+            "--resume: {} not found, starting from scratch",
+            path.display()
+        );
+        return Ok(Vec::new());
+    }
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let previous: PruningSummary = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a gunlearn pruning.json", path.display()))?;
+    let config = |s: &PruningSummary| {
+        serde_json::to_value(PruningSummary {
+            states: Vec::new(),
+            ..s.clone()
+        })
+    };
+    if config(&previous)? != config(expected)? {
+        bail!(
+            "--resume: {} describes a different pruning run (method, rewinding, rate, rounds or \
+             training flags differ); pass the same flags as before, or use another --save_dir",
+            path.display()
+        );
+    }
+    for (k, s) in previous.states.iter().enumerate() {
+        let first = usize::from(previous.method == PruneMethod::Synflow);
+        if s.state != k + first {
+            bail!(
+                "--resume: {} lists state {} where state {} belongs",
+                path.display(),
+                s.state,
+                k + first
+            );
+        }
+    }
+    Ok(previous.states)
+}
+
+/// Loads finished state `state`'s last-epoch weights into `model`; returns its mask.
+fn load_last(
+    model: &Classifier,
+    state: usize,
+    args: &PruneArgs,
+    device: Device,
+) -> Result<Option<Mask>> {
+    let path = args
+        .save_dir
+        .join(format!("state{state}"))
+        .join("last.safetensors");
+    let last = checkpoint::load(&path, device)
+        .with_context(|| format!("--resume: state {state} is listed as finished"))?;
+    copy_into(&model.vs, last.model.vs.variables())?;
+    Ok(last.mask)
+}
+
 struct StateContext<'a> {
     args: &'a PruneArgs,
+    /// Continue the state's training from its `last.*` when present.
+    resume: bool,
     device: Device,
     train_set: &'a Arc<ImageSet>,
     test: &'a ImageSet,
@@ -509,24 +600,23 @@ impl StateContext<'_> {
             cfg.epochs,
             dir.display()
         );
+        let resume = self.resume;
         let summary = match rewind_at {
+            // Resuming after the rewind point was saved: just continue to the end.
+            Some(_) if resume && dir.join("rewind.json").exists() => run(cfg.epochs, true)?,
             Some(e) => {
                 let mut rinfo = info.clone();
                 rinfo.epoch = e;
                 if e == 0 {
                     checkpoint::save(&dir, "rewind", model, mask, &rinfo)?;
-                    run(cfg.epochs, false)?
+                    run(cfg.epochs, resume)?
                 } else {
-                    run(e, false)?;
+                    run(e, resume)?;
                     checkpoint::save(&dir, "rewind", model, mask, &rinfo)?;
-                    if e < cfg.epochs {
-                        run(cfg.epochs, true)?
-                    } else {
-                        run(e, true)?
-                    }
+                    run(cfg.epochs.max(e), true)?
                 }
             }
-            None => run(cfg.epochs, false)?,
+            None => run(cfg.epochs, resume)?,
         };
         // Test accuracy of the best checkpoint, recorded in its model.json.
         let best = checkpoint::load(&dir, self.device)?;
