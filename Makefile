@@ -11,7 +11,7 @@ export OMP_WAIT_POLICY ?= passive
 CARGO ?= cargo
 BIN := target/release/gunlearn
 
-.PHONY: setup build demo test bench lint clean-venv
+.PHONY: setup build demo test bench lint clean-venv gpu-bundle
 
 setup: .venv/.gunlearn-complete
 
@@ -33,3 +33,11 @@ bench: build
 lint: setup
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
+
+# The binary for a GPU machine (scripts/gpu-check.sh, docs/gpu.md): the release build without
+# its debug information — 6 MB instead of ~100 MB, which would not fit the 64 MiB a device
+# session may carry. It loads libtorch from LD_LIBRARY_PATH there.
+gpu-bundle: build
+	mkdir -p .gpu
+	strip -o .gpu/gunlearn.tmp $(BIN) && mv .gpu/gunlearn.tmp .gpu/gunlearn
+	@ls -la .gpu/gunlearn
