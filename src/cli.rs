@@ -444,7 +444,7 @@ pub fn model_spec(ds: &data::DataSet, arch: Arch) -> anyhow::Result<ModelSpec> {
         std: ds.std.clone(),
     };
     spec.check_input_size(ds.train.height, ds.train.width)
-        .with_context(|| format!("--arch {} on {:?}", arch.name(), ds.name))?;
+        .with_context(|| format!("--arch {arch} on {}", ds.name.cli_name()))?;
     Ok(spec)
 }
 
@@ -479,7 +479,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     };
     let info = run_train_job(&job)?;
     println!(
-        "trained {:?} on {:?}: best val {:.2}% , test {:.2}% -> {}",
+        "trained {} on {:?}: best val {:.2}% , test {:.2}% -> {}",
         job.arch,
         job.data.dataset,
         info.accuracy.get("best_val").copied().unwrap_or(f64::NAN),
@@ -759,7 +759,7 @@ fn load_for_run(
     ckpt.info
         .model
         .check_input_size(ds.train.height, ds.train.width)
-        .with_context(|| format!("{} on {:?}", ckpt.path.display(), ds.name))?;
+        .with_context(|| format!("{} on {}", ckpt.path.display(), ds.name.cli_name()))?;
     let seed =
         u32::try_from(forget.seed).context("--seed must fit in 32 bits (NumPy RandomState)")?;
     let splits = make_splits(

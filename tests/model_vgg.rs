@@ -193,6 +193,51 @@ fn too_small_inputs_are_a_clear_error() {
     gunlearn::cli::model_spec(&ds, Arch::Resnet20).unwrap();
 }
 
+/// `gunlearn eval` with a VGG checkpoint on the 8×8 digits: refused before any forward pass.
+#[test]
+fn a_vgg_checkpoint_on_digits_is_refused_by_the_commands() {
+    setup_threads();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = ModelSpec {
+        arch: Arch::Vgg16Bn,
+        num_classes: 10,
+        in_channels: 1,
+        mean: vec![0.3],
+        std: vec![0.3],
+    };
+    let model = Classifier::new(&spec, Device::Cpu);
+    let info = gunlearn::checkpoint::ModelInfo {
+        format: gunlearn::checkpoint::FORMAT.into(),
+        model: spec,
+        dataset: gunlearn::data::DatasetName::Digits,
+        seed: 0,
+        epoch: 0,
+        accuracy: Default::default(),
+        sparsity: 0.0,
+        device: "cpu".into(),
+        produced_by: "test".into(),
+        extra: serde_json::json!({}),
+    };
+    let ckpt = dir.path().join("ckpt");
+    gunlearn::checkpoint::save(&ckpt, "model", &model, None, &info).unwrap();
+    let json = std::fs::read_to_string(ckpt.join("model.json")).unwrap();
+    assert!(json.contains("\"vgg16_bn\""), "{json}");
+    let out = Command::new(env!("CARGO_BIN_EXE_gunlearn"))
+        .args(["eval", "--model", ckpt.to_str().unwrap()])
+        .args(["--dataset", "digits", "--device", "cpu", "--threads", "1"])
+        .args(["--save_dir", dir.path().join("out").to_str().unwrap()])
+        .env("GUNLEARN_LOG", "warn")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "eval should fail");
+    assert!(
+        err.contains("at least 16×16") && err.contains("on digits") && !err.contains("panicked"),
+        "{err}"
+    );
+}
+
 #[test]
 fn init_statistics_match_the_reference() {
     setup_threads();
