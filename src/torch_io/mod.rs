@@ -1,7 +1,7 @@
 //! PyTorch interoperability: `gunlearn import-torch` reads a `torch.save` checkpoint of the
 //! reference's ResNet or VGG-16-BN into our checkpoint format (mask included);
-//! `gunlearn export-torch` writes weights that `model.load_state_dict(...)` accepts (safetensors or a `torch.save`
-//! zip file).
+//! `gunlearn export-torch` writes weights that `model.load_state_dict(...)` accepts
+//! (safetensors or a `torch.save` zip file).
 //!
 //! Accepted layouts: a plain state dict, or a dict with the state dict under `state_dict`
 //! (the reference's `.pth.tar`); `module.` prefixes (DataParallel); the pruning
