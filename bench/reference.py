@@ -2,8 +2,9 @@
 
 Written from ../shared/SPEC.md (the reference code base is not available here): the CIFAR
 ResNet-18 / ResNet-20 with torchvision state-dict names and a `normalize` layer, VGG-16-BN as
-the reference's models/VGG.py defines it (layer facts looked up in OPTML-Group/Unlearn-Sparse),
-and one SGD training step. gunlearn's benchmarks time the same work here and in Rust, in the same command.
+the reference's models/VGG.py defines it (its layers looked up in OPTML-Group/Unlearn-Sparse),
+and one SGD training step. gunlearn's benchmarks time the same work here and in Rust, in the
+same command.
 """
 import time
 
