@@ -1,8 +1,10 @@
 """PyTorch implementation of the reference's networks and steps, for benchmarks and parity tests.
 
 Written from ../shared/SPEC.md (the reference code base is not available here): the CIFAR
-ResNet-18 / ResNet-20 with torchvision state-dict names and a `normalize` layer, and one SGD
-training step. gunlearn's benchmarks time the same work here and in Rust, in the same command.
+ResNet-18 / ResNet-20 with torchvision state-dict names and a `normalize` layer, VGG-16-BN as
+the reference's models/VGG.py defines it (its layers looked up in OPTML-Group/Unlearn-Sparse),
+and one SGD training step. gunlearn's benchmarks time the same work here and in Rust, in the
+same command.
 """
 import time
 
@@ -74,6 +76,45 @@ class ResNet(nn.Module):
         return self.fc(features), features
 
 
+class VGG16BN(nn.Module):
+    """VGG-16-BN as the reference's `vgg16_bn` (OPTML-Group/Unlearn-Sparse, models/VGG.py):
+    configuration "D" without its last max-pool (13 bias-free conv3x3 -> BN -> ReLU, 4 pools),
+    AdaptiveAvgPool2d(2), then Linear(2048, 256) -> ReLU -> Linear(256, 256) -> ReLU ->
+    Linear(256, C). Returns (logits, features), the features being the last Linear's input."""
+
+    CONFIG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
+
+    def __init__(self, num_classes, in_channels, mean, std):
+        super().__init__()
+        self.normalize = NormalizeByChannelMeanStd(mean, std)
+        layers, cin = [], in_channels
+        for v in self.CONFIG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(cin, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+                cin = v
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
+        self.classifier = nn.Sequential(
+            nn.Linear(cin * 4, 256), nn.ReLU(True), nn.Linear(256, 256), nn.ReLU(True), nn.Linear(256, num_classes)
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.constant_(m.bias, 0)
+
+    def forward(self, x):
+        x = torch.flatten(self.avgpool(self.features(self.normalize(x))), 1)
+        features = self.classifier[:4](x)
+        return self.classifier[4](features), features
+
+
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
@@ -83,6 +124,8 @@ def build(arch, num_classes=10, in_channels=3, mean=CIFAR10_MEAN, std=CIFAR10_ST
         return ResNet((64, 128, 256, 512), (2, 2, 2, 2), num_classes, in_channels, mean, std)
     if arch == "resnet20":
         return ResNet((16, 32, 64), (3, 3, 3), num_classes, in_channels, mean, std)
+    if arch == "vgg16_bn":
+        return VGG16BN(num_classes, in_channels, mean, std)
     raise ValueError(f"unknown arch {arch}")
 
 

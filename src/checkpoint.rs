@@ -194,7 +194,7 @@ pub fn load(path: &Path, device: Device) -> anyhow::Result<Checkpoint> {
                     w.size()
                 ),
                 None => bail!(
-                    "{}: mask for {name}, which the {:?} model does not have",
+                    "{}: mask for {name}, which the {} model does not have",
                     weights_path.display(),
                     info.model.arch
                 ),

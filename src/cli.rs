@@ -433,15 +433,19 @@ pub fn parse_milestones(text: &str) -> anyhow::Result<Vec<usize>> {
         .collect()
 }
 
-/// The model spec for a data set and architecture.
-pub fn model_spec(ds: &data::DataSet, arch: Arch) -> ModelSpec {
-    ModelSpec {
+/// The model spec for a data set and architecture; an error when the images are too small
+/// for it ([`ModelSpec::check_input_size`]).
+pub fn model_spec(ds: &data::DataSet, arch: Arch) -> anyhow::Result<ModelSpec> {
+    let spec = ModelSpec {
         arch,
         num_classes: ds.num_classes,
         in_channels: ds.train.channels,
         mean: ds.mean.clone(),
         std: ds.std.clone(),
-    }
+    };
+    spec.check_input_size(ds.train.height, ds.train.width)
+        .with_context(|| format!("--arch {arch} on {}", ds.name.cli_name()))?;
+    Ok(spec)
 }
 
 /// Everything `train` needs, so that `demo` can call it without parsing a command line.
@@ -475,7 +479,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     };
     let info = run_train_job(&job)?;
     println!(
-        "trained {:?} on {:?}: best val {:.2}% , test {:.2}% -> {}",
+        "trained {} on {:?}: best val {:.2}% , test {:.2}% -> {}",
         job.arch,
         job.data.dataset,
         info.accuracy.get("best_val").copied().unwrap_or(f64::NAN),
@@ -499,7 +503,7 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
         },
     )?;
     tch::manual_seed(job.config.seed as i64);
-    let spec = model_spec(&ds, job.arch);
+    let spec = model_spec(&ds, job.arch)?;
     let model = Classifier::new(&spec, device);
     let info = ModelInfo {
         format: FORMAT.into(),
@@ -565,7 +569,7 @@ fn run_info(args: InfoArgs) -> anyhow::Result<()> {
     let info = &ckpt.info;
     println!("checkpoint   {}", ckpt.path.display());
     println!(
-        "architecture {:?}, {} classes, {} input channels",
+        "architecture {}, {} classes, {} input channels",
         info.model.arch, info.model.num_classes, info.model.in_channels
     );
     println!("parameters   {}", ckpt.model.num_parameters());
@@ -752,6 +756,10 @@ fn load_for_run(
             ds.train.channels
         );
     }
+    ckpt.info
+        .model
+        .check_input_size(ds.train.height, ds.train.width)
+        .with_context(|| format!("{} on {}", ckpt.path.display(), ds.name.cli_name()))?;
     let seed =
         u32::try_from(forget.seed).context("--seed must fit in 32 bits (NumPy RandomState)")?;
     let splits = make_splits(

@@ -1,5 +1,5 @@
 //! import-torch / export-torch against real `torch.save` files written at test time by
-//! tests/python/torch_io_ref.py (the reference ResNet of tests/python/resnet_ref.py).
+//! tests/python/torch_io_ref.py (the reference ResNets and VGG-16-BN of bench/reference.py).
 
 mod common;
 
@@ -55,16 +55,30 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
+/// `max |a − b| ≤ 1e-5 · max(max |b|, 1e-3)`: relative, since VGG-16-BN's logits are of order
+/// 1e-3 at the reference's init (three N(0, 0.01) Linear layers).
+fn assert_close(what: &str, a: &Tensor, b: &Tensor) {
+    let scale = b.abs().max().double_value(&[]).max(1e-3);
+    let d = max_diff(a, b);
+    println!("{what}: max |logit diff| = {d:e} (scale {scale:e})");
+    assert!(
+        d <= 1e-5 * scale,
+        "{what}: logits differ by {d} (scale {scale})"
+    );
+}
+
 /// Saves one seeded model per layout with PyTorch (one Python process), imports each file, and
-/// checks that our eval logits match PyTorch's. Returns the imports, in layout order.
+/// checks that our eval logits match PyTorch's on `hw`×`hw` inputs. Returns the imports, in
+/// layout order.
 fn import_layouts(
     layouts: &[&str],
     arch: &str,
     classes: usize,
+    hw: i64,
 ) -> (Vec<torch_io::Imported>, tempfile::TempDir) {
     setup_threads();
     let dir = tempfile::tempdir().unwrap();
-    let (input, x) = write_input(dir.path(), 3, 8);
+    let (input, x) = write_input(dir.path(), 3, hw);
     let mut args = vec!["save", arch];
     let classes = classes.to_string();
     args.extend([classes.as_str(), "3", s(&input), s(dir.path())]);
@@ -80,9 +94,7 @@ fn import_layouts(
             &dir.path().join(format!("{layout}.result.safetensors")),
             "logits",
         );
-        let d = max_diff(&ours, &theirs);
-        println!("{layout} {arch}: max |logit diff| = {d:e}");
-        assert!(d <= 1e-5, "{layout}: logits differ by {d}");
+        assert_close(&format!("{layout} {arch}"), &ours, &theirs);
         out.push(imported);
     }
     (out, dir)
@@ -98,7 +110,7 @@ fn imports_every_layout_with_identical_logits() {
         "protocol4",
         "pruned",
     ];
-    let (imported, dir) = import_layouts(&layouts, "resnet20", 7);
+    let (imported, dir) = import_layouts(&layouts, "resnet20", 7, 8);
     for (layout, imp) in layouts.iter().zip(&imported) {
         assert_eq!(imp.model.spec.arch, Arch::Resnet20, "{layout}");
         assert_eq!(imp.model.spec.num_classes, 7, "{layout}");
@@ -136,7 +148,7 @@ fn imports_every_layout_with_identical_logits() {
 
 #[test]
 fn imports_resnet18() {
-    let (imported, _dir) = import_layouts(&["plain"], "resnet18", 10);
+    let (imported, _dir) = import_layouts(&["plain"], "resnet18", 10, 8);
     assert_eq!(imported[0].model.spec.arch, Arch::Resnet18);
 }
 
@@ -225,6 +237,142 @@ fn export_of_a_fresh_resnet18_loads_strictly() {
     python(&["load", "resnet18", "10", "3", s(&input), s(&path), s(&back)]);
     let (ours, _) = model.forward(&x, false);
     assert!(max_diff(&ours, &read(&back, "logits")) <= 1e-5);
+}
+
+#[test]
+fn imports_vgg16_bn_with_inferred_arch_and_mask() {
+    let (imported, dir) = import_layouts(&["module", "pruned"], "vgg16_bn", 10, 32);
+    for imp in &imported {
+        assert_eq!(imp.model.spec.arch, Arch::Vgg16Bn);
+        assert_eq!(imp.model.spec.num_classes, 10);
+        assert_eq!(imp.model.spec.in_channels, 3);
+    }
+    let pruned = &imported[1];
+    let mask = pruned.mask.as_ref().expect("the pruned file has masks");
+    assert_eq!(mask.masks.len(), 13);
+    let theirs =
+        checkpoint::read_safetensors(&dir.path().join("pruned.result.safetensors")).unwrap();
+    for name in pruned.model.conv_weight_names() {
+        let t = &theirs[&format!("mask.{name}")];
+        assert!(
+            mask.masks[&name].equal(&t.to_kind(Kind::Float)),
+            "{name}: mask differs"
+        );
+    }
+    assert!((mask.sparsity().overall - 60.0).abs() < 0.01);
+}
+
+/// PyTorch `torch.save` → `import-torch` → our checkpoint → `export-torch` → PyTorch's strict
+/// `load_state_dict` → same logits; and the exported file imports back to the same model.
+#[test]
+fn vgg16_bn_import_export_round_trip() {
+    setup_threads();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, x) = write_input(dir.path(), 3, 32);
+    python(&[
+        "save",
+        "vgg16_bn",
+        "10",
+        "3",
+        s(&input),
+        s(dir.path()),
+        "pruned",
+    ]);
+    let ckpt_path = dir.path().join("imported.safetensors");
+    torch_io::run_import_torch(ImportTorchArgs {
+        input: dir.path().join("pruned.pth.tar"),
+        arch: None,
+        num_classes: None,
+        dataset: gunlearn::data::DatasetName::Cifar10,
+        mask_from_zeros: false,
+        output: ckpt_path.clone(),
+    })
+    .unwrap();
+    let ckpt = checkpoint::load(&ckpt_path, Device::Cpu).unwrap();
+    assert_eq!(ckpt.info.model.arch, Arch::Vgg16Bn);
+    assert!((ckpt.info.sparsity - 60.0).abs() < 0.01);
+    let (ours, _) = ckpt.model.forward(&x, false);
+    let result = dir.path().join("pruned.result.safetensors");
+    assert_close("imported", &ours, &read(&result, "logits"));
+
+    let mut args = vec!["load", "vgg16_bn", "10", "3", s(&input)];
+    let outs: Vec<(PathBuf, PathBuf)> = ["export.pth.tar", "export.safetensors"]
+        .iter()
+        .map(|o| {
+            (
+                dir.path().join(o),
+                dir.path().join(format!("{o}.logits.safetensors")),
+            )
+        })
+        .collect();
+    for (path, back) in &outs {
+        torch_io::run_export_torch(ExportTorchArgs {
+            checkpoint: ckpt_path.clone(),
+            output: path.clone(),
+        })
+        .unwrap();
+        args.extend([s(path), s(back)]);
+    }
+    python(&args);
+    for (path, back) in &outs {
+        assert_close(&path.display().to_string(), &ours, &read(back, "logits"));
+    }
+    // Back through import-torch: the zero set becomes the mask again, logits unchanged.
+    let again = torch_io::import_torch(
+        &outs[0].0,
+        &ImportOptions {
+            mask_from_zeros: true,
+            ..ImportOptions::default()
+        },
+        Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(again.model.spec.arch, Arch::Vgg16Bn);
+    let (ours2, _) = again.model.forward(&x, false);
+    assert!(max_diff(&ours, &ours2) == 0.0);
+    let mask = again.mask.expect("mask from zeros");
+    let first = ckpt.mask.as_ref().expect("stored mask");
+    for (name, m) in &first.masks {
+        assert!(mask.masks[name].equal(m), "{name}: mask changed");
+    }
+}
+
+#[test]
+fn a_single_linear_vgg_head_is_named_in_the_error() {
+    setup_threads();
+    let dir = tempfile::tempdir().unwrap();
+    let model = Classifier::new(&ModelSpec::cifar10(Arch::Vgg16Bn), Device::Cpu);
+    // The reference's vgg16_bn_lth layout: one `classifier` Linear instead of three.
+    let tensors: Vec<(String, Tensor)> = torch_io::export_tensors(&model)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("classifier."))
+        .chain([
+            (
+                "classifier.weight".to_string(),
+                Tensor::zeros([10, 512], (Kind::Float, Device::Cpu)),
+            ),
+            (
+                "classifier.bias".to_string(),
+                Tensor::zeros([10], (Kind::Float, Device::Cpu)),
+            ),
+        ])
+        .collect();
+    let path = dir.path().join("lth.pt");
+    write_pt(&path, tensors);
+    let e = import_err(&path, &ImportOptions::default());
+    assert!(
+        e.contains("vgg16_bn_lth") && e.contains("classifier.weight"),
+        "{e}"
+    );
+    // With --arch vgg16_bn the strict key check names the first missing tensor.
+    let e = import_err(
+        &path,
+        &ImportOptions {
+            arch: Some(Arch::Vgg16Bn),
+            ..ImportOptions::default()
+        },
+    );
+    assert!(e.contains("missing key \"classifier.4.weight\""), "{e}");
 }
 
 fn import_err(path: &Path, opts: &ImportOptions) -> String {
@@ -352,7 +500,9 @@ fn bad_input_gives_clear_errors() {
 
     let e = torch_io::parse_arch("vgg16").unwrap_err().to_string();
     assert!(
-        e.contains("unknown architecture \"vgg16\"") && e.contains("resnet18"),
+        e.contains("unknown architecture \"vgg16\"")
+            && e.contains("resnet18")
+            && e.contains("vgg16_bn"),
         "{e}"
     );
 }

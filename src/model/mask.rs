@@ -7,7 +7,7 @@
 //! [`Mask::apply_to_weights`] after the step (so a momentum buffer filled before pruning
 //! cannot revive a pruned weight).
 
-use super::resnet::Classifier;
+use super::Classifier;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

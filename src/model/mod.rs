@@ -1,7 +1,10 @@
-//! Networks: the CIFAR ResNets (the defender), the membership-inference attacker, pruning masks.
+//! Networks: the CIFAR ResNets and VGG-16-BN (the defender), the membership-inference attacker,
+//! pruning masks.
 
 pub mod attacker;
+mod classifier;
 pub mod mask;
-pub mod resnet;
+mod resnet;
+mod vgg;
 
-pub use resnet::{Arch, Classifier, ModelSpec, RunningStats};
+pub use classifier::{Arch, Classifier, ModelSpec, RunningStats};

@@ -324,7 +324,7 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
         },
     )?;
     tch::manual_seed(args.train.seed as i64);
-    let spec = model_spec(&ds, args.arch);
+    let spec = model_spec(&ds, args.arch)?;
     let model = Classifier::try_new(&spec, device)?;
     let init = snapshot(&model);
     let config = args.train.config(args.data.dataset)?;

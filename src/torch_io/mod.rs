@@ -1,7 +1,7 @@
 //! PyTorch interoperability: `gunlearn import-torch` reads a `torch.save` checkpoint of the
-//! reference's ResNet into our checkpoint format (mask included); `gunlearn export-torch`
-//! writes weights that `model.load_state_dict(...)` accepts (safetensors or a `torch.save`
-//! zip file).
+//! reference's ResNet or VGG-16-BN into our checkpoint format (mask included);
+//! `gunlearn export-torch` writes weights that `model.load_state_dict(...)` accepts
+//! (safetensors or a `torch.save` zip file).
 //!
 //! Accepted layouts: a plain state dict, or a dict with the state dict under `state_dict`
 //! (the reference's `.pth.tar`); `module.` prefixes (DataParallel); the pruning
@@ -30,10 +30,11 @@ use tch::{Device, Kind, Tensor};
 pub struct ImportTorchArgs {
     /// The PyTorch checkpoint written by `torch.save` (.pth, .pth.tar, .pt).
     pub input: PathBuf,
-    /// Architecture (resnet18, resnet20); inferred from the keys when absent.
+    /// Architecture (resnet18, resnet20, vgg16_bn); inferred from the keys when absent.
     #[arg(long)]
     pub arch: Option<String>,
-    /// Number of classes; inferred from `fc.weight` when absent, checked against it otherwise.
+    /// Number of classes; inferred from the last Linear (`fc.weight`, `classifier.4.weight`)
+    /// when absent, checked against it otherwise.
     #[arg(long = "num_classes", alias = "num-classes")]
     pub num_classes: Option<usize>,
     /// Data set the model was trained on (its normalisation is used when the file has none).
@@ -63,7 +64,7 @@ pub struct ExportTorchArgs {
 pub struct ImportOptions {
     /// Architecture; `None` = infer from the keys.
     pub arch: Option<Arch>,
-    /// Classes; `None` = from `fc.weight`.
+    /// Classes; `None` = from the last Linear's weight.
     pub num_classes: Option<usize>,
     /// The data set (normalisation fallback and metadata).
     pub dataset: DatasetName,
@@ -156,6 +157,16 @@ fn read_state_dict(file: &mut TorchFile) -> Result<BTreeMap<String, Tensor>> {
 
 /// Infers the architecture from the key set.
 fn infer_arch(keys: &BTreeMap<String, Tensor>) -> Result<Arch> {
+    if keys.contains_key("classifier.weight") && keys.keys().any(|k| k.starts_with("features.")) {
+        bail!(
+            "the keys look like a VGG with a single Linear head (`classifier.weight`, e.g. the \
+             reference's vgg16_bn_lth), which gunlearn does not build; vgg16_bn has \
+             `classifier.0/2/4`"
+        );
+    }
+    if keys.keys().any(|k| k.starts_with("features.")) {
+        return Ok(Arch::Vgg16Bn);
+    }
     if keys.keys().any(|k| k.starts_with("layer4.")) {
         return Ok(Arch::Resnet18);
     }
@@ -220,19 +231,35 @@ pub fn import_tensors(
         Some(a) => a,
         None => infer_arch(&sd)?,
     };
-    let conv1 = sd
-        .get("conv1.weight")
-        .context("missing key \"conv1.weight\" (not a CIFAR ResNet state dict?)")?;
+    let conv_key = arch.first_conv_weight();
+    let conv1 = sd.get(conv_key).with_context(|| {
+        format!(
+            "missing key {conv_key:?} (not a {} state dict?)",
+            arch.name()
+        )
+    })?;
     let in_channels = conv1
         .size()
         .get(1)
         .copied()
-        .context("\"conv1.weight\" is not a 4-d conv weight")? as usize;
-    let fc = sd.get("fc.weight").context("missing key \"fc.weight\"")?;
-    let file_classes = fc.size()[0] as usize;
+        .with_context(|| format!("{conv_key:?} is not a 4-d conv weight"))?
+        as usize;
+    let fc_key = arch.logits_weight();
+    let fc = sd
+        .get(fc_key)
+        .with_context(|| format!("missing key {fc_key:?}"))?;
+    let file_classes = fc
+        .size()
+        .first()
+        .copied()
+        .with_context(|| format!("{fc_key:?} is a scalar, not a Linear weight"))?
+        as usize;
     let num_classes = match opts.num_classes {
         Some(c) if c != file_classes => {
-            bail!("key \"fc.weight\" has shape {:?}: {file_classes} classes, but --num_classes is {c}", fc.size())
+            bail!(
+                "key {fc_key:?} has shape {:?}: {file_classes} classes, but --num_classes is {c}",
+                fc.size()
+            )
         }
         Some(c) => c,
         None => file_classes,
@@ -281,11 +308,11 @@ pub fn import_tensors(
     for name in &names {
         match sd.get(*name) {
             None => bail!(
-                "missing key {name:?} for {arch:?} (the file has {} tensors)",
+                "missing key {name:?} for {arch} (the file has {} tensors)",
                 sd.len()
             ),
             Some(t) if t.size() != vars[*name].size() => bail!(
-                "key {name:?} has shape {:?}, {arch:?} with {num_classes} classes expects {:?}",
+                "key {name:?} has shape {:?}, {arch} with {num_classes} classes expects {:?}",
                 t.size(),
                 vars[*name].size()
             ),
@@ -293,7 +320,7 @@ pub fn import_tensors(
         }
     }
     if let Some(extra) = sd.keys().find(|k| !vars.contains_key(*k)) {
-        bail!("unexpected key {extra:?}: not a tensor of {arch:?} (wrong --arch?)");
+        bail!("unexpected key {extra:?}: not a tensor of {arch} (wrong --arch?)");
     }
     let conv_names = model.conv_weight_names();
     let mut kept = BTreeMap::new();
@@ -343,7 +370,7 @@ pub fn import_torch(path: &Path, opts: &ImportOptions, device: Device) -> Result
     import_tensors(sd, opts, device).with_context(|| format!("{}", path.display()))
 }
 
-/// The tensors that `load_state_dict` of the reference's ResNet expects: our variables (pruned
+/// The tensors that `load_state_dict` of the reference's network expects: our variables (pruned
 /// weights are zero) plus a `num_batches_tracked` = 0 per BatchNorm, sorted by name.
 pub fn export_tensors(model: &Classifier) -> Vec<(String, Tensor)> {
     let mut tensors = checkpoint::named_tensors(&model.vs);
@@ -414,7 +441,7 @@ pub fn run_import_torch(args: ImportTorchArgs) -> Result<()> {
     };
     checkpoint::save(&dir, &name, &imported.model, imported.mask.as_ref(), &info)?;
     println!(
-        "imported {} ({:?}, {} classes, {:.2}% of conv weights pruned) -> {}",
+        "imported {} ({}, {} classes, {:.2}% of conv weights pruned) -> {}",
         args.input.display(),
         info.model.arch,
         info.model.num_classes,
@@ -458,7 +485,7 @@ pub fn run_export_torch(args: ExportTorchArgs) -> Result<()> {
     }
     export_torch(&ckpt.model, &args.output)?;
     println!(
-        "exported {} ({:?}, {} classes) -> {}",
+        "exported {} ({}, {} classes) -> {}",
         ckpt.path.display(),
         ckpt.info.model.arch,
         ckpt.info.model.num_classes,

@@ -1,4 +1,5 @@
-"""Reference CIFAR ResNet (torchvision layout + NormalizeByChannelMeanStd) for the Rust parity tests.
+"""Reference CIFAR ResNet (torchvision layout + NormalizeByChannelMeanStd) for the Rust parity tests;
+ARCH may be any name bench/reference.py's `build` knows (vgg16_bn too, see vgg_ref.py).
 
 Usage:
   resnet_ref.py keys ARCH NUM_CLASSES IN_CHANNELS OUT.json
@@ -22,7 +23,7 @@ from reference import build  # noqa: E402
 
 
 def ResNet(arch, num_classes, in_channels):
-    """The reference ResNet with placeholder normalisation buffers (the tests load ours)."""
+    """The reference network (ResNet or VGG) with placeholder normalisation buffers (the tests load ours)."""
     return build(arch, num_classes, in_channels, [0.5] * in_channels, [0.25] * in_channels)
 
 

@@ -1,4 +1,5 @@
-"""PyTorch side of the import-torch / export-torch tests (uses resnet_ref.py's reference ResNet).
+"""PyTorch side of the import-torch / export-torch tests (resnet_ref.py's reference network:
+a ResNet or vgg16_bn).
 
 Usage:
   torch_io_ref.py save ARCH NUM_CLASSES IN_CHANNELS INPUT.safetensors DIR LAYOUT...
