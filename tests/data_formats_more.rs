@@ -1,4 +1,210 @@
-//! The parsers behind more data-set readers, on inputs written by hand or at test time.
+//! Readers for the CIFAR python versions, on small files that Python (pickle, NumPy) writes at
+//! test time; and every bad-input case as a clear error naming the file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use gunlearn::data::formats::{self, CifarKind};
+use gunlearn::data::{load, DatasetName, ImageSet};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `tests/python/<script>` with the project's venv Python; panics with its output on failure.
+fn python(script: &str, args: &[&str]) {
+    let py = root().join(".venv/bin/python");
+    let out = Command::new(&py)
+        .arg(root().join("tests/python").join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run `make test`, which installs the venv)",
+                py.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn err_text<T: std::fmt::Debug>(r: anyhow::Result<T>) -> String {
+    format!("{:#}", r.unwrap_err())
+}
+
+/// The pixels and labels Python wrote for `names`, concatenated.
+fn expected(dir: &Path, names: &[&str]) -> (Vec<u8>, Vec<i64>) {
+    let (mut px, mut lb) = (Vec::new(), Vec::new());
+    for n in names {
+        px.extend(std::fs::read(dir.join("expect").join(format!("{n}.pixels"))).unwrap());
+        lb.extend(
+            std::fs::read(dir.join("expect").join(format!("{n}.labels")))
+                .unwrap()
+                .into_iter()
+                .map(i64::from),
+        );
+    }
+    (px, lb)
+}
+
+const CIFAR10_TRAIN: [&str; 5] = [
+    "data_batch_1",
+    "data_batch_2",
+    "data_batch_3",
+    "data_batch_4",
+    "data_batch_5",
+];
+
+fn assert_set(set: &ImageSet, pixels: &[u8], labels: &[i64], what: &str) {
+    assert_eq!((set.channels, set.height, set.width), (3, 32, 32), "{what}");
+    assert_eq!(set.labels, labels, "{what}: labels");
+    assert!(set.images == pixels, "{what}: pixels differ");
+}
+
+#[test]
+fn cifar10_python_versions_read_what_python_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    for style in ["py2", "py3", "py3p5", "list", "py3p0"] {
+        let parent = tmp.path().join(style);
+        let py = parent.join("cifar-10-batches-py");
+        let bin = tmp.path().join(format!("bin-{style}"));
+        python(
+            "cifar_pickle_fixture.py",
+            &["good", s(&py), "10", style, "20", "3", s(&bin)],
+        );
+        let (train_px, train_lb) = expected(&py, &CIFAR10_TRAIN);
+        let (test_px, test_lb) = expected(&py, &["test_batch"]);
+        // The folder itself and its parent both work, and --dataset cifar10 picks the format.
+        for dir in [py.as_path(), parent.as_path()] {
+            let ds = load(DatasetName::Cifar10, Some(dir)).unwrap();
+            assert_eq!(ds.num_classes, 10);
+            assert_eq!((ds.train.len(), ds.test.len()), (100, 20));
+            assert_set(&ds.train, &train_px, &train_lb, style);
+            assert_set(&ds.test, &test_px, &test_lb, style);
+            // The binary version of the same images loads identically.
+            let b = load(DatasetName::Cifar10, Some(&bin)).unwrap();
+            assert_eq!(b.train, ds.train, "{style}: binary vs python train");
+            assert_eq!(b.test, ds.test, "{style}: binary vs python test");
+        }
+    }
+}
+
+#[test]
+fn cifar100_python_versions_use_fine_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    for style in ["py2", "py3"] {
+        let py = tmp.path().join(style).join("cifar-100-python");
+        let bin = tmp
+            .path()
+            .join(format!("bin-{style}"))
+            .join("cifar-100-binary");
+        python(
+            "cifar_pickle_fixture.py",
+            &["good", s(&py), "100", style, "20", "7", s(&bin)],
+        );
+        let (train_px, train_lb) = expected(&py, &["train"]);
+        let (test_px, test_lb) = expected(&py, &["test"]);
+        let ds = load(DatasetName::Cifar100, Some(&tmp.path().join(style))).unwrap();
+        assert_eq!(ds.num_classes, 100);
+        assert_set(&ds.train, &train_px, &train_lb, style);
+        assert_set(&ds.test, &test_px, &test_lb, style);
+        assert!(train_lb.iter().any(|&l| l >= 10), "fine labels span 0..100");
+        // Given the parent of both versions, the binary one wins; it holds the same images.
+        std::fs::rename(&py, bin.parent().unwrap().join("cifar-100-python")).unwrap();
+        let both = load(DatasetName::Cifar100, bin.parent()).unwrap();
+        assert_eq!((both.train, both.test), (ds.train, ds.test));
+    }
+}
+
+#[test]
+fn cifar_python_bad_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad");
+    python("cifar_pickle_fixture.py", &["bad", s(&bad)]);
+    let read = |name: &str, kind: CifarKind| {
+        let p = bad.join(name);
+        formats::read_cifar_pickle(&p, &std::fs::read(&p).unwrap(), kind)
+    };
+    let cases: [(&str, &[&str]); 12] = [
+        ("bad_label", &["image 2 has label 10", "0..9"]),
+        ("negative_label", &["image 1 has label -1"]),
+        ("bad_shape", &["`data`", "shape [4, 3071]", "(N, 3072)"]),
+        ("fortran", &["Fortran", "ascontiguousarray"]),
+        ("fortran_p5", &["Fortran"]),
+        ("int16", &["int16", "must be uint8"]),
+        ("count_mismatch", &["3 labels in `labels` but 4 images"]),
+        ("no_labels", &["no `labels`", "keys: data, fine_labels"]),
+        ("list_root", &["holds a list", "expected the dict"]),
+        ("string_labels", &["`labels`: entry 0 is a str"]),
+        ("short_row", &["row 0 has 3000 values"]),
+        ("empty", &["holds no images"]),
+    ];
+    for (name, wants) in cases {
+        let e = err_text(read(name, CifarKind::Cifar10));
+        assert!(e.contains(&format!("bad/{name}")), "{name}: {e}");
+        for w in wants {
+            assert!(e.contains(w), "{name}: want {w:?} in: {e}");
+        }
+    }
+    // A CIFAR-10 file read as CIFAR-100 lacks the fine labels.
+    let e = err_text(read("count_mismatch", CifarKind::Cifar100));
+    assert!(
+        e.contains("no `fine_labels`") && e.contains("CIFAR-100"),
+        "{e}"
+    );
+
+    // Truncated, padded, and non-pickle files, in a python-version folder.
+    let good = tmp.path().join("cifar-10-batches-py");
+    python(
+        "cifar_pickle_fixture.py",
+        &["good", s(&good), "10", "py2", "5", "1"],
+    );
+    let raw = std::fs::read(good.join("data_batch_3")).unwrap();
+    std::fs::write(good.join("data_batch_3"), &raw[..raw.len() / 2]).unwrap();
+    let e = err_text(load(DatasetName::Cifar10, Some(&good)));
+    assert!(
+        e.contains("data_batch_3") && e.contains("truncated pickle") && e.contains("offset"),
+        "{e}"
+    );
+    let mut padded = raw.clone();
+    padded.extend_from_slice(b"junk");
+    std::fs::write(good.join("data_batch_3"), &padded).unwrap();
+    let e = err_text(load(DatasetName::Cifar10, Some(&good)));
+    assert!(
+        e.contains("data_batch_3") && e.contains("4 bytes after the end of the pickle"),
+        "{e}"
+    );
+    std::fs::write(good.join("data_batch_3"), [7u8; 3073]).unwrap();
+    let e = err_text(load(DatasetName::Cifar10, Some(&good)));
+    assert!(
+        e.contains("data_batch_3") && e.contains("not a readable CIFAR-10 python-version file"),
+        "{e}"
+    );
+    std::fs::write(good.join("data_batch_3"), &raw).unwrap();
+    std::fs::remove_file(good.join("test_batch")).unwrap();
+    let e = err_text(load(DatasetName::Cifar10, Some(&good)));
+    assert!(e.contains("test_batch"), "{e}");
+    // Neither version: the message names both layouts.
+    let empty = tempfile::tempdir().unwrap();
+    let e = err_text(load(DatasetName::Cifar10, Some(empty.path())));
+    assert!(
+        e.contains("cifar-10-batches-bin") && e.contains("cifar-10-batches-py"),
+        "{e}"
+    );
+    let e = err_text(load(DatasetName::Cifar100, Some(empty.path())));
+    assert!(
+        e.contains("cifar-100-binary") && e.contains("cifar-100-python"),
+        "{e}"
+    );
+}
 
 #[test]
 fn python2_strings_decode_to_bytes() {
@@ -23,4 +229,14 @@ fn python2_strings_decode_to_bytes() {
         let e = format!("{:#}", parse_with(bad, Py2Str::Bytes).unwrap_err());
         assert!(e.contains("offset 0"), "{e}");
     }
+}
+
+#[test]
+fn cifar_layouts_name_both_versions() {
+    assert!(DatasetName::Cifar10
+        .expected_layout()
+        .contains("cifar-10-batches-py"));
+    assert!(DatasetName::Cifar100
+        .expected_layout()
+        .contains("cifar-100-python"));
 }

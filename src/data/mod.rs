@@ -16,9 +16,9 @@ pub enum DatasetName {
     Mnist,
     /// Fashion-MNIST, IDX files (gzipped or raw).
     FashionMnist,
-    /// CIFAR-10 binary version.
+    /// CIFAR-10, binary or python version.
     Cifar10,
-    /// CIFAR-100 binary version (fine labels).
+    /// CIFAR-100, binary or python version (fine labels).
     Cifar100,
     /// A folder of PNG images whose label is the last number in the file name.
     PngFolder,
@@ -163,10 +163,12 @@ impl DatasetName {
             }
             DatasetName::Cifar10 => {
                 "the CIFAR-10 binary folder cifar-10-batches-bin/ (data_batch_1.bin … \
-                 data_batch_5.bin, test_batch.bin) or its parent"
+                 data_batch_5.bin, test_batch.bin) or python folder cifar-10-batches-py/ \
+                 (data_batch_1 … data_batch_5, test_batch), or their parent (binary preferred)"
             }
             DatasetName::Cifar100 => {
-                "the CIFAR-100 binary folder cifar-100-binary/ (train.bin, test.bin) or its parent"
+                "the CIFAR-100 binary folder cifar-100-binary/ (train.bin, test.bin) or python \
+                 folder cifar-100-python/ (train, test), or their parent (binary preferred)"
             }
             DatasetName::PngFolder => {
                 "a folder of *.png images labelled by the last number in the file name \
