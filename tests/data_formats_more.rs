@@ -1,11 +1,12 @@
-//! Readers for the CIFAR python versions, on small files that Python (pickle, NumPy) writes at
-//! test time; and every bad-input case as a clear error naming the file.
+//! Readers for the CIFAR python versions and SVHN MAT-files, on small files that Python
+//! (pickle, NumPy, SciPy) writes at test time; and every bad-input case as a clear error
+//! naming the file.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use gunlearn::data::formats::{self, CifarKind};
-use gunlearn::data::{load, DatasetName, ImageSet};
+use gunlearn::data::{load, Augment, DatasetName, ImageSet};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -232,6 +233,123 @@ fn python2_strings_decode_to_bytes() {
 }
 
 #[test]
+fn svhn_reads_what_scipy_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Compressed with uint8 labels, plain with double labels.
+    for (compress, ytype) in [("1", "uint8"), ("0", "double")] {
+        let parent = tmp.path().join(format!("{compress}-{ytype}"));
+        let d = parent.join("svhn");
+        python(
+            "svhn_fixture.py",
+            &["good", s(&d), "9", compress, compress, ytype],
+        );
+        let (train_px, train_lb) = expected(&d, &["train_32x32.mat"]);
+        let (test_px, test_lb) = expected(&d, &["test_32x32.mat"]);
+        let (extra_px, extra_lb) = expected(&d, &["extra_32x32.mat"]);
+        assert_eq!(
+            train_lb[0], 0,
+            "the fixture's first label is 10, the digit 0"
+        );
+        for dir in [d.as_path(), parent.as_path()] {
+            let ds = load(DatasetName::Svhn, Some(dir)).unwrap();
+            assert_eq!(ds.num_classes, 10);
+            // extra_32x32.mat is present but left out by default.
+            assert_eq!((ds.train.len(), ds.test.len()), (9, 9));
+            assert_set(&ds.train, &train_px, &train_lb, ytype);
+            assert_set(&ds.test, &test_px, &test_lb, ytype);
+            assert_eq!(ds.mean, [0.4377, 0.4438, 0.4728]);
+            assert_eq!(ds.std, [0.1980, 0.2010, 0.1970]);
+        }
+        let (train, _) = formats::read_svhn(&d, true).unwrap();
+        assert_eq!(train.len(), 18);
+        assert!(train.images == [train_px, extra_px].concat());
+        assert_eq!(train.labels, [train_lb, extra_lb].concat());
+    }
+    // Big-endian files, written by hand.
+    let be = tmp.path().join("be");
+    python("svhn_fixture.py", &["bigendian", s(&be)]);
+    let ds = load(DatasetName::Svhn, Some(&be)).unwrap();
+    let (px, lb) = expected(&be, &["train_32x32.mat"]);
+    assert_set(&ds.train, &px, &lb, "big-endian");
+}
+
+#[test]
+fn svhn_bad_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad");
+    python("svhn_fixture.py", &["bad", s(&bad)]);
+    let read = |name: &str| {
+        let p = bad.join(name);
+        formats::read_svhn_file(&p, &std::fs::read(&p).unwrap())
+    };
+    let cases: [(&str, &[&str]); 13] = [
+        ("missing_X.mat", &["no variable `X`"]),
+        ("missing_y.mat", &["no variable `y`"]),
+        ("gray.mat", &["`X`", "[32, 32, 1, 3]", "32×32×3×N"]),
+        ("small.mat", &["[28, 28, 3, 3]", "32×32×3×N"]),
+        ("two_dims.mat", &["[3072, 3]"]),
+        ("label0.mat", &["label 1 of `y`", "is 0", "1..10"]),
+        ("label11.mat", &["label 2 of `y`", "is 11"]),
+        ("label_fraction.mat", &["label 1 of `y`", ".5;"]),
+        ("count.mat", &["`y`", "[2, 1]", "3 images"]),
+        ("x_double.mat", &["`X`", "double array", "uint8"]),
+        ("y_text.mat", &["`y`", "char array"]),
+        ("y_complex.mat", &["`y`", "complex"]),
+        ("v73.mat", &["v7.3", "HDF5", "-v7", "savemat"]),
+    ];
+    for (name, wants) in cases {
+        let e = err_text(read(name));
+        assert!(e.contains(&format!("bad/{name}")), "{name}: {e}");
+        for w in wants {
+            assert!(e.contains(w), "{name}: want {w:?} in: {e}");
+        }
+    }
+    let e = err_text(read("not_mat.mat"));
+    assert!(
+        e.contains("not_mat.mat") && e.contains("not a MATLAB v5/v7 MAT-file"),
+        "{e}"
+    );
+
+    // Truncation anywhere, compressed or not, names the file and an offset; never a panic.
+    let good = tmp.path().join("good");
+    for compress in ["0", "1"] {
+        python(
+            "svhn_fixture.py",
+            &["good", s(&good), "3", "4", compress, "uint8"],
+        );
+        let path = good.join("train_32x32.mat");
+        let raw = std::fs::read(&path).unwrap();
+        for cut in [0, 64, 127, 128, 131, 136, 200, raw.len() / 2, raw.len() - 1] {
+            let e = err_text(formats::read_svhn_file(&path, &raw[..cut]));
+            assert!(e.contains("train_32x32.mat"), "cut {cut}: {e}");
+            assert!(
+                e.contains("offset") || e.contains("not a MATLAB") || e.contains("no variable"),
+                "cut {cut}: {e}"
+            );
+        }
+        let mut flipped = raw.clone();
+        let n = flipped.len();
+        flipped[n / 2] ^= 0xff;
+        flipped[n / 2 + 1] ^= 0x55;
+        // A flipped byte may land in pixel data of an uncompressed file; it must never panic.
+        let _ = formats::read_svhn_file(&path, &flipped);
+    }
+    std::fs::remove_file(good.join("test_32x32.mat")).unwrap();
+    let e = err_text(load(DatasetName::Svhn, Some(&good)));
+    assert!(e.contains("test_32x32.mat"), "{e}");
+    let empty = tempfile::tempdir().unwrap();
+    let e = err_text(load(DatasetName::Svhn, Some(empty.path())));
+    assert!(e.contains("train_32x32.mat") && e.contains("svhn/"), "{e}");
+}
+
+fn assert_named(name: DatasetName, cli: &str) {
+    let e = err_text(load(name, None));
+    let clap_name = clap::ValueEnum::to_possible_value(&name).unwrap();
+    assert_eq!((clap_name.get_name(), name.cli_name()), (cli, cli));
+    assert!(e.contains("--data DIR") && e.contains(cli), "{e}");
+}
+
+#[test]
 fn cifar_layouts_name_both_versions() {
     assert!(DatasetName::Cifar10
         .expected_layout()
@@ -239,4 +357,21 @@ fn cifar_layouts_name_both_versions() {
     assert!(DatasetName::Cifar100
         .expected_layout()
         .contains("cifar-100-python"));
+}
+
+#[test]
+fn svhn_name_layout_and_no_augmentation() {
+    assert_named(DatasetName::Svhn, "svhn");
+    assert!(DatasetName::Svhn
+        .expected_layout()
+        .contains("extra_32x32.mat is ignored"));
+    // No augmentation, as the reference trains SVHN.
+    assert_eq!(
+        DatasetName::Svhn.default_augment(),
+        Augment {
+            pad: 0,
+            flip: false
+        }
+    );
+    assert!(DatasetName::Svhn.default_augment().is_identity());
 }

@@ -22,6 +22,8 @@ pub enum DatasetName {
     Cifar100,
     /// A folder of PNG images whose label is the last number in the file name.
     PngFolder,
+    /// SVHN cropped digits: train_32x32.mat and test_32x32.mat (label 10 is the digit 0).
+    Svhn,
 }
 
 /// Images in N×C×H×W row-major `u8` layout, with one label per image.
@@ -128,6 +130,11 @@ pub fn load(name: DatasetName, dir: Option<&Path>) -> anyhow::Result<DataSet> {
             (train, test, 100)
         }
         DatasetName::PngFolder => formats::read_png_folder(need_dir()?, None)?,
+        DatasetName::Svhn => {
+            // extra_32x32.mat is left out, as the reference does; formats::read_svhn opts in.
+            let (train, test) = formats::read_svhn(need_dir()?, false)?;
+            (train, test, 10)
+        }
     };
     let (mean, std) = name.normalization(train.channels);
     Ok(DataSet {
@@ -150,6 +157,7 @@ impl DatasetName {
             DatasetName::Cifar10 => "cifar10",
             DatasetName::Cifar100 => "cifar100",
             DatasetName::PngFolder => "png-folder",
+            DatasetName::Svhn => "svhn",
         }
     }
 
@@ -174,6 +182,11 @@ impl DatasetName {
                 "a folder of *.png images labelled by the last number in the file name \
                  (cifar10_07_3.png → class 3), optionally split into train/ and test/ subfolders"
             }
+            DatasetName::Svhn => {
+                "a folder (or its svhn/ subfolder) with SVHN's cropped-digits MAT-files \
+                 train_32x32.mat and test_32x32.mat (MATLAB v5/v7, not v7.3); \
+                 extra_32x32.mat is ignored"
+            }
         }
     }
 
@@ -182,6 +195,7 @@ impl DatasetName {
     /// CIFAR values are SPEC §1's; MNIST and Fashion-MNIST the customary published ones;
     /// digits computed from its train split (see [`formats::DIGITS_MEAN`]); a PNG folder
     /// uses CIFAR-10's when it has 3 channels (the foolbox samples are CIFAR-10), else 0.5.
+    /// SVHN's are the reference's (its `utils.py`).
     pub fn normalization(&self, channels: usize) -> (Vec<f64>, Vec<f64>) {
         let (m, s): (Vec<f64>, Vec<f64>) = match self {
             DatasetName::Cifar10 => (vec![0.4914, 0.4822, 0.4465], vec![0.2470, 0.2435, 0.2616]),
@@ -193,6 +207,7 @@ impl DatasetName {
                 return DatasetName::Cifar10.normalization(3);
             }
             DatasetName::PngFolder => (vec![0.5], vec![0.5]),
+            DatasetName::Svhn => (vec![0.4377, 0.4438, 0.4728], vec![0.1980, 0.2010, 0.1970]),
         };
         if m.len() == channels {
             (m, s)
@@ -208,9 +223,14 @@ impl DatasetName {
     /// Fashion-MNIST: pad 2 (28×28 images, so the same ~14 % shift as 4/32) + flip, since
     /// clothes are left–right symmetric. MNIST: pad 2, no flip, because mirrored digits are
     /// different or invalid glyphs. Digits: pad 1 (8×8 images: one pixel is already 12 %),
-    /// no flip for the same reason as MNIST.
+    /// no flip for the same reason as MNIST. SVHN: none at all, as the reference trains it
+    /// (its `svhn_dataloaders` applies only `ToTensor`); a flip would mirror digits anyway.
     pub fn default_augment(&self) -> Augment {
         match self {
+            DatasetName::Svhn => Augment {
+                pad: 0,
+                flip: false,
+            },
             DatasetName::Cifar10 | DatasetName::Cifar100 | DatasetName::PngFolder => {
                 Augment { pad: 4, flip: true }
             }

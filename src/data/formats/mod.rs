@@ -5,14 +5,17 @@ mod cifar;
 mod cifar_pickle;
 mod digits;
 mod idx;
+mod mat5;
 mod numpy_pickle;
 mod png_folder;
+mod svhn;
 
 pub use cifar::{read_cifar10, read_cifar100, read_cifar_records, CifarKind};
 pub use cifar_pickle::read_cifar_pickle;
 pub use digits::{load_digits, parse_digits_csv, DIGITS_MEAN, DIGITS_STD, DIGITS_TRAIN_LEN};
 pub use idx::{read_idx_images, read_idx_labels, read_idx_pair, read_mnist_dir};
 pub use png_folder::{label_from_file_name, read_png_dir, read_png_folder};
+pub use svhn::{read_svhn, read_svhn_file};
 
 use anyhow::{Context, Result};
 use std::io::Read;
