@@ -1,6 +1,6 @@
-//! Readers for the CIFAR python versions and SVHN MAT-files, on small files that Python
-//! (pickle, NumPy, SciPy) writes at test time; and every bad-input case as a clear error
-//! naming the file.
+//! Readers for the CIFAR python versions, SVHN MAT-files and class-per-folder image folders,
+//! on small files that Python (pickle, NumPy, SciPy) writes at test time; and every bad-input
+//! case as a clear error naming the file.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -126,6 +126,31 @@ fn cifar100_python_versions_use_fine_labels() {
 }
 
 #[test]
+fn python2_strings_decode_to_bytes() {
+    use gunlearn::torch_io::pickle::{parse, parse_with, Py2Str, Value};
+    // Protocol 0 STRING (Python 2's repr), BINSTRING, SHORT_BINSTRING; then UNICODE.
+    let mut p = b"(S'a\\x00\\xff\\n\\'\\\\\\101'\nT\x03\x00\x00\x00\xff\x00q".to_vec();
+    p.extend_from_slice(b"U\x02\x80zV\xe9\\u20ac\\U0001f600\nt.");
+    let (v, used) = parse_with(&p, Py2Str::Bytes).unwrap();
+    assert_eq!(used, p.len());
+    let want = Value::Tuple(vec![
+        Value::Bytes(b"a\x00\xff\n'\\A".to_vec()),
+        Value::Bytes(vec![0xff, 0, b'q']),
+        Value::Bytes(vec![0x80, b'z']),
+        Value::Str("\u{e9}\u{20ac}\u{1f600}".into()),
+    ]);
+    assert_eq!(v, want);
+    // torch's reading stays text.
+    let (v, _) = parse(&p).unwrap();
+    let Value::Tuple(items) = v else { panic!() };
+    assert!(matches!(&items[1], Value::Str(_)));
+    for bad in [&b"S'\\x4'\n."[..], b"Sabc\n.", b"S'\\q'\n.", b"V\\u12\n."] {
+        let e = format!("{:#}", parse_with(bad, Py2Str::Bytes).unwrap_err());
+        assert!(e.contains("offset 0"), "{e}");
+    }
+}
+
+#[test]
 fn cifar_python_bad_inputs() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad");
@@ -205,31 +230,6 @@ fn cifar_python_bad_inputs() {
         e.contains("cifar-100-binary") && e.contains("cifar-100-python"),
         "{e}"
     );
-}
-
-#[test]
-fn python2_strings_decode_to_bytes() {
-    use gunlearn::torch_io::pickle::{parse, parse_with, Py2Str, Value};
-    // Protocol 0 STRING (Python 2's repr), BINSTRING, SHORT_BINSTRING; then UNICODE.
-    let mut p = b"(S'a\\x00\\xff\\n\\'\\\\\\101'\nT\x03\x00\x00\x00\xff\x00q".to_vec();
-    p.extend_from_slice(b"U\x02\x80zV\xe9\\u20ac\\U0001f600\nt.");
-    let (v, used) = parse_with(&p, Py2Str::Bytes).unwrap();
-    assert_eq!(used, p.len());
-    let want = Value::Tuple(vec![
-        Value::Bytes(b"a\x00\xff\n'\\A".to_vec()),
-        Value::Bytes(vec![0xff, 0, b'q']),
-        Value::Bytes(vec![0x80, b'z']),
-        Value::Str("\u{e9}\u{20ac}\u{1f600}".into()),
-    ]);
-    assert_eq!(v, want);
-    // torch's reading stays text.
-    let (v, _) = parse(&p).unwrap();
-    let Value::Tuple(items) = v else { panic!() };
-    assert!(matches!(&items[1], Value::Str(_)));
-    for bad in [&b"S'\\x4'\n."[..], b"Sabc\n.", b"S'\\q'\n.", b"V\\u12\n."] {
-        let e = format!("{:#}", parse_with(bad, Py2Str::Bytes).unwrap_err());
-        assert!(e.contains("offset 0"), "{e}");
-    }
 }
 
 #[test]
@@ -342,6 +342,239 @@ fn svhn_bad_inputs() {
     assert!(e.contains("train_32x32.mat") && e.contains("svhn/"), "{e}");
 }
 
+/// Writes an RGB (3) or gray (1) PNG from planar C×H×W bytes.
+fn write_png(path: &Path, channels: usize, h: usize, w: usize, planar: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut inter = vec![0u8; planar.len()];
+    for c in 0..channels {
+        for i in 0..h * w {
+            inter[i * channels + c] = planar[c * h * w + i];
+        }
+    }
+    let file = std::fs::File::create(path).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w as u32, h as u32);
+    enc.set_color(if channels == 3 {
+        png::ColorType::Rgb
+    } else {
+        png::ColorType::Grayscale
+    });
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header()
+        .unwrap()
+        .write_image_data(&inter)
+        .unwrap();
+}
+
+/// Planar pixels that depend on the position, channel and a per-image salt.
+fn pattern(channels: usize, h: usize, w: usize, salt: usize) -> Vec<u8> {
+    (0..channels * h * w)
+        .map(|i| {
+            let (c, y, x) = (i / (h * w), i / w % h, i % w);
+            ((y * 7 + x * 3 + c * 85 + salt * 31) % 256) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn image_folder_classes_order_and_pixels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // (file, class index, salt): the order torchvision's ImageFolder gives.
+    let train: [(&str, i64, usize); 6] = [
+        ("train/cat/1.png", 0, 1),
+        ("train/cat/2.PNG", 0, 2),
+        ("train/dog/a.png", 1, 3),
+        ("train/dog/z.png", 1, 4),
+        ("train/dog/sub/b.png", 1, 5),
+        ("train/zebra/0.png", 2, 6),
+    ];
+    let test: [(&str, i64, usize); 2] = [("test/cat/x.png", 0, 7), ("test/zebra/y.png", 2, 8)];
+    for (f, _, salt) in train.iter().chain(&test) {
+        write_png(&d.join(f), 3, 32, 32, &pattern(3, 32, 32, *salt));
+    }
+    // Skipped: a hidden folder, a non-image file.
+    write_png(
+        &d.join("train/.ipynb_checkpoints/q.png"),
+        3,
+        32,
+        32,
+        &[0; 3072],
+    );
+    std::fs::write(d.join("train/dog/notes.txt"), "not an image").unwrap();
+    let (tr, te, classes) = formats::read_image_folder(d).unwrap();
+    assert_eq!(classes, ["cat", "dog", "zebra"]);
+    let want = |set: &[(&str, i64, usize)]| {
+        let px: Vec<u8> = set
+            .iter()
+            .flat_map(|(_, _, s)| pattern(3, 32, 32, *s))
+            .collect();
+        let lb: Vec<i64> = set.iter().map(|(_, l, _)| *l).collect();
+        (px, lb)
+    };
+    let (px, lb) = want(&train);
+    assert_set(&tr, &px, &lb, "train");
+    let (px, lb) = want(&test);
+    assert_set(&te, &px, &lb, "test");
+    let ds = load(DatasetName::ImageFolder, Some(d)).unwrap();
+    assert_eq!(ds.num_classes, 3);
+    assert_eq!(ds.mean, [0.485, 0.456, 0.406]);
+    assert_eq!(ds.default_augment(), Augment { pad: 4, flip: true });
+}
+
+#[test]
+fn image_folder_gray_jpeg_and_mixed_channels() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Gray 28×28 PNGs: one channel, no flip, pad 2.
+    let g = tmp.path().join("gray");
+    write_png(&g.join("train/0/a.png"), 1, 28, 28, &pattern(1, 28, 28, 1));
+    write_png(&g.join("train/1/b.png"), 1, 28, 28, &pattern(1, 28, 28, 2));
+    write_png(&g.join("test/1/c.png"), 1, 28, 28, &pattern(1, 28, 28, 3));
+    let ds = load(DatasetName::ImageFolder, Some(&g)).unwrap();
+    assert_eq!(
+        (ds.train.channels, ds.train.height, ds.train.width),
+        (1, 28, 28)
+    );
+    assert_eq!(ds.test.labels, [1]);
+    assert_eq!((ds.mean.clone(), ds.std.clone()), (vec![0.5], vec![0.5]));
+    assert_eq!(
+        ds.default_augment(),
+        Augment {
+            pad: 2,
+            flip: false
+        }
+    );
+    assert_eq!(
+        ds.adapt_augment(DatasetName::ImageFolder.default_augment()),
+        Augment {
+            pad: 2,
+            flip: false
+        }
+    );
+    // A gray image among RGB ones becomes RGB, as PIL's convert("RGB") makes it.
+    let m = tmp.path().join("mixed");
+    let rgb = pattern(3, 16, 16, 4);
+    let gray = pattern(1, 16, 16, 5);
+    write_png(&m.join("train/a/rgb.png"), 3, 16, 16, &rgb);
+    write_png(&m.join("train/b/gray.png"), 1, 16, 16, &gray);
+    write_png(&m.join("test/b/gray.png"), 1, 16, 16, &gray);
+    let ds = load(DatasetName::ImageFolder, Some(&m)).unwrap();
+    let gray3 = [gray.clone(), gray.clone(), gray.clone()].concat();
+    assert!(ds.train.images == [rgb.clone(), gray3.clone()].concat());
+    assert!(ds.test.images == gray3 && ds.test.channels == 3);
+    // 16 px RGB: too small to be taken for photographs: no flip, pad 1.
+    assert_eq!(
+        ds.default_augment(),
+        Augment {
+            pad: 1,
+            flip: false
+        }
+    );
+
+    // JPEG, gray and RGB (4:4:4, quality 100), from smooth gradients that lossy coding keeps
+    // within a few levels; a transposed or plane-swapped reader would be off by tens.
+    let j = tmp.path().join("jpeg");
+    let (h, w) = (24, 40);
+    let smooth = |channels: usize, salt: usize| -> Vec<u8> {
+        (0..channels * h * w)
+            .map(|i| {
+                let (c, y, x) = (i / (h * w), i / w % h, i % w);
+                (30 + 3 * y + 2 * x + 40 * c + salt) as u8
+            })
+            .collect()
+    };
+    let rgb = smooth(3, 0);
+    let mut inter = vec![0u8; rgb.len()];
+    for c in 0..3 {
+        for i in 0..h * w {
+            inter[i * 3 + c] = rgb[c * h * w + i];
+        }
+    }
+    std::fs::create_dir_all(j.join("train/k")).unwrap();
+    std::fs::create_dir_all(j.join("test/k")).unwrap();
+    let mut enc = jpeg_encoder::Encoder::new_file(j.join("train/k/a.jpg"), 100).unwrap();
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_4_4);
+    enc.encode(&inter, w as u16, h as u16, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    let gray = smooth(1, 5);
+    jpeg_encoder::Encoder::new_file(j.join("test/k/b.JPEG"), 100)
+        .unwrap()
+        .encode(&gray, w as u16, h as u16, jpeg_encoder::ColorType::Luma)
+        .unwrap();
+    let ds = load(DatasetName::ImageFolder, Some(&j)).unwrap();
+    assert_eq!(
+        (ds.train.channels, ds.train.height, ds.train.width),
+        (3, h, w)
+    );
+    let max_diff = |a: &[u8], b: &[u8]| {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(x, y)| x.abs_diff(*y)).max().unwrap()
+    };
+    let d = max_diff(&ds.train.images, &rgb);
+    assert!(d <= 3, "RGB JPEG off by {d}");
+    let d = max_diff(
+        &ds.test.images,
+        &[gray.clone(), gray.clone(), gray].concat(),
+    );
+    assert!(d <= 3, "gray JPEG off by {d}");
+}
+
+#[test]
+fn image_folder_bad_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let e = err_text(load(DatasetName::ImageFolder, Some(d)));
+    assert!(e.contains("expected train/ and test/"), "{e}");
+    std::fs::create_dir_all(d.join("test")).unwrap();
+    write_png(&d.join("train/3_cat.png"), 3, 32, 32, &[0; 3072]);
+    let e = err_text(load(DatasetName::ImageFolder, Some(d)));
+    assert!(
+        e.contains("no class folders") && e.contains("png-folder"),
+        "{e}"
+    );
+    std::fs::create_dir_all(d.join("train/bird")).unwrap();
+    let e = err_text(load(DatasetName::ImageFolder, Some(d)));
+    assert!(
+        e.contains("train/bird") && e.contains("no PNG or JPEG"),
+        "{e}"
+    );
+    write_png(&d.join("train/bird/1.png"), 3, 32, 32, &[0; 3072]);
+    let e = err_text(load(DatasetName::ImageFolder, Some(d)));
+    assert!(e.contains("test") && e.contains("no PNG or JPEG"), "{e}");
+    write_png(&d.join("test/fish/1.png"), 3, 32, 32, &[0; 3072]);
+    let e = err_text(load(DatasetName::ImageFolder, Some(d)));
+    assert!(
+        e.contains("test/fish") && e.contains("not among the train classes (bird)"),
+        "{e}"
+    );
+    std::fs::remove_dir_all(d.join("test/fish")).unwrap();
+    write_png(&d.join("test/bird/odd.png"), 3, 30, 32, &[0; 2880]);
+    let e = err_text(load(DatasetName::ImageFolder, Some(d)));
+    assert!(
+        e.contains("test/bird/odd.png")
+            && e.contains("30×32")
+            && e.contains("train/bird/1.png")
+            && e.contains("32×32"),
+        "{e}"
+    );
+    write_png(&d.join("test/bird/odd.png"), 3, 32, 32, &[0; 3072]);
+    std::fs::write(d.join("train/bird/2.bmp"), b"BM").unwrap();
+    let e = err_text(load(DatasetName::ImageFolder, Some(d)));
+    assert!(
+        e.contains("train/bird/2.bmp") && e.contains(".bmp images are not read"),
+        "{e}"
+    );
+    std::fs::remove_file(d.join("train/bird/2.bmp")).unwrap();
+    std::fs::write(d.join("train/bird/3.png"), b"not a png").unwrap();
+    let e = err_text(load(DatasetName::ImageFolder, Some(d)));
+    assert!(e.contains("train/bird/3.png") && e.contains("PNG"), "{e}");
+    std::fs::write(d.join("train/bird/3.png"), b"").unwrap();
+    std::fs::rename(d.join("train/bird/3.png"), d.join("train/bird/3.jpg")).unwrap();
+    let e = err_text(load(DatasetName::ImageFolder, Some(d)));
+    assert!(e.contains("train/bird/3.jpg") && e.contains("JPEG"), "{e}");
+    std::fs::remove_file(d.join("train/bird/3.jpg")).unwrap();
+    assert!(load(DatasetName::ImageFolder, Some(d)).is_ok());
+}
+
 fn assert_named(name: DatasetName, cli: &str) {
     let e = err_text(load(name, None));
     let clap_name = clap::ValueEnum::to_possible_value(&name).unwrap();
@@ -374,4 +607,25 @@ fn svhn_name_layout_and_no_augmentation() {
         }
     );
     assert!(DatasetName::Svhn.default_augment().is_identity());
+}
+
+#[test]
+fn image_folder_name_and_size_aware_augmentation() {
+    assert_named(DatasetName::ImageFolder, "image-folder");
+    // Only an image folder's augmentation depends on the images.
+    assert_eq!(
+        DatasetName::Cifar10.augment_for(1, 8, 8),
+        DatasetName::Cifar10.default_augment()
+    );
+    assert_eq!(
+        DatasetName::ImageFolder.augment_for(3, 64, 64),
+        Augment { pad: 4, flip: true }
+    );
+    assert_eq!(
+        DatasetName::ImageFolder.augment_for(3, 8, 8),
+        Augment {
+            pad: 1,
+            flip: false
+        }
+    );
 }
