@@ -494,6 +494,11 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
     set_threads(job.common.threads);
     let device = parse_device(&job.common.device)?;
     let ds = job.data.load()?;
+    // An image folder's augmentation depends on its images, known only now.
+    let config = TrainConfig {
+        augment: job.config.augment.map(|a| ds.adapt_augment(a)),
+        ..job.config.clone()
+    };
     let splits = make_splits(
         &ds,
         &SplitConfig {
@@ -502,21 +507,21 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
             forget: ForgetRequest::None,
         },
     )?;
-    tch::manual_seed(job.config.seed as i64);
+    tch::manual_seed(config.seed as i64);
     let spec = model_spec(&ds, job.arch)?;
     let model = Classifier::new(&spec, device);
     let info = ModelInfo {
         format: FORMAT.into(),
         model: spec,
         dataset: job.data.dataset,
-        seed: job.config.seed,
+        seed: config.seed,
         epoch: 0,
         accuracy: BTreeMap::new(),
         sparsity: 0.0,
         device: device_name(device),
         produced_by: "train".into(),
         extra: serde_json::json!({
-            "train_config": job.config,
+            "train_config": config,
             "val_set_seed": job.data.val_set_seed,
             "train_subset": job.data.train_subset,
             "test_subset": job.data.test_subset,
@@ -537,7 +542,7 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
         &train_set,
         &splits.train,
         &splits.val,
-        &job.config,
+        &config,
         Some(&output),
         device,
     )?;
@@ -545,7 +550,7 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
     let best = checkpoint::load(&job.save_dir, device)?;
     let mut info = best.info.clone();
     let eval = |set: &data::ImageSet, idx: &[usize]| {
-        crate::eval::outputs::accuracy(&best.model, set, idx, job.config.eval_batch_size, device)
+        crate::eval::outputs::accuracy(&best.model, set, idx, config.eval_batch_size, device)
     };
     info.accuracy
         .insert("train".into(), eval(&ds.train, &splits.train));

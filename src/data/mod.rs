@@ -16,12 +16,16 @@ pub enum DatasetName {
     Mnist,
     /// Fashion-MNIST, IDX files (gzipped or raw).
     FashionMnist,
-    /// CIFAR-10 binary version.
+    /// CIFAR-10, binary or python version.
     Cifar10,
-    /// CIFAR-100 binary version (fine labels).
+    /// CIFAR-100, binary or python version (fine labels).
     Cifar100,
     /// A folder of PNG images whose label is the last number in the file name.
     PngFolder,
+    /// SVHN cropped digits: train_32x32.mat and test_32x32.mat (label 10 is the digit 0).
+    Svhn,
+    /// One folder of PNG or JPEG images per class under train/ and test/ (torchvision's ImageFolder).
+    ImageFolder,
 }
 
 /// Images in N×C×H×W row-major `u8` layout, with one label per image.
@@ -128,6 +132,15 @@ pub fn load(name: DatasetName, dir: Option<&Path>) -> anyhow::Result<DataSet> {
             (train, test, 100)
         }
         DatasetName::PngFolder => formats::read_png_folder(need_dir()?, None)?,
+        DatasetName::Svhn => {
+            // extra_32x32.mat is left out, as the reference does; formats::read_svhn opts in.
+            let (train, test) = formats::read_svhn(need_dir()?, false)?;
+            (train, test, 10)
+        }
+        DatasetName::ImageFolder => {
+            let (train, test, classes) = formats::read_image_folder(need_dir()?)?;
+            (train, test, classes.len())
+        }
     };
     let (mean, std) = name.normalization(train.channels);
     Ok(DataSet {
@@ -150,6 +163,8 @@ impl DatasetName {
             DatasetName::Cifar10 => "cifar10",
             DatasetName::Cifar100 => "cifar100",
             DatasetName::PngFolder => "png-folder",
+            DatasetName::Svhn => "svhn",
+            DatasetName::ImageFolder => "image-folder",
         }
     }
 
@@ -163,14 +178,26 @@ impl DatasetName {
             }
             DatasetName::Cifar10 => {
                 "the CIFAR-10 binary folder cifar-10-batches-bin/ (data_batch_1.bin … \
-                 data_batch_5.bin, test_batch.bin) or its parent"
+                 data_batch_5.bin, test_batch.bin) or python folder cifar-10-batches-py/ \
+                 (data_batch_1 … data_batch_5, test_batch), or their parent (binary preferred)"
             }
             DatasetName::Cifar100 => {
-                "the CIFAR-100 binary folder cifar-100-binary/ (train.bin, test.bin) or its parent"
+                "the CIFAR-100 binary folder cifar-100-binary/ (train.bin, test.bin) or python \
+                 folder cifar-100-python/ (train, test), or their parent (binary preferred)"
             }
             DatasetName::PngFolder => {
                 "a folder of *.png images labelled by the last number in the file name \
                  (cifar10_07_3.png → class 3), optionally split into train/ and test/ subfolders"
+            }
+            DatasetName::Svhn => {
+                "a folder (or its svhn/ subfolder) with SVHN's cropped-digits MAT-files \
+                 train_32x32.mat and test_32x32.mat (MATLAB v5/v7, not v7.3); \
+                 extra_32x32.mat is ignored"
+            }
+            DatasetName::ImageFolder => {
+                "a folder with train/ and test/, each holding one folder of PNG or JPEG images \
+                 per class (train/cat/001.png …); classes are the sorted train/ folder names, \
+                 and all images must share one size"
             }
         }
     }
@@ -180,6 +207,10 @@ impl DatasetName {
     /// CIFAR values are SPEC §1's; MNIST and Fashion-MNIST the customary published ones;
     /// digits computed from its train split (see [`formats::DIGITS_MEAN`]); a PNG folder
     /// uses CIFAR-10's when it has 3 channels (the foolbox samples are CIFAR-10), else 0.5.
+    /// SVHN's are the reference's (its `utils.py`). An image folder of RGB images gets
+    /// ImageNet's, as the reference normalises its image-folder data set (Tiny ImageNet): the
+    /// customary statistics of natural photographs; gray images get 0.5, which maps [0, 1]
+    /// to [−1, 1] without claiming to know the data.
     pub fn normalization(&self, channels: usize) -> (Vec<f64>, Vec<f64>) {
         let (m, s): (Vec<f64>, Vec<f64>) = match self {
             DatasetName::Cifar10 => (vec![0.4914, 0.4822, 0.4465], vec![0.2470, 0.2435, 0.2616]),
@@ -191,6 +222,11 @@ impl DatasetName {
                 return DatasetName::Cifar10.normalization(3);
             }
             DatasetName::PngFolder => (vec![0.5], vec![0.5]),
+            DatasetName::Svhn => (vec![0.4377, 0.4438, 0.4728], vec![0.1980, 0.2010, 0.1970]),
+            DatasetName::ImageFolder if channels == 3 => {
+                (vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225])
+            }
+            DatasetName::ImageFolder => (vec![0.5], vec![0.5]),
         };
         if m.len() == channels {
             (m, s)
@@ -206,9 +242,17 @@ impl DatasetName {
     /// Fashion-MNIST: pad 2 (28×28 images, so the same ~14 % shift as 4/32) + flip, since
     /// clothes are left–right symmetric. MNIST: pad 2, no flip, because mirrored digits are
     /// different or invalid glyphs. Digits: pad 1 (8×8 images: one pixel is already 12 %),
-    /// no flip for the same reason as MNIST.
+    /// no flip for the same reason as MNIST. SVHN: none at all, as the reference trains it
+    /// (its `svhn_dataloaders` applies only `ToTensor`); a flip would mirror digits anyway.
+    /// Image folder: the choice for 3-channel images of at least 32 px (pad 4 + flip); the
+    /// images' real size and channels decide through [`DatasetName::augment_for`].
     pub fn default_augment(&self) -> Augment {
         match self {
+            DatasetName::Svhn => Augment {
+                pad: 0,
+                flip: false,
+            },
+            DatasetName::ImageFolder => Augment { pad: 4, flip: true },
             DatasetName::Cifar10 | DatasetName::Cifar100 | DatasetName::PngFolder => {
                 Augment { pad: 4, flip: true }
             }
@@ -221,6 +265,45 @@ impl DatasetName {
                 pad: 1,
                 flip: false,
             },
+        }
+    }
+
+    /// The training augmentation for this data set's images of `channels`×`height`×`width`.
+    ///
+    /// Only an image folder depends on them: RGB images of at least 32 px are taken for
+    /// natural photographs and get CIFAR's pad 4 + flip (the reference augments Tiny ImageNet's
+    /// 64 px images so too). Anything else may be digits, glyphs or scans whose mirror image
+    /// is another thing, so no flip, and a pad of 1/16 of the side rounded up, which gives
+    /// the 2 px of MNIST's 28 and the 1 px of the 8×8 digits.
+    pub fn augment_for(&self, channels: usize, height: usize, width: usize) -> Augment {
+        match self {
+            DatasetName::ImageFolder if channels == 3 && height.min(width) >= 32 => {
+                Augment { pad: 4, flip: true }
+            }
+            DatasetName::ImageFolder => Augment {
+                pad: height.min(width).div_ceil(16),
+                flip: false,
+            },
+            other => other.default_augment(),
+        }
+    }
+}
+
+impl DataSet {
+    /// The training augmentation suited to these images ([`DatasetName::augment_for`]).
+    pub fn default_augment(&self) -> Augment {
+        self.name
+            .augment_for(self.train.channels, self.train.height, self.train.width)
+    }
+
+    /// `aug`, or [`DataSet::default_augment`] when `aug` is the size-blind
+    /// [`DatasetName::default_augment`] that a configuration made before the images were read
+    /// holds (they differ only for an image folder).
+    pub fn adapt_augment(&self, aug: Augment) -> Augment {
+        if aug == self.name.default_augment() {
+            self.default_augment()
+        } else {
+            aug
         }
     }
 }

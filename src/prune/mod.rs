@@ -327,7 +327,8 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
     let spec = model_spec(&ds, args.arch)?;
     let model = Classifier::try_new(&spec, device)?;
     let init = snapshot(&model);
-    let config = args.train.config(args.data.dataset)?;
+    let mut config = args.train.config(args.data.dataset)?;
+    config.augment = config.augment.map(|a| ds.adapt_augment(a));
     std::fs::create_dir_all(&args.save_dir)
         .with_context(|| format!("creating {}", args.save_dir.display()))?;
     let train_set = Arc::new(ds.train.clone());

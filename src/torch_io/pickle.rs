@@ -258,7 +258,7 @@ impl<'a> Reader<'a> {
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
-    fn line(&mut self) -> Result<&'a str> {
+    fn line_bytes(&mut self) -> Result<&'a [u8]> {
         let rest = &self.data[self.pos..];
         let Some(n) = rest.iter().position(|&b| b == b'\n') else {
             bail!(
@@ -267,7 +267,11 @@ impl<'a> Reader<'a> {
             );
         };
         self.pos += n + 1;
-        std::str::from_utf8(&rest[..n])
+        Ok(&rest[..n])
+    }
+    fn line(&mut self) -> Result<&'a str> {
+        let b = self.line_bytes()?;
+        std::str::from_utf8(b)
             .with_context(|| format!("pickle: text argument at offset {} is not UTF-8", self.pos))
     }
     fn utf8(&mut self, n: usize) -> Result<String> {
@@ -387,6 +391,10 @@ fn call(callable: Value, args: Value) -> Result<Value> {
             .first()
             .cloned()
             .with_context(|| format!("pickle: {name} without arguments")),
+        // Protocol-2 empty bytes: bytes().
+        ("__builtin__", "bytes") | ("builtins", "bytes") if items.is_empty() => {
+            Ok(Value::Bytes(Vec::new()))
+        }
         // Protocol-2 bytes: _codecs.encode(str, 'latin1').
         ("_codecs", "encode") if items.len() == 2 => match &items[0] {
             Value::Str(s) => Ok(Value::Bytes(s.chars().map(|c| c as u32 as u8).collect())),
@@ -404,8 +412,109 @@ fn call(callable: Value, args: Value) -> Result<Value> {
     }
 }
 
+/// How Python 2 `str` values (opcodes STRING, BINSTRING, SHORT_BINSTRING) are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Py2Str {
+    /// As text ([`Value::Str`], invalid UTF-8 replaced), as `torch.load` does.
+    Text,
+    /// As raw bytes ([`Value::Bytes`]), as `pickle.load(f, encoding='bytes')` does: Python 2
+    /// wrote binary payloads such as NumPy array data as `str`.
+    Bytes,
+}
+
 /// Decodes one pickle from `data`, returning the value and the number of bytes consumed.
+/// Python 2 `str` values become text, as `torch.load` reads them.
 pub fn parse(data: &[u8]) -> Result<(Value, usize)> {
+    parse_with(data, Py2Str::Text)
+}
+
+/// Decodes a protocol-0 UNICODE argument, Python's `raw-unicode-escape`: each byte is the
+/// character of that code (Latin-1), except `\\uXXXX` and `\\UXXXXXXXX` escapes.
+fn raw_unicode_escape(b: &[u8], at: usize) -> Result<String> {
+    let mut out = String::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let digits = match (b[i], b.get(i + 1)) {
+            (b'\\', Some(b'u')) => 4,
+            (b'\\', Some(b'U')) => 8,
+            (c, _) => {
+                out.push(c as char);
+                i += 1;
+                continue;
+            }
+        };
+        let c = b
+            .get(i + 2..i + 2 + digits)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .and_then(char::from_u32)
+            .with_context(|| format!("pickle: bad \\u escape in UNICODE at offset {at}"))?;
+        out.push(c);
+        i += 2 + digits;
+    }
+    Ok(out)
+}
+
+/// Undoes the escapes of a protocol-0 STRING argument (Python's `repr` of a byte string).
+fn unescape_py2_str(s: &str, at: usize) -> Result<Vec<u8>> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            out.push(b[i]);
+            i += 1;
+            continue;
+        }
+        let Some(&e) = b.get(i + 1) else {
+            bail!("pickle: STRING at offset {at} ends in a lone backslash");
+        };
+        i += 2;
+        out.push(match e {
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'a' => 0x07,
+            b'b' => 0x08,
+            b'f' => 0x0c,
+            b'v' => 0x0b,
+            b'\\' | b'\'' | b'"' => e,
+            b'x' => {
+                let hex = b
+                    .get(i..i + 2)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .with_context(|| format!("pickle: bad \\x escape in STRING at offset {at}"))?;
+                i += 2;
+                hex
+            }
+            b'0'..=b'7' => {
+                // Up to three octal digits, the first already read.
+                let mut v = (e - b'0') as u32;
+                for _ in 0..2 {
+                    match b.get(i) {
+                        Some(&d @ b'0'..=b'7') => {
+                            v = v * 8 + (d - b'0') as u32;
+                            i += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                u8::try_from(v).with_context(|| {
+                    format!("pickle: octal escape above 255 in STRING at offset {at}")
+                })?
+            }
+            other => bail!(
+                "pickle: unknown escape \\{} in STRING at offset {at}",
+                other as char
+            ),
+        });
+    }
+    Ok(out)
+}
+
+/// Decodes one pickle from `data` like [`parse`], decoding Python 2 `str` values as `py2_str` says.
+pub fn parse_with(data: &[u8], py2_str: Py2Str) -> Result<(Value, usize)> {
     let mut r = Reader { data, pos: 0 };
     let mut stack: Vec<Slot> = Vec::new();
     let mut memo: HashMap<u64, Value> = HashMap::new();
@@ -570,24 +679,41 @@ pub fn parse(data: &[u8]) -> Result<(Value, usize)> {
                 push(&mut stack, Value::Str(s));
             }
             b'V' => {
-                let s = r.line()?.to_string();
+                let s = raw_unicode_escape(r.line_bytes()?, at)?;
                 push(&mut stack, Value::Str(s));
             }
             // Python 2 byte strings (BINSTRING, SHORT_BINSTRING): torch decodes them as text.
-            b'T' => {
-                let n = r.u32()? as usize;
-                let s = String::from_utf8_lossy(r.take(n)?).into_owned();
-                push(&mut stack, Value::Str(s));
-            }
-            b'U' => {
-                let n = r.u8()? as usize;
-                let s = String::from_utf8_lossy(r.take(n)?).into_owned();
-                push(&mut stack, Value::Str(s));
+            b'T' | b'U' => {
+                let n = if op == b'T' {
+                    r.u32()? as usize
+                } else {
+                    r.u8()? as usize
+                };
+                let b = r.take(n)?;
+                let v = match py2_str {
+                    Py2Str::Text => Value::Str(String::from_utf8_lossy(b).into_owned()),
+                    Py2Str::Bytes => Value::Bytes(b.to_vec()),
+                };
+                push(&mut stack, v);
             }
             b'S' => {
                 let s = r.line()?;
-                let s = s.trim_matches(|c| c == '\'' || c == '"').to_string();
-                push(&mut stack, Value::Str(s));
+                let v = match py2_str {
+                    Py2Str::Text => {
+                        Value::Str(s.trim_matches(|c| c == '\'' || c == '"').to_string())
+                    }
+                    Py2Str::Bytes => {
+                        let q = s.as_bytes().first().copied();
+                        let quoted = s.len() >= 2
+                            && matches!(q, Some(b'\'' | b'"'))
+                            && s.as_bytes()[s.len() - 1] == q.unwrap_or(0);
+                        if !quoted {
+                            bail!("pickle: STRING at offset {at} is not quoted");
+                        }
+                        Value::Bytes(unescape_py2_str(&s[1..s.len() - 1], at)?)
+                    }
+                };
+                push(&mut stack, v);
             }
             b'B' => {
                 let n = r.u32()? as usize;

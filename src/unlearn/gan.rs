@@ -322,7 +322,7 @@ pub fn pretrain_attacker(ctx: &UnlearnContext, iterations: usize) -> anyhow::Res
         ctx.splits.train.len(),
         ctx.splits.val.len(),
     )?;
-    let augment = ctx.data.name.default_augment();
+    let augment = ctx.data.default_augment();
     let seed = ctx.config.seed;
     let source = BatchSource::new(&ctx.train_set, ctx.device);
     let members = source.random(
@@ -474,7 +474,7 @@ impl Unlearner for Adversarial {
             ctx.splits.forget.len(),
             ctx.splits.val.len(),
         )?;
-        let augment = ctx.data.name.default_augment();
+        let augment = ctx.data.default_augment();
         let side_augment = ctx.forget_augmented().then_some(augment);
         let source = BatchSource::new(&ctx.train_set, ctx.device);
         let mut forget_stream = source.random(

@@ -219,7 +219,7 @@ pub fn sgd_epochs(
             cfg.batch_size,
             true,
             false,
-            Some(ctx.data.name.default_augment()),
+            Some(ctx.data.default_augment()),
             cfg.seed.wrapping_mul(7_919).wrapping_add(epoch as u64),
         );
         let progress = Progress::new(

@@ -1,13 +1,14 @@
-//! CIFAR-10 / CIFAR-100 binary versions.
+//! CIFAR-10 / CIFAR-100 binary versions, and the choice between them and the python versions.
 
 use anyhow::{bail, Result};
 use std::path::Path;
 
+use super::cifar_pickle::read_pickle_files;
 use super::{read_file, resolve_dir};
 use crate::data::ImageSet;
 
 /// Pixel bytes per CIFAR record: 1 024 red, then green, then blue, each row-major 32×32.
-const PIXELS: usize = 3 * 32 * 32;
+pub(crate) const PIXELS: usize = 3 * 32 * 32;
 
 /// Which CIFAR binary record layout a file has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +29,7 @@ impl CifarKind {
     }
 
     /// Number of classes of the label we keep.
-    fn num_classes(self) -> usize {
+    pub(crate) fn num_classes(self) -> usize {
         match self {
             CifarKind::Cifar10 => 10,
             CifarKind::Cifar100 => 100,
@@ -36,7 +37,7 @@ impl CifarKind {
     }
 
     /// Human name for messages.
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             CifarKind::Cifar10 => "CIFAR-10",
             CifarKind::Cifar100 => "CIFAR-100",
@@ -121,42 +122,58 @@ fn read_files(dir: &Path, names: &[&str], kind: CifarKind) -> Result<ImageSet> {
     Ok(all)
 }
 
-/// Reads CIFAR-10 (`data_batch_1..5.bin`, `test_batch.bin`) from `dir` or from
-/// `dir/cifar-10-batches-bin/`. Returns `(train, test)`.
+/// The five CIFAR-10 training batches, in order, without the `.bin` of the binary version.
+const CIFAR10_TRAIN: [&str; 5] = [
+    "data_batch_1",
+    "data_batch_2",
+    "data_batch_3",
+    "data_batch_4",
+    "data_batch_5",
+];
+
+/// Reads CIFAR-10 from `dir` or its `cifar-10-batches-bin/` or `cifar-10-batches-py/`
+/// subfolder: the binary version (`data_batch_1..5.bin`, `test_batch.bin`) when present, else
+/// the python version (`data_batch_1..5`, `test_batch`). Returns `(train, test)`.
 pub fn read_cifar10(dir: &Path) -> Result<(ImageSet, ImageSet)> {
-    let Some(d) = resolve_dir(dir, "cifar-10-batches-bin", "data_batch_1.bin") else {
-        bail!(
-            "{}: no CIFAR-10 binary data: expected data_batch_1.bin … data_batch_5.bin and \
-             test_batch.bin in this folder or in its cifar-10-batches-bin/ subfolder",
-            dir.display()
-        );
-    };
-    let train = read_files(
-        &d,
-        &[
-            "data_batch_1.bin",
-            "data_batch_2.bin",
-            "data_batch_3.bin",
-            "data_batch_4.bin",
-            "data_batch_5.bin",
-        ],
-        CifarKind::Cifar10,
-    )?;
-    let test = read_files(&d, &["test_batch.bin"], CifarKind::Cifar10)?;
-    Ok((train, test))
+    if let Some(d) = resolve_dir(dir, "cifar-10-batches-bin", "data_batch_1.bin") {
+        let names = CIFAR10_TRAIN.map(|n| format!("{n}.bin"));
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let train = read_files(&d, &names, CifarKind::Cifar10)?;
+        let test = read_files(&d, &["test_batch.bin"], CifarKind::Cifar10)?;
+        return Ok((train, test));
+    }
+    if let Some(d) = resolve_dir(dir, "cifar-10-batches-py", "data_batch_1") {
+        let train = read_pickle_files(&d, &CIFAR10_TRAIN, CifarKind::Cifar10)?;
+        let test = read_pickle_files(&d, &["test_batch"], CifarKind::Cifar10)?;
+        return Ok((train, test));
+    }
+    bail!(
+        "{}: no CIFAR-10 data: expected the binary version (data_batch_1.bin … \
+         data_batch_5.bin, test_batch.bin) or the python version (data_batch_1 … data_batch_5, \
+         test_batch) in this folder or in its cifar-10-batches-bin/ or cifar-10-batches-py/ \
+         subfolder",
+        dir.display()
+    );
 }
 
-/// Reads CIFAR-100 (`train.bin`, `test.bin`, fine labels) from `dir` or from
-/// `dir/cifar-100-binary/`. Returns `(train, test)`.
+/// Reads CIFAR-100 (fine labels) from `dir` or its `cifar-100-binary/` or `cifar-100-python/`
+/// subfolder: the binary version (`train.bin`, `test.bin`) when present, else the python
+/// version (`train`, `test`). Returns `(train, test)`.
 pub fn read_cifar100(dir: &Path) -> Result<(ImageSet, ImageSet)> {
-    let Some(d) = resolve_dir(dir, "cifar-100-binary", "train.bin") else {
-        bail!(
-            "{}: no CIFAR-100 binary data: expected train.bin and test.bin in this folder or \
-             in its cifar-100-binary/ subfolder",
-            dir.display()
-        );
-    };
-    let train = read_files(&d, &["train.bin"], CifarKind::Cifar100)?;
-    let test = read_files(&d, &["test.bin"], CifarKind::Cifar100)?;
-    Ok((train, test))
+    if let Some(d) = resolve_dir(dir, "cifar-100-binary", "train.bin") {
+        let train = read_files(&d, &["train.bin"], CifarKind::Cifar100)?;
+        let test = read_files(&d, &["test.bin"], CifarKind::Cifar100)?;
+        return Ok((train, test));
+    }
+    if let Some(d) = resolve_dir(dir, "cifar-100-python", "train") {
+        let train = read_pickle_files(&d, &["train"], CifarKind::Cifar100)?;
+        let test = read_pickle_files(&d, &["test"], CifarKind::Cifar100)?;
+        return Ok((train, test));
+    }
+    bail!(
+        "{}: no CIFAR-100 data: expected the binary version (train.bin, test.bin) or the python \
+         version (train, test) in this folder or in its cifar-100-binary/ or cifar-100-python/ \
+         subfolder",
+        dir.display()
+    );
 }

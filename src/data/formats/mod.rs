@@ -2,14 +2,23 @@
 //! layout and fails with an error naming the file and the byte offset or record at fault.
 
 mod cifar;
+mod cifar_pickle;
+mod decode;
 mod digits;
 mod idx;
+mod image_folder;
+mod mat5;
+mod numpy_pickle;
 mod png_folder;
+mod svhn;
 
 pub use cifar::{read_cifar10, read_cifar100, read_cifar_records, CifarKind};
+pub use cifar_pickle::read_cifar_pickle;
 pub use digits::{load_digits, parse_digits_csv, DIGITS_MEAN, DIGITS_STD, DIGITS_TRAIN_LEN};
 pub use idx::{read_idx_images, read_idx_labels, read_idx_pair, read_mnist_dir};
+pub use image_folder::read_image_folder;
 pub use png_folder::{label_from_file_name, read_png_dir, read_png_folder};
+pub use svhn::{read_svhn, read_svhn_file};
 
 use anyhow::{Context, Result};
 use std::io::Read;
@@ -34,11 +43,12 @@ pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
-/// `dir` itself when it holds `probe`, else `dir/sub` when that does; `None` otherwise.
+/// `dir` itself when it holds the file `probe`, else `dir/sub` when that does; `None` otherwise.
 pub(crate) fn resolve_dir(dir: &Path, sub: &str, probe: &str) -> Option<PathBuf> {
-    if dir.join(probe).exists() {
+    // A file, not just a name: a python-version probe (`train`) may be an image-folder subfolder.
+    if dir.join(probe).is_file() {
         Some(dir.to_path_buf())
-    } else if dir.join(sub).join(probe).exists() {
+    } else if dir.join(sub).join(probe).is_file() {
         Some(dir.join(sub))
     } else {
         None

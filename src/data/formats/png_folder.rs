@@ -4,6 +4,7 @@
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
+use super::decode::decode_png;
 use crate::data::ImageSet;
 
 /// The last run of ASCII digits in the file stem, e.g. `cifar10_07_3.png` → 3.
@@ -20,53 +21,6 @@ pub fn label_from_file_name(name: &str) -> Option<i64> {
 
 /// Above this many classes an inferred label is more likely a date or an id than a class.
 const MAX_INFERRED_CLASSES: i64 = 100_000;
-
-/// One decoded PNG as planar C×H×W bytes.
-struct Decoded {
-    pixels: Vec<u8>,
-    channels: usize,
-    height: usize,
-    width: usize,
-}
-
-/// Decodes a PNG to 8-bit gray (1 channel) or RGB (3 channels), dropping any alpha.
-fn decode_png(path: &Path) -> Result<Decoded> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut dec = png::Decoder::new(std::io::BufReader::new(file));
-    // Palette and sub-byte gray are expanded, 16-bit samples stripped to 8 bits.
-    dec.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = dec
-        .read_info()
-        .with_context(|| format!("{}: not a readable PNG", path.display()))?;
-    let mut buf = vec![0u8; reader.output_buffer_size()];
-    let info = reader
-        .next_frame(&mut buf)
-        .with_context(|| format!("{}: corrupt PNG image data", path.display()))?;
-    let (h, w) = (info.height as usize, info.width as usize);
-    let (in_ch, out_ch) = match info.color_type {
-        png::ColorType::Grayscale => (1, 1),
-        png::ColorType::GrayscaleAlpha => (2, 1),
-        png::ColorType::Rgb => (3, 3),
-        png::ColorType::Rgba => (4, 3),
-        png::ColorType::Indexed => bail!("{}: palette was not expanded", path.display()),
-    };
-    let mut pixels = vec![0u8; out_ch * h * w];
-    for y in 0..h {
-        let row = &buf[y * info.line_size..y * info.line_size + w * in_ch];
-        for x in 0..w {
-            for c in 0..out_ch {
-                pixels[c * h * w + y * w + x] = row[x * in_ch + c];
-            }
-        }
-    }
-    Ok(Decoded {
-        pixels,
-        channels: out_ch,
-        height: h,
-        width: w,
-    })
-}
 
 /// Reads every `*.png` directly in `dir`, sorted by file name; all must share size and
 /// channel count, and each name must contain a number (its label, below `num_classes` if given).
