@@ -1,4 +1,4 @@
-//! The `gunlearn` binary end to end on digits: eval_result.json, unlearn outputs, and every
+//! The `gunlearn` binary end to end on digits (and once on SVHN with VGG-16-BN): eval_result.json, unlearn outputs, and every
 //! bad-input case the issues name (each a clear error, nothing half written).
 
 mod common;
@@ -358,5 +358,86 @@ fn non_finite_loss_stops_and_keeps_the_last_good_weights() {
             bool::try_from(t.isfinite().all()).unwrap(),
             "{name} is not finite"
         );
+    }
+}
+
+/// Runs `tests/python/svhn_fixture.py good DIR N SEED 1 uint8` (SciPy-written MAT-files).
+fn svhn_fixture(dir: &Path, n: usize) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(root.join(".venv/bin/python"))
+        .arg(root.join("tests/python/svhn_fixture.py"))
+        .args([
+            "good",
+            dir.to_str().unwrap(),
+            &n.to_string(),
+            "5",
+            "1",
+            "uint8",
+        ])
+        .output()
+        .expect("run svhn_fixture.py");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn svhn_with_vgg16_bn_trains_unlearns_and_evaluates() {
+    // The newer readers and architecture through the whole pipeline of the binary.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("svhn");
+    svhn_fixture(&data, 120);
+    let (model, ft) = (dir.path().join("vgg"), dir.path().join("ft"));
+    let t = threads();
+    let data_flags = [
+        "--dataset",
+        "svhn",
+        "--data",
+        data.to_str().unwrap(),
+        "--test_subset",
+        "40",
+    ];
+    let run = |extra: &[&str]| {
+        let mut args: Vec<&str> = extra.to_vec();
+        args.extend_from_slice(&data_flags);
+        args.extend_from_slice(&["--threads", &t, "--quiet", "--device", "cpu"]);
+        ok(&args)
+    };
+    run(&[
+        "train",
+        "--arch",
+        "vgg16_bn",
+        "--epochs",
+        "1",
+        "--batch_size",
+        "32",
+        "--save_dir",
+        model.to_str().unwrap(),
+    ]);
+    let info = read_json(&model.join("model.json"));
+    assert_eq!(info["model"]["arch"], "vgg16_bn");
+    assert_eq!(info["dataset"], "svhn");
+    assert_eq!(info["model"]["num_classes"], 10);
+    run(&[
+        "unlearn",
+        "--model",
+        model.to_str().unwrap(),
+        "--unlearn",
+        "FT",
+        "--indexes_to_replace",
+        "--unlearn_epochs",
+        "1",
+        "--batch_size",
+        "32",
+        "--save_dir",
+        ft.to_str().unwrap(),
+    ]);
+    let result = read_json(&ft.join("eval_result.json"));
+    let size = |k: &str| result["sizes"][k].as_u64().unwrap();
+    assert_eq!(size("test"), 40, "{result:#}");
+    assert_eq!(size("forget") + size("retain"), size("train"));
+    assert_eq!(size("train") + size("val"), 120);
+    assert!(size("forget") >= 9, "10 % of the training part: {result:#}");
+    for key in ["UA", "RA", "TA", "MIA_efficacy"] {
+        let v = result[key].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&v), "{key} = {v}");
     }
 }
