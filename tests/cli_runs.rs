@@ -1,5 +1,6 @@
-//! The `gunlearn` binary end to end on digits (and once on SVHN with VGG-16-BN): eval_result.json, unlearn outputs, and every
-//! bad-input case the issues name (each a clear error, nothing half written).
+//! The `gunlearn` binary end to end on digits (and once on SVHN with VGG-16-BN):
+//! eval_result.json, unlearn outputs, and every bad-input case the issues name (each a clear
+//! error, nothing half written).
 
 mod common;
 
