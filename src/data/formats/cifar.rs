@@ -3,7 +3,7 @@
 use anyhow::{bail, Result};
 use std::path::Path;
 
-use super::cifar_pickle::read_pickle_files;
+use super::cifar_pickle::read_cifar_pickle;
 use super::{read_file, resolve_dir};
 use crate::data::ImageSet;
 
@@ -104,8 +104,11 @@ pub fn read_cifar_records(path: &Path, bytes: &[u8], kind: CifarKind) -> Result<
     })
 }
 
-/// Reads and concatenates CIFAR files in order.
-fn read_files(dir: &Path, names: &[&str], kind: CifarKind) -> Result<ImageSet> {
+/// Decodes one CIFAR file (binary records or python pickle) whose bytes are given.
+type Decoder = fn(&Path, &[u8], CifarKind) -> Result<ImageSet>;
+
+/// Reads and concatenates CIFAR files in order, each decoded by `decode`.
+fn read_files(dir: &Path, names: &[&str], kind: CifarKind, decode: Decoder) -> Result<ImageSet> {
     let mut all = ImageSet {
         images: Vec::new(),
         labels: Vec::new(),
@@ -115,7 +118,7 @@ fn read_files(dir: &Path, names: &[&str], kind: CifarKind) -> Result<ImageSet> {
     };
     for name in names {
         let path = dir.join(name);
-        let set = read_cifar_records(&path, &read_file(&path)?, kind)?;
+        let set = decode(&path, &read_file(&path)?, kind)?;
         all.images.extend_from_slice(&set.images);
         all.labels.extend_from_slice(&set.labels);
     }
@@ -138,13 +141,18 @@ pub fn read_cifar10(dir: &Path) -> Result<(ImageSet, ImageSet)> {
     if let Some(d) = resolve_dir(dir, "cifar-10-batches-bin", "data_batch_1.bin") {
         let names = CIFAR10_TRAIN.map(|n| format!("{n}.bin"));
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        let train = read_files(&d, &names, CifarKind::Cifar10)?;
-        let test = read_files(&d, &["test_batch.bin"], CifarKind::Cifar10)?;
+        let train = read_files(&d, &names, CifarKind::Cifar10, read_cifar_records)?;
+        let test = read_files(
+            &d,
+            &["test_batch.bin"],
+            CifarKind::Cifar10,
+            read_cifar_records,
+        )?;
         return Ok((train, test));
     }
     if let Some(d) = resolve_dir(dir, "cifar-10-batches-py", "data_batch_1") {
-        let train = read_pickle_files(&d, &CIFAR10_TRAIN, CifarKind::Cifar10)?;
-        let test = read_pickle_files(&d, &["test_batch"], CifarKind::Cifar10)?;
+        let train = read_files(&d, &CIFAR10_TRAIN, CifarKind::Cifar10, read_cifar_pickle)?;
+        let test = read_files(&d, &["test_batch"], CifarKind::Cifar10, read_cifar_pickle)?;
         return Ok((train, test));
     }
     bail!(
@@ -161,13 +169,13 @@ pub fn read_cifar10(dir: &Path) -> Result<(ImageSet, ImageSet)> {
 /// version (`train`, `test`). Returns `(train, test)`.
 pub fn read_cifar100(dir: &Path) -> Result<(ImageSet, ImageSet)> {
     if let Some(d) = resolve_dir(dir, "cifar-100-binary", "train.bin") {
-        let train = read_files(&d, &["train.bin"], CifarKind::Cifar100)?;
-        let test = read_files(&d, &["test.bin"], CifarKind::Cifar100)?;
+        let train = read_files(&d, &["train.bin"], CifarKind::Cifar100, read_cifar_records)?;
+        let test = read_files(&d, &["test.bin"], CifarKind::Cifar100, read_cifar_records)?;
         return Ok((train, test));
     }
     if let Some(d) = resolve_dir(dir, "cifar-100-python", "train") {
-        let train = read_pickle_files(&d, &["train"], CifarKind::Cifar100)?;
-        let test = read_pickle_files(&d, &["test"], CifarKind::Cifar100)?;
+        let train = read_files(&d, &["train"], CifarKind::Cifar100, read_cifar_pickle)?;
+        let test = read_files(&d, &["test"], CifarKind::Cifar100, read_cifar_pickle)?;
         return Ok((train, test));
     }
     bail!(

@@ -11,7 +11,6 @@ use std::path::Path;
 
 use super::cifar::{CifarKind, PIXELS};
 use super::numpy_pickle::{dict_get, dict_keys, np_array};
-use super::read_file;
 use crate::data::ImageSet;
 use crate::torch_io::pickle::{parse_with, Py2Str, Value};
 
@@ -189,22 +188,4 @@ pub fn read_cifar_pickle(path: &Path, bytes: &[u8], kind: CifarKind) -> Result<I
         height: 32,
         width: 32,
     })
-}
-
-/// Reads and concatenates CIFAR python-version files of `dir` in order.
-pub(crate) fn read_pickle_files(dir: &Path, names: &[&str], kind: CifarKind) -> Result<ImageSet> {
-    let mut all = ImageSet {
-        images: Vec::new(),
-        labels: Vec::new(),
-        channels: 3,
-        height: 32,
-        width: 32,
-    };
-    for name in names {
-        let path = dir.join(name);
-        let set = read_cifar_pickle(&path, &read_file(&path)?, kind)?;
-        all.images.extend_from_slice(&set.images);
-        all.labels.extend_from_slice(&set.labels);
-    }
-    Ok(all)
 }
