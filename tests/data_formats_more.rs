@@ -2,36 +2,12 @@
 //! on small files that Python (pickle, NumPy, SciPy) writes at test time; and every bad-input
 //! case as a clear error naming the file.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::Path;
 
 use gunlearn::data::formats::{self, CifarKind};
 use gunlearn::data::{load, Augment, DatasetName, ImageSet};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs `tests/python/<script>` with the project's venv Python; panics with its output on failure.
-fn python(script: &str, args: &[&str]) {
-    let py = root().join(".venv/bin/python");
-    let out = Command::new(&py)
-        .arg(root().join("tests/python").join(script))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (run `make test`, which installs the venv)",
-                py.display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -77,7 +53,7 @@ fn cifar10_python_versions_read_what_python_wrote() {
         let parent = tmp.path().join(style);
         let py = parent.join("cifar-10-batches-py");
         let bin = tmp.path().join(format!("bin-{style}"));
-        python(
+        common::run_python(
             "cifar_pickle_fixture.py",
             &["good", s(&py), "10", style, "20", "3", s(&bin)],
         );
@@ -107,7 +83,7 @@ fn cifar100_python_versions_use_fine_labels() {
             .path()
             .join(format!("bin-{style}"))
             .join("cifar-100-binary");
-        python(
+        common::run_python(
             "cifar_pickle_fixture.py",
             &["good", s(&py), "100", style, "20", "7", s(&bin)],
         );
@@ -154,7 +130,7 @@ fn python2_strings_decode_to_bytes() {
 fn cifar_python_bad_inputs() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad");
-    python("cifar_pickle_fixture.py", &["bad", s(&bad)]);
+    common::run_python("cifar_pickle_fixture.py", &["bad", s(&bad)]);
     let read = |name: &str, kind: CifarKind| {
         let p = bad.join(name);
         formats::read_cifar_pickle(&p, &std::fs::read(&p).unwrap(), kind)
@@ -189,7 +165,7 @@ fn cifar_python_bad_inputs() {
 
     // Truncated, padded, and non-pickle files, in a python-version folder.
     let good = tmp.path().join("cifar-10-batches-py");
-    python(
+    common::run_python(
         "cifar_pickle_fixture.py",
         &["good", s(&good), "10", "py2", "5", "1"],
     );
@@ -239,7 +215,7 @@ fn svhn_reads_what_scipy_wrote() {
     for (compress, ytype) in [("1", "uint8"), ("0", "double")] {
         let parent = tmp.path().join(format!("{compress}-{ytype}"));
         let d = parent.join("svhn");
-        python(
+        common::run_python(
             "svhn_fixture.py",
             &["good", s(&d), "9", compress, compress, ytype],
         );
@@ -267,7 +243,7 @@ fn svhn_reads_what_scipy_wrote() {
     }
     // Big-endian files, written by hand.
     let be = tmp.path().join("be");
-    python("svhn_fixture.py", &["bigendian", s(&be)]);
+    common::run_python("svhn_fixture.py", &["bigendian", s(&be)]);
     let ds = load(DatasetName::Svhn, Some(&be)).unwrap();
     let (px, lb) = expected(&be, &["train_32x32.mat"]);
     assert_set(&ds.train, &px, &lb, "big-endian");
@@ -277,7 +253,7 @@ fn svhn_reads_what_scipy_wrote() {
 fn svhn_bad_inputs() {
     let tmp = tempfile::tempdir().unwrap();
     let bad = tmp.path().join("bad");
-    python("svhn_fixture.py", &["bad", s(&bad)]);
+    common::run_python("svhn_fixture.py", &["bad", s(&bad)]);
     let read = |name: &str| {
         let p = bad.join(name);
         formats::read_svhn_file(&p, &std::fs::read(&p).unwrap())
@@ -313,7 +289,7 @@ fn svhn_bad_inputs() {
     // Truncation anywhere, compressed or not, names the file and an offset; never a panic.
     let good = tmp.path().join("good");
     for compress in ["0", "1"] {
-        python(
+        common::run_python(
             "svhn_fixture.py",
             &["good", s(&good), "3", "4", compress, "uint8"],
         );

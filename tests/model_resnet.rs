@@ -4,38 +4,11 @@
 mod common;
 
 use gunlearn::model::{Arch, Classifier, ModelSpec};
-use std::path::PathBuf;
-use std::process::Command;
 use tch::{Device, Kind, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn setup_threads() {
     common::pin_threads();
-}
-
-fn python() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(p.exists(), "{} missing: run `make setup`", p.display());
-    p
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python/resnet_ref.py")
-}
-
-fn run_python(args: &[&str]) {
-    let out = Command::new(python())
-        .arg(script())
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "resnet_ref.py {:?} failed:\n{}\n{}",
-        args,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn spec(arch: Arch, num_classes: usize, in_channels: usize) -> ModelSpec {
@@ -176,7 +149,10 @@ fn variable_names_match_torchvision_reference() {
     for arch in [Arch::Resnet18, Arch::Resnet20] {
         let out = dir.path().join("keys.json");
         let arch_s = format!("{arch:?}").to_lowercase();
-        run_python(&["keys", &arch_s, "10", "3", out.to_str().unwrap()]);
+        common::run_python(
+            "resnet_ref.py",
+            &["keys", &arch_s, "10", "3", out.to_str().unwrap()],
+        );
         let keys: Vec<(String, Vec<i64>)> =
             serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
         let mut theirs: Vec<(String, Vec<i64>)> = keys
@@ -195,7 +171,8 @@ fn variable_names_match_torchvision_reference() {
     }
 }
 
-/// Our weights, saved as safetensors, loaded by name into the PyTorch reference: same logits.
+/// Our weights, saved as safetensors, loaded by name into the PyTorch reference: same logits,
+/// features and running statistics (see [`common::assert_pytorch_parity`]).
 fn parity(arch: Arch, in_channels: usize, hw: i64) {
     setup_threads();
     tch::manual_seed(3);
@@ -206,62 +183,7 @@ fn parity(arch: Arch, in_channels: usize, hw: i64) {
         let x = Tensor::rand([4, in_channels as i64, hw, hw], (Kind::Float, Device::Cpu)) * 0.8;
         let _ = tch::no_grad(|| m.forward(&x, true));
     }
-    let dir = tempfile::tempdir().unwrap();
-    let wpath = dir.path().join("weights.safetensors");
-    m.vs.save(&wpath).unwrap();
-    let x = Tensor::rand([4, in_channels as i64, hw, hw], (Kind::Float, Device::Cpu));
-    let ipath = dir.path().join("input.safetensors");
-    Tensor::write_safetensors(&[("input", &x)], &ipath).unwrap();
-    let opath = dir.path().join("out.safetensors");
-    let arch_s = format!("{arch:?}").to_lowercase();
-    let cin_s = in_channels.to_string();
-    run_python(&[
-        "run",
-        &arch_s,
-        "10",
-        &cin_s,
-        wpath.to_str().unwrap(),
-        ipath.to_str().unwrap(),
-        opath.to_str().unwrap(),
-    ]);
-    let theirs: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&opath)
-        .unwrap()
-        .into_iter()
-        .collect();
-
-    let (le, fe) = tch::no_grad(|| m.forward(&x, false));
-    let (lt, ft) = tch::no_grad(|| m.forward(&x, true));
-    // Both sides run the same libtorch build on the same CPU, so differences come only from
-    // op scheduling (summation order in conv/pool kernels). Float32 rounding then scales with
-    // the magnitude of the values: allow 1e-5 × max(1, max |value|).
-    let close = |name: &str, a: &Tensor, b: &Tensor| {
-        let scale = b.abs().max().double_value(&[]).max(1.0);
-        let diff = (a - b).abs().max().double_value(&[]);
-        if !name.starts_with("after.") {
-            println!("{arch:?} {name}: max |diff| {diff:.3e} (scale {scale:.3})");
-        }
-        assert!(
-            diff <= 1e-5 * scale,
-            "{name}: max |diff| {diff} > 1e-5 × {scale}"
-        );
-    };
-    close("logits_eval", &le, &theirs["logits_eval"]);
-    close("features_eval", &fe, &theirs["features_eval"]);
-    close("logits_train", &lt, &theirs["logits_train"]);
-    close("features_train", &ft, &theirs["features_train"]);
-    // The train pass updated the running statistics identically on both sides.
-    let vars = m.vs.variables();
-    let mut n = 0;
-    for (k, v) in &theirs {
-        if let Some(name) = k.strip_prefix("after.") {
-            close(k, &vars[name], v);
-            n += 1;
-        }
-    }
-    assert_eq!(
-        n,
-        2 * vars.keys().filter(|k| k.ends_with("running_mean")).count()
-    );
+    common::assert_pytorch_parity(&m, "resnet_ref.py", hw);
 }
 
 #[test]

@@ -7,7 +7,6 @@ mod common;
 use gunlearn::model::mask::Mask;
 use gunlearn::model::{Arch, Classifier, ModelSpec};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Command;
 use tch::nn::OptimizerConfig;
 use tch::{nn, Device, Kind, Tensor};
@@ -15,24 +14,6 @@ use tch::{nn, Device, Kind, Tensor};
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn setup_threads() {
     common::pin_threads();
-}
-
-fn run_python(args: &[&str]) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let py = root.join(".venv/bin/python");
-    assert!(py.exists(), "{} missing: run `make setup`", py.display());
-    let out = Command::new(py)
-        .arg(root.join("tests/python/vgg_ref.py"))
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "vgg_ref.py {:?} failed:\n{}\n{}",
-        args,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn spec(num_classes: usize, in_channels: usize) -> ModelSpec {
@@ -57,7 +38,7 @@ fn reference_init(classes: usize, in_channels: usize) -> RefInit {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("init.json");
     let (c, i) = (classes.to_string(), in_channels.to_string());
-    run_python(&["init", &c, &i, "5", out.to_str().unwrap()]);
+    common::run_python("vgg_ref.py", &["init", &c, &i, "5", out.to_str().unwrap()]);
     serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap()
 }
 
@@ -106,7 +87,10 @@ fn parameter_count_names_and_shapes_match_pytorch() {
 
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("keys.json");
-    run_python(&["keys", "vgg16_bn", "10", "3", out.to_str().unwrap()]);
+    common::run_python(
+        "vgg_ref.py",
+        &["keys", "vgg16_bn", "10", "3", out.to_str().unwrap()],
+    );
     let keys: Vec<(String, Vec<i64>)> =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let mut theirs: Vec<(String, Vec<i64>)> = keys
@@ -310,21 +294,6 @@ fn init_statistics_match_the_reference() {
     }
 }
 
-/// `|a − b| ≤ 1e-5 · max |b|` (plus 1e-9 for all-zero tensors): VGG's logits at init are of
-/// order 1e-3 (three N(0, 0.01) Linear layers), so the bound has to be relative.
-fn assert_close(what: &str, a: &Tensor, b: &Tensor) {
-    assert_eq!(a.size(), b.size(), "{what}: shapes");
-    let scale = b.abs().max().double_value(&[]);
-    let diff = (a - b).abs().max().double_value(&[]);
-    if !what.starts_with("after.") {
-        println!("{what}: max |diff| {diff:.3e} (max |value| {scale:.3e})");
-    }
-    assert!(
-        diff <= 1e-5 * scale + 1e-9,
-        "{what}: max |diff| {diff} > 1e-5 × {scale}"
-    );
-}
-
 /// Our weights, saved as safetensors, loaded by name into the PyTorch module: same logits,
 /// features and updated running statistics, in eval and in train mode.
 fn parity(classes: usize, in_channels: usize, hw: i64) {
@@ -344,42 +313,7 @@ fn parity(classes: usize, in_channels: usize, hw: i64) {
             }
         }
     });
-    let dir = tempfile::tempdir().unwrap();
-    let wpath = dir.path().join("weights.safetensors");
-    m.vs.save(&wpath).unwrap();
-    let x = Tensor::rand([4, in_channels as i64, hw, hw], (Kind::Float, Device::Cpu));
-    let ipath = dir.path().join("input.safetensors");
-    Tensor::write_safetensors(&[("input", &x)], &ipath).unwrap();
-    let opath = dir.path().join("out.safetensors");
-    let (c, i) = (classes.to_string(), in_channels.to_string());
-    run_python(&[
-        "run",
-        "vgg16_bn",
-        &c,
-        &i,
-        wpath.to_str().unwrap(),
-        ipath.to_str().unwrap(),
-        opath.to_str().unwrap(),
-    ]);
-    let theirs: HashMap<String, Tensor> = Tensor::read_safetensors(&opath)
-        .unwrap()
-        .into_iter()
-        .collect();
-    let (le, fe) = tch::no_grad(|| m.forward(&x, false));
-    let (lt, ft) = tch::no_grad(|| m.forward(&x, true));
-    assert_close("logits_eval", &le, &theirs["logits_eval"]);
-    assert_close("features_eval", &fe, &theirs["features_eval"]);
-    assert_close("logits_train", &lt, &theirs["logits_train"]);
-    assert_close("features_train", &ft, &theirs["features_train"]);
-    let vars = m.vs.variables();
-    let mut n = 0;
-    for (k, v) in &theirs {
-        if let Some(name) = k.strip_prefix("after.") {
-            assert_close(k, &vars[name], v);
-            n += 1;
-        }
-    }
-    assert_eq!(n, 2 * 13);
+    common::assert_pytorch_parity(&m, "vgg_ref.py", hw);
 }
 
 #[test]

@@ -7,29 +7,11 @@ use gunlearn::checkpoint;
 use gunlearn::model::{Arch, Classifier, ModelSpec};
 use gunlearn::torch_io::{self, ExportTorchArgs, ImportOptions, ImportTorchArgs};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use tch::{Device, Kind, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn setup_threads() {
     common::pin_threads();
-}
-
-fn python(args: &[&str]) {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let py = root.join(".venv/bin/python");
-    assert!(py.exists(), "{} missing: run `make setup`", py.display());
-    let out = Command::new(py)
-        .arg(root.join("tests/python/torch_io_ref.py"))
-        .args(args)
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "torch_io_ref.py {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn s(p: &Path) -> &str {
@@ -55,18 +37,6 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
-/// `max |a − b| ≤ 1e-5 · max(max |b|, 1e-3)`: relative, since VGG-16-BN's logits are of order
-/// 1e-3 at the reference's init (three N(0, 0.01) Linear layers).
-fn assert_close(what: &str, a: &Tensor, b: &Tensor) {
-    let scale = b.abs().max().double_value(&[]).max(1e-3);
-    let d = max_diff(a, b);
-    println!("{what}: max |logit diff| = {d:e} (scale {scale:e})");
-    assert!(
-        d <= 1e-5 * scale,
-        "{what}: logits differ by {d} (scale {scale})"
-    );
-}
-
 /// Saves one seeded model per layout with PyTorch (one Python process), imports each file, and
 /// checks that our eval logits match PyTorch's on `hw`×`hw` inputs. Returns the imports, in
 /// layout order.
@@ -83,7 +53,7 @@ fn import_layouts(
     let classes = classes.to_string();
     args.extend([classes.as_str(), "3", s(&input), s(dir.path())]);
     args.extend(layouts);
-    python(&args);
+    common::run_python("torch_io_ref.py", &args);
     let mut out = Vec::new();
     for layout in layouts {
         let pth = dir.path().join(format!("{layout}.pth.tar"));
@@ -94,7 +64,7 @@ fn import_layouts(
             &dir.path().join(format!("{layout}.result.safetensors")),
             "logits",
         );
-        assert_close(&format!("{layout} {arch}"), &ours, &theirs);
+        common::assert_close(&format!("{layout} {arch}"), &ours, &theirs);
         out.push(imported);
     }
     (out, dir)
@@ -157,15 +127,18 @@ fn command_writes_checkpoint_and_export_reproduces_logits_in_pytorch() {
     setup_threads();
     let dir = tempfile::tempdir().unwrap();
     let (input, x) = write_input(dir.path(), 3, 8);
-    python(&[
-        "save",
-        "resnet20",
-        "10",
-        "3",
-        s(&input),
-        s(dir.path()),
-        "pruned",
-    ]);
+    common::run_python(
+        "torch_io_ref.py",
+        &[
+            "save",
+            "resnet20",
+            "10",
+            "3",
+            s(&input),
+            s(dir.path()),
+            "pruned",
+        ],
+    );
     let pth = dir.path().join("pruned.pth.tar");
     let result = dir.path().join("pruned.result.safetensors");
     let ckpt_path = dir.path().join("imported.safetensors");
@@ -203,7 +176,7 @@ fn command_writes_checkpoint_and_export_reproduces_logits_in_pytorch() {
         .unwrap();
         args.extend([s(path), s(back)]);
     }
-    python(&args);
+    common::run_python("torch_io_ref.py", &args);
     for (path, back) in &paths {
         let d = max_diff(&ours, &read(back, "logits"));
         println!("export {}: max |logit diff| = {d:e}", path.display());
@@ -234,7 +207,10 @@ fn export_of_a_fresh_resnet18_loads_strictly() {
     let path = dir.path().join("r18.pt");
     torch_io::export_torch(&model, &path).unwrap();
     let back = dir.path().join("back.safetensors");
-    python(&["load", "resnet18", "10", "3", s(&input), s(&path), s(&back)]);
+    common::run_python(
+        "torch_io_ref.py",
+        &["load", "resnet18", "10", "3", s(&input), s(&path), s(&back)],
+    );
     let (ours, _) = model.forward(&x, false);
     assert!(max_diff(&ours, &read(&back, "logits")) <= 1e-5);
 }
@@ -269,15 +245,18 @@ fn vgg16_bn_import_export_round_trip() {
     setup_threads();
     let dir = tempfile::tempdir().unwrap();
     let (input, x) = write_input(dir.path(), 3, 32);
-    python(&[
-        "save",
-        "vgg16_bn",
-        "10",
-        "3",
-        s(&input),
-        s(dir.path()),
-        "pruned",
-    ]);
+    common::run_python(
+        "torch_io_ref.py",
+        &[
+            "save",
+            "vgg16_bn",
+            "10",
+            "3",
+            s(&input),
+            s(dir.path()),
+            "pruned",
+        ],
+    );
     let ckpt_path = dir.path().join("imported.safetensors");
     torch_io::run_import_torch(ImportTorchArgs {
         input: dir.path().join("pruned.pth.tar"),
@@ -293,7 +272,7 @@ fn vgg16_bn_import_export_round_trip() {
     assert!((ckpt.info.sparsity - 60.0).abs() < 0.01);
     let (ours, _) = ckpt.model.forward(&x, false);
     let result = dir.path().join("pruned.result.safetensors");
-    assert_close("imported", &ours, &read(&result, "logits"));
+    common::assert_close("imported", &ours, &read(&result, "logits"));
 
     let mut args = vec!["load", "vgg16_bn", "10", "3", s(&input)];
     let outs: Vec<(PathBuf, PathBuf)> = ["export.pth.tar", "export.safetensors"]
@@ -313,9 +292,9 @@ fn vgg16_bn_import_export_round_trip() {
         .unwrap();
         args.extend([s(path), s(back)]);
     }
-    python(&args);
+    common::run_python("torch_io_ref.py", &args);
     for (path, back) in &outs {
-        assert_close(&path.display().to_string(), &ours, &read(back, "logits"));
+        common::assert_close(&path.display().to_string(), &ours, &read(back, "logits"));
     }
     // Back through import-torch: the zero set becomes the mask again, logits unchanged.
     let again = torch_io::import_torch(
