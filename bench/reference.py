@@ -194,7 +194,13 @@ def barlow_twins(features_val, features_forget):
     """M = ĥ_Vᵀ ĥ_F / B on per-dimension standardised features (unbiased std);
     Σ_i (M_ii − 1)² + 5e-3 Σ_{i≠j} M_ij²."""
     def standardise(h):
-        return (h - h.mean(0, keepdim=True)) / h.std(0, keepdim=True, unbiased=True)
+        # As gunlearn: a feature constant over the batch (variance 0, where the plain formula
+        # gives 0/0) becomes 0; the denominator is made safe before the square root so that its
+        # gradient stays finite. Elsewhere this is (h - mean) / std(unbiased).
+        var = h.var(0, keepdim=True, unbiased=True)
+        varies = var > 0
+        safe_var = torch.where(varies, var, torch.ones_like(var))
+        return (h - h.mean(0, keepdim=True)) * varies.float() / safe_var.sqrt()
 
     b = features_val.shape[0]
     m = standardise(features_val).T @ standardise(features_forget) / b

@@ -368,6 +368,51 @@ fn barlow_twins_matches_hand_formula() {
 }
 
 #[test]
+fn barlow_twins_with_a_feature_constant_over_the_batch_stays_finite() {
+    // A ReLU unit that is off for every sample (variance 0): the plain formula divides 0 by 0.
+    // It becomes a zero column: L_bt is that of the other features plus 1 (its diagonal term
+    // (0 − 1)²), and every gradient is finite.
+    threads();
+    tch::manual_seed(5);
+    let (b, dim, dead) = (8, 6, 2);
+    let alive = |t: &Tensor| {
+        let keep: Vec<i64> = (0..dim).filter(|&j| j != dead).collect();
+        t.index_select(1, &Tensor::from_slice(&keep))
+    };
+    let with_dead = |t: Tensor| {
+        let mask = Tensor::ones([1, dim], (Kind::Float, Device::Cpu));
+        let _ = mask.narrow(1, dead, 1).fill_(0.0);
+        t * mask
+    };
+    let v = with_dead(Tensor::randn([b, dim], (Kind::Float, Device::Cpu))).set_requires_grad(true);
+    let f = with_dead(Tensor::randn([b, dim], (Kind::Float, Device::Cpu))).set_requires_grad(true);
+    let loss = barlow_twins(&v, &f);
+    let rows = |t: &Tensor| -> Vec<Vec<f64>> {
+        Vec::<Vec<f64>>::try_from(&alive(&t.detach()).to_kind(Kind::Double)).unwrap()
+    };
+    let want = barlow_twins_by_hand(&rows(&v), &rows(&f)) + 1.0;
+    let got = loss.double_value(&[]);
+    assert!((got - want).abs() <= 1e-5 * want, "{got} vs {want}");
+    loss.backward();
+    for (name, t) in [("val", &v), ("forget", &f)] {
+        let g = t.grad();
+        assert_eq!(
+            g.isfinite().all().int64_value(&[]),
+            1,
+            "{name} gradient has NaN/inf"
+        );
+        assert_eq!(
+            g.narrow(1, dead, 1).abs().max().double_value(&[]),
+            0.0,
+            "{name}: the constant feature gets no gradient"
+        );
+    }
+    // A constant but nonzero feature is treated the same.
+    let c = Tensor::ones([b, 3], (Kind::Float, Device::Cpu)) * 0.7;
+    assert!(barlow_twins(&c, &c).double_value(&[]).is_finite());
+}
+
+#[test]
 fn paired_batch_size_shrinks_to_the_smaller_set() {
     assert_eq!(paired_batch_size(256, 4500, 5000).unwrap(), 256);
     assert_eq!(paired_batch_size(256, 100, 5000).unwrap(), 100);

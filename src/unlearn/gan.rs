@@ -83,8 +83,19 @@ pub fn sensitivity_noise(images: &Tensor) -> Tensor {
 }
 
 /// Standardises each feature over the batch with the unbiased std, as the reference.
+///
+/// A feature that is constant over the batch (variance 0: a ReLU unit that is off for every
+/// sample, frequent in VGG-16-BN's head) is where the reference divides 0 by 0 and its run
+/// turns NaN; here it becomes 0 — it has nothing to align — so it adds a constant 1 to L_bt and
+/// no gradient. The denominator is made safe *before* the square root: a `where` after it would
+/// still send 0 · ∞ = NaN back through the std's gradient. Wherever the variance is positive
+/// the value is the reference's.
 fn standardise(h: &Tensor) -> Tensor {
-    (h - h.mean_dim(0, true, Kind::Float)) / h.std_dim(0, true, true)
+    let centred = h - h.mean_dim(0, true, Kind::Float);
+    let var = h.var_dim(0, true, true);
+    let varies = var.gt(0.0);
+    let safe_var = var.where_self(&varies, &var.ones_like());
+    centred * varies.to_kind(Kind::Float) / safe_var.sqrt()
 }
 
 /// Barlow-Twins loss between validation and forget features:
