@@ -63,6 +63,34 @@ fn cpu_smoke_run_writes_every_figure() {
     // The printed table is kept beside the JSON.
     let text = std::fs::read_to_string(out.path().join("gpu-check.txt")).unwrap();
     assert!(text.contains("| check | ours | PyTorch |"), "{text}");
+
+    // scripts/gpu-table.py turns the results into the docs' table with a verdict per target.
+    let table = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("scripts/gpu-table.py"))
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let table_text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.status.success(),
+        "{table_text}{}",
+        String::from_utf8_lossy(&table.stderr)
+    );
+    let smoke_train = summary["benchmarks"]["train_step"]["name"]
+        .as_str()
+        .unwrap();
+    assert!(
+        table_text.contains(&format!("| training step, {smoke_train} (images/s) |")),
+        "{table_text}"
+    );
+    assert_eq!(
+        table_text.matches(": met").count() + table_text.matches(": NOT met").count(),
+        3
+    );
+    assert!(
+        table_text.contains("computed for ResNet-18 at batch 256 only"),
+        "{table_text}"
+    );
 }
 
 #[test]
