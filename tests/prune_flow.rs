@@ -255,6 +255,10 @@ fn bad_flags_are_rejected() {
     a.rate = 0.5;
     a.rewind_epoch = 5;
     assert!(format!("{:#}", prune_job(&a).unwrap_err()).contains("--rewind_epoch"));
+    // The subset flags reach the data loader (they were once ignored by prune).
+    a.rewind_epoch = 1;
+    a.data.train_subset = Some(0);
+    assert!(format!("{:#}", prune_job(&a).unwrap_err()).contains("--train_subset"));
 }
 
 /// Every tensor of the checkpoint at `path` (a folder's `model.*` or a named file).

@@ -20,7 +20,7 @@ pub mod synflow;
 use crate::checkpoint::{self, copy_into, ModelInfo, FORMAT};
 use crate::cli::{model_spec, Common, DataArgs, TrainFlags};
 use crate::data::splits::{make_splits, ForgetRequest, SplitConfig};
-use crate::data::{self, ImageSet};
+use crate::data::ImageSet;
 use crate::device::{device_name, parse_device, set_threads};
 use crate::model::mask::Mask;
 use crate::model::{Arch, Classifier};
@@ -314,7 +314,7 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
     check_args(args)?;
     set_threads(args.common.threads);
     let device = parse_device(&args.common.device)?;
-    let ds = data::load(args.data.dataset, args.data.data.as_deref())?;
+    let ds = args.data.load()?;
     let splits = make_splits(
         &ds,
         &SplitConfig {
@@ -573,6 +573,8 @@ impl StateContext<'_> {
             "rewind_epoch": args.rewind_epoch,
             "train_config": cfg,
             "val_set_seed": args.data.val_set_seed,
+            "train_subset": args.data.train_subset,
+            "test_subset": args.data.test_subset,
         });
         let run = |epochs: usize, resume: bool| {
             let output = RunOutput {
