@@ -1,4 +1,4 @@
-//! Charts (line, bar, histogram) written as SVG and PNG with `plotters`.
+//! Charts (line, bar, histogram panels) written as SVG and PNG with `plotters`.
 //!
 //! Each chart is written next to `path` as `<stem>.svg` and `<stem>.png` (the extension of
 //! `path` is replaced). Text needs a TTF: DejaVu Sans is registered with plotters under the
@@ -15,6 +15,11 @@ use std::path::{Path, PathBuf};
 pub const FONT_PATH: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 const SIZE: (u32, u32) = (900, 560);
 
+/// A named series of values for a histogram.
+pub type Series<'a> = (&'a str, Vec<f64>);
+/// A named histogram panel and the series it overlays.
+pub type Panel<'a> = (&'a str, Vec<Series<'a>>);
+
 /// What to draw.
 enum Chart<'a> {
     Line {
@@ -26,11 +31,28 @@ enum Chart<'a> {
         bars: &'a [(&'a str, f64)],
         y_label: &'a str,
     },
-    Hist {
-        series: &'a [(&'a str, Vec<f64>)],
+    /// A grid of histogram panels with common bins and y-axis, each overlaying its series.
+    Panels {
+        panels: &'a [Panel<'a>],
         bins: usize,
         x_label: &'a str,
     },
+}
+
+/// Panels per row in [`histogram_panels`].
+const PANEL_COLUMNS: usize = 3;
+
+impl Chart<'_> {
+    /// Canvas size in pixels: panels get a row of 300 px each.
+    fn size(&self) -> (u32, u32) {
+        match self {
+            Chart::Panels { panels, .. } if panels.len() > 1 => {
+                let rows = panels.len().div_ceil(PANEL_COLUMNS) as u32;
+                (SIZE.0, 60 + 300 * rows)
+            }
+            _ => SIZE,
+        }
+    }
 }
 
 /// Line chart of one or more (x, y) series; returns the files written.
@@ -70,22 +92,26 @@ pub fn bar_chart(
     )
 }
 
-/// Overlaid histograms (fraction of each series per bin, common bins); returns the files written.
-pub fn histograms(
+/// Histogram panels, e.g. one per method, each overlaying its series (fraction of each series
+/// per bin); all panels share the bins and the y-axis so that they compare, and a series keeps
+/// its colour across panels. Returns the files written.
+pub fn histogram_panels(
     path: &Path,
     title: &str,
     x_label: &str,
-    series: &[(&str, Vec<f64>)],
+    panels: &[Panel],
     bins: usize,
 ) -> Result<Vec<PathBuf>> {
     ensure!(bins > 0, "histograms {}: bins must be > 0", path.display());
     ensure!(
-        series.iter().any(|(_, v)| !v.is_empty()),
+        panels
+            .iter()
+            .any(|(_, series)| series.iter().any(|(_, v)| !v.is_empty())),
         "histograms {}: no values",
         path.display()
     );
-    let chart = Chart::Hist {
-        series,
+    let chart = Chart::Panels {
+        panels,
         bins,
         x_label,
     };
@@ -129,7 +155,7 @@ fn write_chart(base: &Path, title: &str, chart: &Chart, font_path: &Path) -> Res
     let svg = base.with_extension("svg");
     let tmp = tmp_name(&svg);
     {
-        let root = SVGBackend::new(&tmp, SIZE).into_drawing_area();
+        let root = SVGBackend::new(&tmp, chart.size()).into_drawing_area();
         render(root, title, chart, text).with_context(|| format!("drawing {}", svg.display()))?;
     }
     std::fs::rename(&tmp, &svg).with_context(|| format!("renaming to {}", svg.display()))?;
@@ -139,7 +165,7 @@ fn write_chart(base: &Path, title: &str, chart: &Chart, font_path: &Path) -> Res
         // The image crate picks the encoder from the extension, so keep `.png` last.
         let tmp = tmp_name(&png).with_extension("tmp.png");
         {
-            let root = BitMapBackend::new(&tmp, SIZE).into_drawing_area();
+            let root = BitMapBackend::new(&tmp, chart.size()).into_drawing_area();
             render(root, title, chart, true)
                 .with_context(|| format!("drawing {}", png.display()))?;
         }
@@ -174,6 +200,16 @@ fn render<DB: DrawingBackend>(
 ) -> Result<()> {
     root.fill(&WHITE).map_err(err)?;
     let font = |size: u32| (FontFamily::SansSerif, size);
+    if let Chart::Panels {
+        panels,
+        bins,
+        x_label,
+    } = chart
+    {
+        render_panels(&root, title, panels, *bins, x_label, text)?;
+        root.present().map_err(err)?;
+        return Ok(());
+    }
     let mut builder = ChartBuilder::on(&root);
     builder.margin(15);
     if text {
@@ -264,67 +300,109 @@ fn render<DB: DrawingBackend>(
             }))
             .map_err(err)?;
         }
-        Chart::Hist {
-            series,
-            bins,
-            x_label,
-        } => {
-            let all = series.iter().flat_map(|(_, v)| v.iter().copied());
-            let (lo, hi) = all
-                .filter(|v| v.is_finite())
-                .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
-            let (lo, hi) = if hi > lo { (lo, hi) } else { padded(lo, hi) };
-            let width = (hi - lo) / *bins as f64;
-            let counts: Vec<Vec<f64>> = series
-                .iter()
-                .map(|(_, v)| {
-                    let mut h = vec![0.0; *bins];
-                    let finite = v.iter().filter(|x| x.is_finite()).count().max(1) as f64;
-                    for x in v.iter().filter(|x| x.is_finite()) {
-                        let b = (((x - lo) / width) as usize).min(bins - 1);
-                        h[b] += 1.0 / finite;
-                    }
-                    h
-                })
-                .collect();
-            let top = counts.iter().flatten().fold(0.0f64, |a, &b| a.max(b));
-            let mut c = builder
-                .build_cartesian_2d(lo..hi, 0.0..(top * 1.08).max(1e-9))
-                .map_err(err)?;
-            let mut mesh = c.configure_mesh();
-            if text {
-                mesh.x_desc(*x_label)
-                    .y_desc("fraction of samples")
-                    .label_style(font(13));
-            } else {
-                mesh.x_labels(0).y_labels(0);
-            }
-            mesh.draw().map_err(err)?;
-            for (k, ((name, _), h)) in series.iter().zip(&counts).enumerate() {
-                let color = Palette99::pick(k).to_rgba();
-                let s = c
-                    .draw_series(h.iter().enumerate().map(|(b, &f)| {
-                        let x = lo + b as f64 * width;
-                        Rectangle::new([(x, 0.0), (x + width, f)], color.mix(0.45).filled())
-                    }))
-                    .map_err(err)?;
-                if text {
-                    s.label(*name).legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.mix(0.45).filled())
-                    });
-                }
-            }
-            if text {
-                c.configure_series_labels()
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK)
-                    .label_font(font(13))
-                    .draw()
-                    .map_err(err)?;
-            }
-        }
+        Chart::Panels { .. } => unreachable!("drawn by render_panels above"),
     }
     root.present().map_err(err)?;
+    Ok(())
+}
+
+/// Fraction of the finite `values` in each of `bins` bins of `width` from `lo` (the last bin
+/// also takes `hi`).
+fn bin_fractions(values: &[f64], lo: f64, width: f64, bins: usize) -> Vec<f64> {
+    let mut h = vec![0.0; bins];
+    let finite = values.iter().filter(|x| x.is_finite()).count().max(1) as f64;
+    for x in values.iter().filter(|x| x.is_finite()) {
+        let b = (((x - lo) / width) as usize).min(bins - 1);
+        h[b] += 1.0 / finite;
+    }
+    h
+}
+
+fn render_panels<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    panels: &[Panel],
+    bins: usize,
+    x_label: &str,
+    text: bool,
+) -> Result<()> {
+    let font = |size: u32| (FontFamily::SansSerif, size);
+    let all = panels
+        .iter()
+        .flat_map(|(_, s)| s.iter().flat_map(|(_, v)| v.iter().copied()));
+    let (lo, hi) = all
+        .filter(|v| v.is_finite())
+        .fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = if hi > lo { (lo, hi) } else { padded(lo, hi) };
+    let width = (hi - lo) / bins as f64;
+    let counts: Vec<Vec<Vec<f64>>> = panels
+        .iter()
+        .map(|(_, s)| {
+            s.iter()
+                .map(|(_, v)| bin_fractions(v, lo, width, bins))
+                .collect()
+        })
+        .collect();
+    let top = counts
+        .iter()
+        .flatten()
+        .flatten()
+        .fold(0.0f64, |a, &b| a.max(b));
+    let body = if text {
+        root.titled(title, font(22)).map_err(err)?
+    } else {
+        root.clone()
+    };
+    let cols = panels.len().clamp(1, PANEL_COLUMNS);
+    let rows = panels.len().div_ceil(cols);
+    let areas = body.split_evenly((rows, cols));
+    for (p, (area, (name, series))) in areas.iter().zip(panels).enumerate() {
+        let mut builder = ChartBuilder::on(area);
+        builder.margin(10);
+        if text {
+            builder
+                .caption(*name, font(16))
+                .x_label_area_size(35)
+                .y_label_area_size(45);
+        }
+        let mut c = builder
+            .build_cartesian_2d(lo..hi, 0.0..(top * 1.08).max(1e-9))
+            .map_err(err)?;
+        let mut mesh = c.configure_mesh();
+        if text {
+            mesh.x_desc(x_label)
+                .y_desc("fraction")
+                .x_labels(5)
+                .y_labels(5)
+                .label_style(font(11));
+        } else {
+            mesh.x_labels(0).y_labels(0);
+        }
+        mesh.disable_mesh().draw().map_err(err)?;
+        for (k, ((label, _), h)) in series.iter().zip(&counts[p]).enumerate() {
+            let color = Palette99::pick(k).to_rgba();
+            let s = c
+                .draw_series(h.iter().enumerate().map(|(b, &f)| {
+                    let x = lo + b as f64 * width;
+                    Rectangle::new([(x, 0.0), (x + width, f)], color.mix(0.5).filled())
+                }))
+                .map_err(err)?;
+            if text {
+                s.label(*label).legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 15, y + 5)], color.mix(0.5).filled())
+                });
+            }
+        }
+        if text && !series.is_empty() {
+            c.configure_series_labels()
+                .position(SeriesLabelPosition::UpperMiddle)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font(font(11))
+                .draw()
+                .map_err(err)?;
+        }
+    }
     Ok(())
 }
 
@@ -364,13 +442,29 @@ mod tests {
             &[("a", -1.0), ("b", 3.0)],
         )
         .unwrap();
-        histograms(
+        histogram_panels(
             &dir.path().join("h.svg"),
             "t",
             "x",
-            &[("same", vec![0.5; 4])],
+            &[("one", vec![("same", vec![0.5; 4])])],
             10,
         )
         .unwrap();
+        let panels: Vec<Panel> = (0..4)
+            .map(|i| ("m", vec![("a", vec![i as f64; 3]), ("b", vec![0.1, 0.9])]))
+            .collect();
+        let files = histogram_panels(&dir.path().join("p.svg"), "t", "x", &panels, 10).unwrap();
+        // Four panels: two rows of three columns, taller than a single chart.
+        assert_eq!(
+            Chart::Panels {
+                panels: &panels,
+                bins: 10,
+                x_label: "x"
+            }
+            .size()
+            .1,
+            660
+        );
+        assert!(files[0].exists());
     }
 }

@@ -272,28 +272,28 @@ pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> R
             &b,
         )?;
     }
-    let mut hist: Vec<(String, Vec<f64>)> = Vec::new();
-    for g in &groups {
-        if let Some(f) = g
-            .runs
-            .iter()
-            .find_map(|r| r.mia_confidence_features.as_ref())
-        {
-            if !f.forget.is_empty() {
-                hist.push((format!("{} forget", g.method), f.forget.clone()));
-            }
-            if !f.test.is_empty() {
-                hist.push((format!("{} test", g.method), f.test.clone()));
-            }
-        }
-    }
-    if !hist.is_empty() {
-        let h: Vec<(&str, Vec<f64>)> = hist.iter().map(|(s, v)| (s.as_str(), v.clone())).collect();
-        plot::histograms(
+    // One panel per method: forget vs test confidence (the attack's view of each model).
+    let panels: Vec<plot::Panel> = groups
+        .iter()
+        .filter_map(|g| {
+            let f = g
+                .runs
+                .iter()
+                .find_map(|r| r.mia_confidence_features.as_ref())?;
+            let series: Vec<plot::Series> = [("forget", &f.forget), ("test", &f.test)]
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(name, v)| (name, v.clone()))
+                .collect();
+            (!series.is_empty()).then_some((g.method.as_str(), series))
+        })
+        .collect();
+    if !panels.is_empty() {
+        plot::histogram_panels(
             &out_dir.join("mia_confidence.png"),
-            "MIA confidence feature: forget vs test",
+            "MIA confidence feature p_y: forget vs test, per method",
             "confidence p_y",
-            &h,
+            &panels,
             30,
         )?;
     }
