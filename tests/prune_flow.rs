@@ -245,6 +245,22 @@ fn imp_and_synflow_states() {
         ck.mask.as_ref().unwrap(),
         "synflow after training",
     );
+
+    // Resuming a finished SynFlow run (its only state is 1) keeps it as it is.
+    let model_file = dir.path().join("synflow/state1/model.safetensors");
+    let written = std::fs::metadata(&model_file).unwrap().modified().unwrap();
+    s.resume = true;
+    let again = prune_job(&s).unwrap();
+    assert_eq!(again.states.len(), 1);
+    assert_eq!(
+        (again.states[0].state, again.states[0].test),
+        (syn.states[0].state, syn.states[0].test)
+    );
+    assert_eq!(
+        std::fs::metadata(&model_file).unwrap().modified().unwrap(),
+        written,
+        "a finished state is not trained again"
+    );
 }
 
 #[test]
