@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Scaled-down Fashion-MNIST comparison (issue: "Shown on real data"): ResNet-20, class-wise
 # forgetting of one whole class and random 10 % forgetting, methods Retrain, FT, GA, l1-sparse,
-# Gan (+ raw). Sized to finish in about an hour on 2 CPU cores; every scale-down is a variable
-# here and is printed into the report. Re-running skips finished runs (resumable).
+# Gan (+ raw). Sized to finish in about an hour on 2 CPU cores, plus ~17 min for the extra
+# 3-epoch class-wise Gan run (GAN_EPOCHS_LONG=0 skips it); every scale-down is a variable here
+# and is printed into the report. Re-running skips finished runs (resumable).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
