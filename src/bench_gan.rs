@@ -116,7 +116,15 @@ pub fn time_ours(
             val: share(&val),
         };
         adversarial_step(
-            &model, &attacker, &mut opt_d, &mut opt_a, None, &inputs, 1.0, iteration,
+            &model,
+            &attacker,
+            &mut opt_d,
+            &mut opt_a,
+            None,
+            &inputs,
+            1.0,
+            iteration,
+            crate::device::Amp::Off,
         )?;
         if iteration > warmup {
             if let (Some(a), Some(b)) = (before, minor_faults()) {

@@ -207,6 +207,18 @@ pub fn sgd_step(
         }
         .into());
     }
+    masked_update(model, opt, mask, &loss);
+    let correct = logits
+        .argmax(-1, false)
+        .eq_tensor(&labels)
+        .sum(Kind::Int64)
+        .int64_value(&[]);
+    Ok((ce_value * batch.indices.len() as f64, correct))
+}
+
+/// Backward of `loss`, then one SGD step with `mask` enforced: on the gradients before the
+/// step (so momentum and weight decay cannot revive pruned weights) and on the weights after it.
+pub fn masked_update(model: &Classifier, opt: &mut Sgd, mask: Option<&Mask>, loss: &Tensor) {
     opt.zero_grad();
     loss.backward();
     if let Some(mask) = mask {
@@ -216,12 +228,6 @@ pub fn sgd_step(
     if let Some(mask) = mask {
         mask.apply_to_weights(&model.vs);
     }
-    let correct = logits
-        .argmax(-1, false)
-        .eq_tensor(&labels)
-        .sum(Kind::Int64)
-        .int64_value(&[]);
-    Ok((ce_value * batch.indices.len() as f64, correct))
 }
 
 /// ‖θ‖₁ over all trainable weights, as the reference's `l1_regularization`.

@@ -202,6 +202,7 @@ fn one_to_three_iterations_match_pytorch() {
             &inputs,
             BETA,
             i + 1,
+            gunlearn::device::Amp::Off,
         )
         .unwrap();
         let ours = [

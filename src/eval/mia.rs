@@ -77,16 +77,7 @@ pub fn features(kind: FeatureKind, probs: &[f32], labels: &[i64], c: usize) -> (
                 .expect("label out of range");
             let py = row[y] as f64;
             let v = match kind {
-                FeatureKind::Correctness => {
-                    // First maximum wins, as torch.argmax / numpy.argmax do.
-                    let mut best = 0;
-                    for (k, &p) in row.iter().enumerate() {
-                        if p > row[best] {
-                            best = k;
-                        }
-                    }
-                    (best == y) as u8 as f64
-                }
+                FeatureKind::Correctness => (argmax_first(row) == y) as u8 as f64,
                 FeatureKind::Confidence => py,
                 FeatureKind::Entropy => -row.iter().map(|&p| p as f64 * ln(p as f64)).sum::<f64>(),
                 FeatureKind::MEntropy => {
@@ -306,4 +297,11 @@ pub fn training_privacy(retain: &Outputs, test: &Outputs) -> Result<MiaScores> {
         })
         .collect::<Result<Vec<f64>>>()?;
     Ok(MiaScores::from_vec(&scores))
+}
+
+/// Index of the largest value; the first maximum wins, as `torch.argmax` / `numpy.argmax`.
+pub fn argmax_first(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(0, |best, (k, &p)| if p > row[best] { k } else { best })
 }

@@ -3,7 +3,7 @@
 use crate::data::batches::to_tensor;
 use crate::data::device_batches::DeviceImages;
 use crate::data::ImageSet;
-use crate::eval::mia::Outputs;
+use crate::eval::mia::{argmax_first, Outputs};
 use crate::model::Classifier;
 use tch::{Device, Kind, Tensor};
 
@@ -18,13 +18,7 @@ pub fn top1_accuracy(outputs: &Outputs) -> f64 {
         .labels
         .iter()
         .zip(outputs.probs.chunks(c))
-        .filter(|&(&y, row)| {
-            let best = row
-                .iter()
-                .enumerate()
-                .fold(0, |b, (j, &p)| if p > row[b] { j } else { b });
-            best as i64 == y
-        })
+        .filter(|&(&y, row)| argmax_first(row) as i64 == y)
         .count();
     100.0 * correct as f64 / outputs.len() as f64
 }

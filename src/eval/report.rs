@@ -260,8 +260,8 @@ pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> R
         }
         (None, None) => doc.push_str("\nNo Retrain run given: Avg. Gap is not available.\n"),
     }
-    write_atomic(&out_dir.join("report.md"), &doc)?;
-    write_atomic(&out_dir.join("report.csv"), &csv)?;
+    crate::fsutil::write_bytes_atomic(&out_dir.join("report.md"), doc.as_bytes())?;
+    crate::fsutil::write_bytes_atomic(&out_dir.join("report.csv"), csv.as_bytes())?;
 
     if !bars.is_empty() {
         let b: Vec<(&str, f64)> = bars.iter().map(|(s, v)| (s.as_str(), *v)).collect();
@@ -306,10 +306,4 @@ fn describe_forget(f: &ForgetSpec) -> String {
         ("random", _, Some(p)) => format!("random {:.0} %", 100.0 * p),
         (k, _, _) => k.to_string(),
     }
-}
-
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }

@@ -18,7 +18,7 @@ use crate::model::attacker::Attacker;
 use crate::model::mask::Mask;
 use crate::model::{Classifier, RunningStats};
 use crate::optim::{Adam, Sgd};
-use crate::train::{NonFiniteLoss, Progress};
+use crate::train::{masked_update, NonFiniteLoss, Progress};
 use anyhow::{bail, Context};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -193,8 +193,10 @@ fn finite(loss: &'static str, value: f64, iteration: usize) -> anyhow::Result<f6
     }
 }
 
-/// One full iteration (SPEC §5 steps 2–3): attacker step, then defender step with weight `beta`.
-/// Checks every loss before D is updated, so on error D still holds the last good weights.
+/// One full iteration (SPEC §5 steps 2–3): attacker step, then defender step with weight `beta`,
+/// the retain loss `L_cls` (a plain classification loss) under `amp`; the attacker inputs,
+/// `L_adv` and `L_bt` always stay in FP32. Checks every loss before D is updated, so on error D
+/// still holds the last good weights.
 #[allow(clippy::too_many_arguments)]
 pub fn adversarial_step(
     model: &Classifier,
@@ -205,35 +207,9 @@ pub fn adversarial_step(
     inputs: &StepInputs,
     beta: f64,
     iteration: usize,
-) -> anyhow::Result<StepStats> {
-    adversarial_step_amp(
-        model,
-        attacker,
-        opt_d,
-        opt_a,
-        mask,
-        inputs,
-        beta,
-        iteration,
-        Amp::Off,
-    )
-}
-
-/// [`adversarial_step`] with the retain loss `L_cls` (a plain classification loss) under
-/// `amp`; the attacker inputs, `L_adv` and `L_bt` always stay in FP32.
-#[allow(clippy::too_many_arguments)]
-pub fn adversarial_step_amp(
-    model: &Classifier,
-    attacker: &Attacker,
-    opt_d: &mut Sgd,
-    opt_a: &mut Adam,
-    mask: Option<&Mask>,
-    inputs: &StepInputs,
-    beta: f64,
-    iteration: usize,
     amp: Amp,
 ) -> anyhow::Result<StepStats> {
-    let device = opt_d_device(model);
+    let device = model.vs.device();
     let to = |t: &Tensor| t.to_device(device);
     // Train-mode forwards move BatchNorm statistics before any loss can be checked; a
     // non-finite loss puts them back so that D stays exactly at its last good state.
@@ -286,20 +262,8 @@ pub fn adversarial_step_amp(
         bt_loss: finite("Barlow-Twins (L_bt)", l_bt.double_value(&[]))?,
         total_loss: finite("defender total", total.double_value(&[]))?,
     };
-    opt_d.zero_grad();
-    total.backward();
-    if let Some(mask) = mask {
-        mask.apply_to_grads(&model.vs);
-    }
-    opt_d.step();
-    if let Some(mask) = mask {
-        mask.apply_to_weights(&model.vs);
-    }
+    masked_update(model, opt_d, mask, &total);
     Ok(stats)
-}
-
-fn opt_d_device(model: &Classifier) -> Device {
-    model.vs.device()
 }
 
 /// Forget/val batch size: equal for both (L_bt pairs them), shrunk to the smaller set.
@@ -538,8 +502,9 @@ impl Unlearner for Adversarial {
                 let val = val_stream
                     .next()
                     .context("validation batch producer stopped")?;
-                let noise_forget = sensitivity_noise(&forget.images.to_device(ctx.device));
-                let noise_val = sensitivity_noise(&val.images.to_device(ctx.device));
+                // The batch source already yields them on ctx.device.
+                let noise_forget = sensitivity_noise(&forget.images);
+                let noise_val = sensitivity_noise(&val.images);
                 let inputs = StepInputs {
                     retain: retain_batch,
                     forget,
@@ -547,7 +512,7 @@ impl Unlearner for Adversarial {
                     noise_forget,
                     noise_val,
                 };
-                let s = adversarial_step_amp(
+                let s = adversarial_step(
                     ctx.model, &attacker, &mut opt_d, &mut opt_a, ctx.mask, &inputs, beta,
                     iteration, cfg.amp,
                 )?;
