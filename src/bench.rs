@@ -29,17 +29,6 @@ pub struct BenchEnv {
     pub bench_dir: PathBuf,
 }
 
-impl Default for BenchEnv {
-    fn default() -> Self {
-        BenchEnv {
-            threads: None,
-            device: "cpu".into(),
-            python: None,
-            bench_dir: PathBuf::from("bench"),
-        }
-    }
-}
-
 impl BenchEnv {
     /// Pins libtorch to the benchmark's threads and resolves device and Python.
     pub fn prepare(&self) -> anyhow::Result<BenchSetup> {

@@ -44,20 +44,6 @@ pub struct BenchGanArgs {
     pub env: crate::bench::BenchEnv,
 }
 
-impl Default for BenchGanArgs {
-    fn default() -> Self {
-        BenchGanArgs {
-            archs: vec!["resnet20".into(), "resnet18".into()],
-            batches: vec![64, 256],
-            steps: 2,
-            warmup: 1,
-            env: crate::bench::BenchEnv::default(),
-            large: false,
-            no_keep_memory: false,
-        }
-    }
-}
-
 /// Minor page faults of this process so far (Linux), for the faults-per-iteration column.
 fn minor_faults() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;

@@ -81,6 +81,11 @@ pub fn save(
     crate::fsutil::write_json_atomic(&json_path, info)
 }
 
+/// Rewrites only the metadata `dir/NAME.json` of a saved checkpoint (its weights unchanged).
+pub fn save_info(dir: &Path, name: &str, info: &ModelInfo) -> anyhow::Result<()> {
+    crate::fsutil::write_json_atomic(&paths(dir, name).1, info)
+}
+
 /// Every variable of `vs`, sorted by name, on the CPU.
 pub fn named_tensors(vs: &VarStore) -> Vec<(String, Tensor)> {
     let mut tensors: Vec<(String, Tensor)> = vs
@@ -175,7 +180,8 @@ pub fn load(path: &Path, device: Device) -> anyhow::Result<Checkpoint> {
             t.to_kind(tch::Kind::Float).to_device(device),
         );
     }
-    let model = Classifier::new(&info.model, device);
+    let model = Classifier::try_new(&info.model, device)
+        .with_context(|| format!("{}: model spec", json_path.display()))?;
     copy_into(&model.vs, tensors).with_context(|| format!("loading {}", weights_path.display()))?;
     let mask = if masks.is_empty() {
         None

@@ -535,7 +535,7 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
         resume: job.resume,
         quiet: job.common.quiet,
     };
-    let train_set = Arc::new(ds.train.clone());
+    let train_set = Arc::new(ds.train);
     let summary = train(
         &model,
         None,
@@ -553,19 +553,13 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
         crate::eval::outputs::accuracy(&best.model, set, idx, config.eval_batch_size, device)
     };
     info.accuracy
-        .insert("train".into(), eval(&ds.train, &splits.train));
+        .insert("train".into(), eval(&train_set, &splits.train));
     info.accuracy
-        .insert("val".into(), eval(&ds.train, &splits.val));
+        .insert("val".into(), eval(&train_set, &splits.val));
     info.accuracy
         .insert("test".into(), eval(&ds.test, &splits.test));
     info.accuracy.insert("best_val".into(), summary.best_val);
-    checkpoint::save(
-        &job.save_dir,
-        "model",
-        &best.model,
-        best.mask.as_ref(),
-        &info,
-    )?;
+    checkpoint::save_info(&job.save_dir, "model", &info)?;
     Ok(info)
 }
 

@@ -133,12 +133,6 @@ fn ensure_font(font_path: &Path) -> bool {
     plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
 }
 
-fn tmp_name(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp{}", std::process::id()));
-    path.with_file_name(name)
-}
-
 fn write_chart(base: &Path, title: &str, chart: &Chart, font_path: &Path) -> Result<Vec<PathBuf>> {
     if let Some(dir) = base.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -153,7 +147,7 @@ fn write_chart(base: &Path, title: &str, chart: &Chart, font_path: &Path) -> Res
     }
     let mut written = Vec::new();
     let svg = base.with_extension("svg");
-    let tmp = tmp_name(&svg);
+    let tmp = crate::fsutil::temp_path(&svg);
     {
         let root = SVGBackend::new(&tmp, chart.size()).into_drawing_area();
         render(root, title, chart, text).with_context(|| format!("drawing {}", svg.display()))?;
@@ -163,7 +157,7 @@ fn write_chart(base: &Path, title: &str, chart: &Chart, font_path: &Path) -> Res
     if text {
         let png = base.with_extension("png");
         // The image crate picks the encoder from the extension, so keep `.png` last.
-        let tmp = tmp_name(&png).with_extension("tmp.png");
+        let tmp = crate::fsutil::temp_path(&png).with_extension("tmp.png");
         {
             let root = BitMapBackend::new(&tmp, chart.size()).into_drawing_area();
             render(root, title, chart, true)

@@ -477,7 +477,9 @@ fn bad_input_gives_clear_errors() {
     let e = import_err(&orphan, &opts);
     assert!(e.contains("\"conv1.weight_mask\""), "{e}");
 
-    let e = torch_io::parse_arch("vgg16").unwrap_err().to_string();
+    let e = gunlearn::model::Arch::parse("vgg16")
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("unknown architecture \"vgg16\"")
             && e.contains("resnet18")

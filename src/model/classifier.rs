@@ -118,17 +118,6 @@ impl ModelSpec {
         }
     }
 
-    /// CIFAR-100 spec (100 classes, RGB, the CIFAR-100 mean/std of SPEC §1).
-    pub fn cifar100(arch: Arch) -> ModelSpec {
-        ModelSpec {
-            arch,
-            num_classes: 100,
-            in_channels: 3,
-            mean: vec![0.5071, 0.4866, 0.4409],
-            std: vec![0.2673, 0.2564, 0.2762],
-        }
-    }
-
     /// Checks that the spec describes a buildable network (it may come from a user file).
     pub fn validate(&self) -> Result<()> {
         if self.num_classes == 0 {

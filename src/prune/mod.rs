@@ -331,8 +331,8 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
     config.augment = config.augment.map(|a| ds.adapt_augment(a));
     std::fs::create_dir_all(&args.save_dir)
         .with_context(|| format!("creating {}", args.save_dir.display()))?;
-    let train_set = Arc::new(ds.train.clone());
     let image_size = (ds.train.height, ds.train.width);
+    let train_set = Arc::new(ds.train);
     let base_info = ModelInfo {
         format: FORMAT.into(),
         model: spec,
@@ -347,7 +347,6 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
     };
     let ctx = StateContext {
         args,
-        resume: args.resume,
         device,
         train_set: &train_set,
         test: &ds.test,
@@ -533,8 +532,6 @@ fn load_last(
 
 struct StateContext<'a> {
     args: &'a PruneArgs,
-    /// Continue the state's training from its `last.*` when present.
-    resume: bool,
     device: Device,
     train_set: &'a Arc<ImageSet>,
     test: &'a ImageSet,
@@ -603,7 +600,7 @@ impl StateContext<'_> {
             cfg.epochs,
             dir.display()
         );
-        let resume = self.resume;
+        let resume = args.resume;
         let summary = match rewind_at {
             // Resuming after the rewind point was saved: just continue to the end.
             Some(_) if resume && dir.join("rewind.json").exists() => run(cfg.epochs, true)?,
@@ -632,11 +629,11 @@ impl StateContext<'_> {
         );
         let mut binfo = best.info.clone();
         binfo.accuracy.insert("test".into(), test);
-        checkpoint::save(&dir, "model", &best.model, best.mask.as_ref(), &binfo)?;
+        checkpoint::save_info(&dir, "model", &binfo)?;
         Ok(StateSummary {
             state,
             dir,
-            sparsity: mask.map_or(0.0, |m| m.sparsity().overall),
+            sparsity: info.sparsity,
             best_val: summary.best_val,
             best_epoch: summary.best_epoch,
             test,
@@ -651,11 +648,4 @@ fn method_name(m: PruneMethod) -> &'static str {
         PruneMethod::Synflow => "synflow",
         PruneMethod::Random => "random",
     }
-}
-
-/// Path of a state's best checkpoint in a prune output folder.
-pub fn state_checkpoint(save_dir: &Path, state: usize) -> PathBuf {
-    save_dir
-        .join(format!("state{state}"))
-        .join("model.safetensors")
 }

@@ -93,11 +93,6 @@ pub struct Imported {
     pub notes: Vec<String>,
 }
 
-/// Parses an architecture name with a clear error (see [`Arch::parse`]).
-pub fn parse_arch(name: &str) -> Result<Arch> {
-    Arch::parse(name)
-}
-
 /// Finds the state dict inside an unpickled object: the object itself or its `state_dict`.
 fn state_dict(root: &Value) -> Result<&[(Value, Value)]> {
     let dict = match root.get("state_dict") {
@@ -413,7 +408,7 @@ pub fn run_import_torch(args: ImportTorchArgs) -> Result<()> {
         arch: args
             .arch
             .as_deref()
-            .map(parse_arch)
+            .map(Arch::parse)
             .transpose()
             .context("--arch")?,
         num_classes: args.num_classes,

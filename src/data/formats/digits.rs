@@ -13,9 +13,6 @@ use crate::data::ImageSet;
 /// The embedded gzipped CSV.
 static DIGITS_CSV_GZ: &[u8] = include_bytes!("../../../assets/digits.csv.gz");
 
-/// Number of training images of the documented split (⌊0.8 · 1 797⌋).
-pub const DIGITS_TRAIN_LEN: usize = 1437;
-
 /// Mean of the training pixels (after u8 quantisation, scaled to [0, 1]).
 ///
 /// Computed once with NumPy over the 1 437 × 64 train pixels of [`load_digits`]'s split:

@@ -14,7 +14,7 @@ mod svhn;
 
 pub use cifar::{read_cifar10, read_cifar100, read_cifar_records, CifarKind};
 pub use cifar_pickle::read_cifar_pickle;
-pub use digits::{load_digits, parse_digits_csv, DIGITS_MEAN, DIGITS_STD, DIGITS_TRAIN_LEN};
+pub use digits::{load_digits, parse_digits_csv, DIGITS_MEAN, DIGITS_STD};
 pub use idx::{read_idx_images, read_idx_labels, read_idx_pair, read_mnist_dir};
 pub use image_folder::read_image_folder;
 pub use png_folder::{label_from_file_name, read_png_dir, read_png_folder};
