@@ -150,7 +150,9 @@ pub struct TrainFlags {
 }
 
 impl TrainFlags {
-    /// The training configuration these flags describe, with `dataset`'s augmentation.
+    /// The training configuration these flags describe, with `dataset`'s augmentation (for an
+    /// image folder the size-blind choice: [`run_train_job`] and `prune` settle it from the
+    /// images).
     pub fn config(&self, dataset: DatasetName) -> anyhow::Result<TrainConfig> {
         if self.batch_size == 0 {
             anyhow::bail!("--batch_size must be at least 1");
@@ -454,7 +456,8 @@ pub struct TrainJob {
     pub data: DataArgs,
     /// Architecture.
     pub arch: Arch,
-    /// Hyper-parameters.
+    /// Hyper-parameters. `augment: Some(_)` asks for augmentation; which one is the data set's
+    /// own choice ([`data::DataSet::default_augment`]), settled once its images are read.
     pub config: TrainConfig,
     /// Output folder.
     pub save_dir: PathBuf,
@@ -496,7 +499,7 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
     let ds = job.data.load()?;
     // An image folder's augmentation depends on its images, known only now.
     let config = TrainConfig {
-        augment: job.config.augment.map(|a| ds.adapt_augment(a)),
+        augment: job.config.augment.map(|_| ds.default_augment()),
         ..job.config.clone()
     };
     let splits = make_splits(

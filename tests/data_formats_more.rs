@@ -419,13 +419,6 @@ fn image_folder_gray_jpeg_and_mixed_channels() {
             flip: false
         }
     );
-    assert_eq!(
-        ds.adapt_augment(DatasetName::ImageFolder.default_augment()),
-        Augment {
-            pad: 2,
-            flip: false
-        }
-    );
     // A gray image among RGB ones becomes RGB, as PIL's convert("RGB") makes it.
     let m = tmp.path().join("mixed");
     let rgb = pattern(3, 16, 16, 4);

@@ -295,15 +295,4 @@ impl DataSet {
         self.name
             .augment_for(self.train.channels, self.train.height, self.train.width)
     }
-
-    /// `aug`, or [`DataSet::default_augment`] when `aug` is the size-blind
-    /// [`DatasetName::default_augment`] that a configuration made before the images were read
-    /// holds (they differ only for an image folder).
-    pub fn adapt_augment(&self, aug: Augment) -> Augment {
-        if aug == self.name.default_augment() {
-            self.default_augment()
-        } else {
-            aug
-        }
-    }
 }

@@ -328,7 +328,7 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
     let model = Classifier::try_new(&spec, device)?;
     let init = snapshot(&model);
     let mut config = args.train.config(args.data.dataset)?;
-    config.augment = config.augment.map(|a| ds.adapt_augment(a));
+    config.augment = config.augment.map(|_| ds.default_augment());
     std::fs::create_dir_all(&args.save_dir)
         .with_context(|| format!("creating {}", args.save_dir.display()))?;
     let image_size = (ds.train.height, ds.train.width);
