@@ -37,7 +37,7 @@ enum Command {
     Report(ReportArgs),
     /// Prune: OMP, IMP, SynFlow or random, with rewinding (SPEC §3).
     Prune(crate::prune::PruneArgs),
-    /// Convert a PyTorch checkpoint (torch.save, state dict, pruned or not) to ours.
+    /// Convert a PyTorch checkpoint (torch.save or safetensors state dict, pruned or not) to ours.
     #[command(name = "import-torch")]
     ImportTorch(crate::torch_io::ImportTorchArgs),
     /// Write our checkpoint as PyTorch state-dict weights (.safetensors or .pt).
@@ -62,6 +62,22 @@ pub struct Common {
     /// No progress bars; log lines only.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// `--device` alone, for the commands that only load, convert or write a checkpoint.
+#[derive(Args, Debug, Clone)]
+pub struct DeviceFlag {
+    /// Where the checkpoint's tensors are loaded: auto (first GPU if any, else CPU), cpu,
+    /// cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+impl DeviceFlag {
+    /// The libtorch device, or an error naming the bad value.
+    pub fn parse(&self) -> anyhow::Result<tch::Device> {
+        parse_device(&self.device)
+    }
 }
 
 /// Where the data comes from and how it is split (SPEC §1).
@@ -210,6 +226,8 @@ struct DemoArgs {
 struct InfoArgs {
     /// A run folder or a .safetensors checkpoint.
     checkpoint: PathBuf,
+    #[command(flatten)]
+    device: DeviceFlag,
 }
 
 #[derive(Subcommand, Debug)]
@@ -232,6 +250,9 @@ struct BenchMiaArgs {
     /// Threads of our solver (scikit-learn's libsvm is single-threaded).
     #[arg(long)]
     threads: Option<usize>,
+    /// Accepted as on every command and checked; the SVC solvers on both sides run on the CPU.
+    #[arg(long, default_value = "auto")]
+    device: String,
 }
 
 /// Which samples to forget (SPEC §1), with the reference's flag names.
@@ -390,6 +411,9 @@ struct ReportArgs {
     /// Where report.md, report.csv and the figures go (default: the current folder).
     #[arg(long, short = 'o', default_value = ".")]
     out: PathBuf,
+    /// Accepted as on every command and checked; a report reads JSON and draws on the CPU.
+    #[arg(long, default_value = "auto")]
+    device: String,
 }
 
 /// Parses the command line and runs the command.
@@ -405,6 +429,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::ImportTorch(args) => crate::torch_io::run_import_torch(args),
         Command::ExportTorch(args) => crate::torch_io::run_export_torch(args),
         Command::Report(args) => {
+            parse_device(&args.device)?;
             let table =
                 crate::eval::report::report(&args.runs, args.retrain.as_deref(), &args.out)?;
             println!("{table}");
@@ -416,6 +441,7 @@ pub fn main() -> anyhow::Result<()> {
             crate::bench_eval::bench_eval(&args).map(|_| ())
         }
         Command::Bench(BenchCommand::Mia(args)) => {
+            parse_device(&args.device)?;
             let threads = crate::device::thread_count(args.threads);
             println!("{}", crate::eval::bench_mia::bench_mia(args.n, threads)?);
             Ok(())
@@ -567,9 +593,14 @@ pub fn run_train_job(job: &TrainJob) -> anyhow::Result<ModelInfo> {
 }
 
 fn run_info(args: InfoArgs) -> anyhow::Result<()> {
-    let ckpt = checkpoint::load(&args.checkpoint, tch::Device::Cpu)?;
+    let device = args.device.parse()?;
+    let ckpt = checkpoint::load(&args.checkpoint, device)?;
     let info = &ckpt.info;
-    println!("checkpoint   {}", ckpt.path.display());
+    println!(
+        "checkpoint   {} (loaded on {})",
+        ckpt.path.display(),
+        device_name(device)
+    );
     println!(
         "architecture {}, {} classes, {} input channels",
         info.model.arch, info.model.num_classes, info.model.in_channels

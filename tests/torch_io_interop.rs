@@ -4,6 +4,7 @@
 mod common;
 
 use gunlearn::checkpoint;
+use gunlearn::cli::DeviceFlag;
 use gunlearn::model::{Arch, Classifier, ModelSpec};
 use gunlearn::torch_io::{self, ExportTorchArgs, ImportOptions, ImportTorchArgs};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,13 @@ use tch::{Device, Kind, Tensor};
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn setup_threads() {
     common::pin_threads();
+}
+
+/// `--device cpu`.
+fn cpu() -> DeviceFlag {
+    DeviceFlag {
+        device: "cpu".into(),
+    }
 }
 
 fn s(p: &Path) -> &str {
@@ -149,6 +157,7 @@ fn command_writes_checkpoint_and_export_reproduces_logits_in_pytorch() {
         dataset: gunlearn::data::DatasetName::Cifar10,
         mask_from_zeros: false,
         output: ckpt_path.clone(),
+        device: cpu(),
     })
     .unwrap();
     let ckpt = checkpoint::load(&ckpt_path, Device::Cpu).unwrap();
@@ -172,6 +181,7 @@ fn command_writes_checkpoint_and_export_reproduces_logits_in_pytorch() {
         torch_io::run_export_torch(ExportTorchArgs {
             checkpoint: ckpt_path.clone(),
             output: path.clone(),
+            device: cpu(),
         })
         .unwrap();
         args.extend([s(path), s(back)]);
@@ -265,6 +275,7 @@ fn vgg16_bn_import_export_round_trip() {
         dataset: gunlearn::data::DatasetName::Cifar10,
         mask_from_zeros: false,
         output: ckpt_path.clone(),
+        device: cpu(),
     })
     .unwrap();
     let ckpt = checkpoint::load(&ckpt_path, Device::Cpu).unwrap();
@@ -288,6 +299,7 @@ fn vgg16_bn_import_export_round_trip() {
         torch_io::run_export_torch(ExportTorchArgs {
             checkpoint: ckpt_path.clone(),
             output: path.clone(),
+            device: cpu(),
         })
         .unwrap();
         args.extend([s(path), s(back)]);

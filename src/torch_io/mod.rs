@@ -1,5 +1,6 @@
-//! PyTorch interoperability: `gunlearn import-torch` reads a `torch.save` checkpoint of the
-//! reference's ResNet or VGG-16-BN into our checkpoint format (mask included);
+//! PyTorch interoperability: `gunlearn import-torch` reads a `torch.save` checkpoint, or a state
+//! dict in safetensors, of the reference's ResNet or VGG-16-BN into our checkpoint format (mask
+//! included);
 //! `gunlearn export-torch` writes weights that `model.load_state_dict(...)` accepts
 //! (safetensors or a `torch.save` zip file).
 //!
@@ -14,7 +15,9 @@ pub mod archive;
 pub mod pickle;
 
 use crate::checkpoint::{self, ModelInfo, FORMAT};
+use crate::cli::DeviceFlag;
 use crate::data::DatasetName;
+use crate::device::device_name;
 use crate::model::mask::Mask;
 use crate::model::{Arch, Classifier, ModelSpec};
 use anyhow::{bail, Context, Result};
@@ -28,7 +31,8 @@ use tch::{Device, Kind, Tensor};
 /// `gunlearn import-torch FILE.pth[.tar] --arch resnet18 --num_classes C -o CKPT`.
 #[derive(Args, Debug, Clone)]
 pub struct ImportTorchArgs {
-    /// The PyTorch checkpoint written by `torch.save` (.pth, .pth.tar, .pt).
+    /// The PyTorch checkpoint: a `torch.save` file (.pth, .pth.tar, .pt) or a state dict saved
+    /// as `.safetensors`.
     pub input: PathBuf,
     /// Architecture (resnet18, resnet20, vgg16_bn); inferred from the keys when absent.
     #[arg(long)]
@@ -47,6 +51,8 @@ pub struct ImportTorchArgs {
     /// Output: a `.safetensors` file (with its `.json` twin) or a folder (gets `model.*`).
     #[arg(short = 'o', long)]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceFlag,
 }
 
 /// `gunlearn export-torch CKPT -o FILE`.
@@ -57,6 +63,8 @@ pub struct ExportTorchArgs {
     /// Output: `.safetensors`, or `.pt` / `.pth` / `.pth.tar` / `.bin` for a `torch.save` file.
     #[arg(short = 'o', long)]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub device: DeviceFlag,
 }
 
 /// How to interpret a PyTorch state dict.
@@ -138,16 +146,23 @@ fn read_state_dict(file: &mut TorchFile) -> Result<BTreeMap<String, Tensor>> {
                 v.type_name()
             );
         };
-        let name = key.strip_prefix("module.").unwrap_or(key).to_string();
         let tensor = file
             .tensor(t)
             .with_context(|| format!("reading tensor {key:?}"))?;
-        if out.insert(name.clone(), tensor).is_some() {
-            bail!("key {name:?} appears twice (with and without the `module.` prefix)");
-        }
+        insert_unprefixed(&mut out, key, tensor)?;
     }
     file.root = root;
     Ok(out)
+}
+
+/// Adds `tensor` under `key` without DataParallel's `module.` prefix; a key present both ways is
+/// an error.
+fn insert_unprefixed(out: &mut BTreeMap<String, Tensor>, key: &str, tensor: Tensor) -> Result<()> {
+    let name = key.strip_prefix("module.").unwrap_or(key).to_string();
+    if out.insert(name.clone(), tensor).is_some() {
+        bail!("key {name:?} appears twice (with and without the `module.` prefix)");
+    }
+    Ok(())
 }
 
 /// Infers the architecture from the key set.
@@ -360,8 +375,18 @@ pub fn import_tensors(
 
 /// Reads a `torch.save` file and converts it.
 pub fn import_torch(path: &Path, opts: &ImportOptions, device: Device) -> Result<Imported> {
-    let mut file = TorchFile::open(path)?;
-    let sd = read_state_dict(&mut file).with_context(|| format!("{}", path.display()))?;
+    let sd = if path.extension().is_some_and(|e| e == "safetensors") {
+        // A state dict saved with `safetensors.torch.save_file` (or by export-torch).
+        let mut sd = BTreeMap::new();
+        for (key, tensor) in checkpoint::read_safetensors(path)? {
+            insert_unprefixed(&mut sd, &key, tensor)
+                .with_context(|| format!("{}", path.display()))?;
+        }
+        sd
+    } else {
+        let mut file = TorchFile::open(path)?;
+        read_state_dict(&mut file).with_context(|| format!("{}", path.display()))?
+    };
     import_tensors(sd, opts, device).with_context(|| format!("{}", path.display()))
 }
 
@@ -415,7 +440,8 @@ pub fn run_import_torch(args: ImportTorchArgs) -> Result<()> {
         dataset: args.dataset,
         mask_from_zeros: args.mask_from_zeros,
     };
-    let imported = import_torch(&args.input, &opts, Device::Cpu)?;
+    let device = args.device.parse()?;
+    let imported = import_torch(&args.input, &opts, device)?;
     for note in &imported.notes {
         tracing::warn!("{note}");
     }
@@ -430,7 +456,7 @@ pub fn run_import_torch(args: ImportTorchArgs) -> Result<()> {
         epoch: 0,
         accuracy: BTreeMap::new(),
         sparsity,
-        device: "cpu".into(),
+        device: device_name(device),
         produced_by: "import-torch".into(),
         extra: serde_json::json!({ "source": args.input.display().to_string(), "notes": imported.notes }),
     };
@@ -473,7 +499,7 @@ fn output_location(output: &Path) -> Result<(PathBuf, String)> {
 
 /// `gunlearn export-torch`.
 pub fn run_export_torch(args: ExportTorchArgs) -> Result<()> {
-    let ckpt = checkpoint::load(&args.checkpoint, Device::Cpu)?;
+    let ckpt = checkpoint::load(&args.checkpoint, args.device.parse()?)?;
     if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
