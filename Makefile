@@ -33,6 +33,7 @@ bench: build
 lint: setup
 	$(CARGO) fmt --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps
 
 # The binary for a GPU machine (scripts/gpu-check.sh, docs/gpu.md): the release build without
 # its debug information — 6 MB instead of ~100 MB, which would not fit the 64 MiB a device

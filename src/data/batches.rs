@@ -14,7 +14,7 @@ use super::ImageSet;
 /// Batches kept ready ahead of the consumer.
 const DEFAULT_DEPTH: usize = 3;
 /// Mixed into the seed so that augmentation and batch order use independent streams.
-pub(crate) const AUGMENT_STREAM: u64 = 0x6175_676d_656e_7421;
+const AUGMENT_STREAM: u64 = 0x6175_676d_656e_7421;
 
 /// One mini-batch.
 #[derive(Debug)]
@@ -134,6 +134,108 @@ pub fn to_tensor(set: &ImageSet, indices: &[usize]) -> Batch {
     make_batch(set, indices, None)
 }
 
+/// Which images each batch holds, batch after batch: the one place where a seed becomes a
+/// batch order, shared by the host stream here and the device stream
+/// ([`super::device_batches`]) so that both give the same batches for a seed.
+pub(crate) enum BatchOrder {
+    /// One pass over a (shuffled) index list in chunks.
+    Epoch {
+        order: Vec<usize>,
+        next: usize,
+        batch_size: usize,
+        drop_last: bool,
+    },
+    /// Endless uniform samples without replacement from a pool.
+    Random {
+        work: Vec<usize>,
+        k: usize,
+        rng: SmallRng,
+    },
+}
+
+impl BatchOrder {
+    /// One pass over `indices` in batches of `batch_size` (> 0), shuffled with `seed` when
+    /// `shuffle`, the last short batch dropped when `drop_last`.
+    pub(crate) fn epoch(
+        indices: Vec<usize>,
+        batch_size: usize,
+        shuffle: bool,
+        drop_last: bool,
+        seed: u64,
+    ) -> Self {
+        assert!(batch_size > 0, "batch size must be positive");
+        let mut order = indices;
+        if shuffle {
+            SmallRng::new(seed).shuffle(&mut order);
+        }
+        BatchOrder::Epoch {
+            order,
+            next: 0,
+            batch_size,
+            drop_last,
+        }
+    }
+
+    /// Endless batches of `min(batch_size, pool size)` distinct indices drawn from `pool`.
+    pub(crate) fn random(pool: Vec<usize>, batch_size: usize, seed: u64) -> Self {
+        BatchOrder::Random {
+            k: batch_size.min(pool.len()),
+            work: pool,
+            rng: SmallRng::new(seed),
+        }
+    }
+
+    /// The indices of the next batch; `None` at the end of an epoch (or for an empty pool).
+    pub(crate) fn next_batch(&mut self) -> Option<&[usize]> {
+        match self {
+            BatchOrder::Epoch {
+                order,
+                next,
+                batch_size,
+                drop_last,
+            } => {
+                let start = *next;
+                let end = (start + *batch_size).min(order.len());
+                if start >= end || (*drop_last && end - start < *batch_size) {
+                    return None;
+                }
+                *next = end;
+                Some(&order[start..end])
+            }
+            BatchOrder::Random { work, k, rng } => {
+                if *k == 0 {
+                    return None;
+                }
+                partial_shuffle(work, *k, rng);
+                Some(&work[..*k])
+            }
+        }
+    }
+}
+
+/// The augmentation stream of a batch stream seeded with `seed`, independent of its order.
+pub(crate) fn augment_rng(seed: u64) -> SmallRng {
+    SmallRng::new(seed ^ AUGMENT_STREAM)
+}
+
+/// Host batches in `order`, made on a background thread.
+pub(crate) fn host_batches(
+    set: Arc<ImageSet>,
+    mut order: BatchOrder,
+    augment: Option<Augment>,
+    seed: u64,
+) -> Prefetch<Batch> {
+    Prefetch::spawn(DEFAULT_DEPTH, move |sink| {
+        let mut aug_rng = augment_rng(seed);
+        while let Some(chunk) = order.next_batch() {
+            let batch = make_batch(&set, chunk, augment.as_ref().map(|a| (a, &mut aug_rng)));
+            if !sink.send(batch) {
+                return;
+            }
+        }
+    })
+}
+
 /// One epoch over `indices` in batches of `batch_size` (> 0): shuffled with `seed` when
 /// `shuffle`, the last short batch dropped when `drop_last`, augmented when `augment` is set.
 pub fn epoch_batches(
@@ -145,28 +247,13 @@ pub fn epoch_batches(
     augment: Option<Augment>,
     seed: u64,
 ) -> Prefetch<Batch> {
-    assert!(batch_size > 0, "batch size must be positive");
-    Prefetch::spawn(DEFAULT_DEPTH, move |sink| {
-        let mut order = indices;
-        if shuffle {
-            SmallRng::new(seed).shuffle(&mut order);
-        }
-        let mut aug_rng = SmallRng::new(seed ^ AUGMENT_STREAM);
-        for chunk in order.chunks(batch_size) {
-            if drop_last && chunk.len() < batch_size {
-                break;
-            }
-            let batch = make_batch(&set, chunk, augment.as_ref().map(|a| (a, &mut aug_rng)));
-            if !sink.send(batch) {
-                return;
-            }
-        }
-    })
+    let order = BatchOrder::epoch(indices, batch_size, shuffle, drop_last, seed);
+    host_batches(set, order, augment, seed)
 }
 
 /// A partial Fisher–Yates shuffle: the first `k` slots of `work` become a uniform sample
 /// without replacement, and `work` stays a permutation of the pool for the next one.
-pub(crate) fn partial_shuffle(work: &mut [usize], k: usize, rng: &mut SmallRng) {
+fn partial_shuffle(work: &mut [usize], k: usize, rng: &mut SmallRng) {
     let n = work.len();
     for i in 0..k {
         let j = i + rng.below((n - i) as u64) as usize;
@@ -183,24 +270,10 @@ pub fn random_batches(
     augment: Option<Augment>,
     seed: u64,
 ) -> Prefetch<Batch> {
-    Prefetch::spawn(DEFAULT_DEPTH, move |sink| {
-        let mut work = pool;
-        let k = batch_size.min(work.len());
-        if k == 0 {
-            return;
-        }
-        let mut rng = SmallRng::new(seed);
-        let mut aug_rng = SmallRng::new(seed ^ AUGMENT_STREAM);
-        loop {
-            partial_shuffle(&mut work, k, &mut rng);
-            let batch = make_batch(
-                &set,
-                &work[..k],
-                augment.as_ref().map(|a| (a, &mut aug_rng)),
-            );
-            if !sink.send(batch) {
-                return;
-            }
-        }
-    })
+    host_batches(
+        set,
+        BatchOrder::random(pool, batch_size, seed),
+        augment,
+        seed,
+    )
 }

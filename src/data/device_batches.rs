@@ -12,9 +12,7 @@ use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
 use super::augment::{Augment, CropFlip};
-use super::batches::{
-    epoch_batches, partial_shuffle, random_batches, Batch, Prefetch, AUGMENT_STREAM,
-};
+use super::batches::{augment_rng, host_batches, Batch, BatchOrder, Prefetch};
 use super::rng::SmallRng;
 use super::ImageSet;
 
@@ -160,28 +158,11 @@ impl DeviceImages {
     }
 }
 
-/// How a [`DeviceStream`] picks its batches.
-enum Order {
-    /// One pass over a (shuffled) index list in chunks.
-    Epoch {
-        order: Vec<usize>,
-        next: usize,
-        batch_size: usize,
-        drop_last: bool,
-    },
-    /// Endless uniform samples without replacement from a pool.
-    Random {
-        work: Vec<usize>,
-        k: usize,
-        rng: SmallRng,
-    },
-}
-
 /// Batches built on the device from a [`DeviceImages`], on the caller's thread (each batch is a
 /// few asynchronous kernels, so no producer thread is needed).
 pub struct DeviceStream {
     store: Rc<DeviceImages>,
-    order: Order,
+    order: BatchOrder,
     augment: Option<Augment>,
     aug_rng: SmallRng,
 }
@@ -190,32 +171,10 @@ impl Iterator for DeviceStream {
     type Item = Batch;
 
     fn next(&mut self) -> Option<Batch> {
-        let indices: Vec<usize> = match &mut self.order {
-            Order::Epoch {
-                order,
-                next,
-                batch_size,
-                drop_last,
-            } => {
-                let end = (*next + *batch_size).min(order.len());
-                if *next >= end || (*drop_last && end - *next < *batch_size) {
-                    return None;
-                }
-                let chunk = order[*next..end].to_vec();
-                *next = end;
-                chunk
-            }
-            Order::Random { work, k, rng } => {
-                if *k == 0 {
-                    return None;
-                }
-                partial_shuffle(work, *k, rng);
-                work[..*k].to_vec()
-            }
-        };
+        let indices = self.order.next_batch()?;
         Some(
             self.store
-                .make(&indices, self.augment.as_ref(), &mut self.aug_rng),
+                .make(indices, self.augment.as_ref(), &mut self.aug_rng),
         )
     }
 }
@@ -259,7 +218,8 @@ impl BatchSource {
         }
     }
 
-    /// One epoch over `indices`, as [`epoch_batches`] (same order and augmentation per seed).
+    /// One epoch over `indices`, as [`super::batches::epoch_batches`] (same order and
+    /// augmentation per seed).
     pub fn epoch(
         &self,
         indices: Vec<usize>,
@@ -269,38 +229,12 @@ impl BatchSource {
         augment: Option<Augment>,
         seed: u64,
     ) -> Batches {
-        match self {
-            BatchSource::Host(set) => Batches::Host(epoch_batches(
-                Arc::clone(set),
-                indices,
-                batch_size,
-                shuffle,
-                drop_last,
-                augment,
-                seed,
-            )),
-            BatchSource::Device(store) => {
-                assert!(batch_size > 0, "batch size must be positive");
-                let mut order = indices;
-                if shuffle {
-                    SmallRng::new(seed).shuffle(&mut order);
-                }
-                Batches::Device(DeviceStream {
-                    store: Rc::clone(store),
-                    order: Order::Epoch {
-                        order,
-                        next: 0,
-                        batch_size,
-                        drop_last,
-                    },
-                    augment,
-                    aug_rng: SmallRng::new(seed ^ AUGMENT_STREAM),
-                })
-            }
-        }
+        let order = BatchOrder::epoch(indices, batch_size, shuffle, drop_last, seed);
+        self.stream(order, augment, seed)
     }
 
-    /// Endless random batches from `pool`, as [`random_batches`] (same samples per seed).
+    /// Endless random batches from `pool`, as [`super::batches::random_batches`] (same samples
+    /// per seed).
     pub fn random(
         &self,
         pool: Vec<usize>,
@@ -308,27 +242,21 @@ impl BatchSource {
         augment: Option<Augment>,
         seed: u64,
     ) -> Batches {
+        self.stream(BatchOrder::random(pool, batch_size, seed), augment, seed)
+    }
+
+    /// The batches of `order` from this source.
+    fn stream(&self, order: BatchOrder, augment: Option<Augment>, seed: u64) -> Batches {
         match self {
-            BatchSource::Host(set) => Batches::Host(random_batches(
-                Arc::clone(set),
-                pool,
-                batch_size,
-                augment,
-                seed,
-            )),
-            BatchSource::Device(store) => {
-                let k = batch_size.min(pool.len());
-                Batches::Device(DeviceStream {
-                    store: Rc::clone(store),
-                    order: Order::Random {
-                        work: pool,
-                        k,
-                        rng: SmallRng::new(seed),
-                    },
-                    augment,
-                    aug_rng: SmallRng::new(seed ^ AUGMENT_STREAM),
-                })
+            BatchSource::Host(set) => {
+                Batches::Host(host_batches(Arc::clone(set), order, augment, seed))
             }
+            BatchSource::Device(store) => Batches::Device(DeviceStream {
+                store: Rc::clone(store),
+                order,
+                augment,
+                aug_rng: augment_rng(seed),
+            }),
         }
     }
 }

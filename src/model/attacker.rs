@@ -2,7 +2,7 @@
 //! classes, with the reference's PyTorch state-dict names.
 //!
 //! Layout (names as in the reference module):
-//! `bn` BatchNorm1d(3C) → tokens t = (x[t], x[C+t], x[2C+t]) → `fc1` Linear(3→64) → GELU →
+//! `bn` BatchNorm1d(3C) → tokens t = `(x[t], x[C+t], x[2C+t])` → `fc1` Linear(3→64) → GELU →
 //! `transformer_encoder.layers.{0,1,2}` (post-norm `nn.TransformerEncoderLayer`, d_model 64,
 //! 4 heads, feed-forward 128, erf GELU, LayerNorm eps 1e-5, **batch_first**: attention runs
 //! across the C class tokens of one sample — the parity file rules out sequence-first) →

@@ -50,7 +50,7 @@ pub struct AttackerInputs {
     pub features: Tensor,
 }
 
-/// Builds A's input rows for `images` (in [0,1]) with labels, D in train mode.
+/// Builds A's input rows for `images` (in `[0, 1]`) with labels, D in train mode.
 /// `noise` is the m·B×C×H×W perturbation already scaled by σ (copies stacked copy-major).
 pub fn attacker_inputs(
     model: &Classifier,
