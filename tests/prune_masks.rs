@@ -5,7 +5,7 @@ mod common;
 
 use gunlearn::model::mask::Mask;
 use gunlearn::model::{Arch, Classifier, ModelSpec};
-use gunlearn::prune::{global_from_scores, prune_round, PruneMethod};
+use gunlearn::prune::{prune_round, PruneMethod};
 use tch::{Device, Kind, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
@@ -134,17 +134,31 @@ fn pruned_weights_stay_pruned_even_if_large() {
         )]
         .into(),
     };
-    let m = global_from_scores(&scores, 0.5, Some(&current));
+    let m = Mask::global_from_scores(&scores, 0.5, Some(&current));
     assert_eq!(
         Vec::<f32>::try_from(&m.masks["a"]).unwrap(),
         vec![0.0, 0.0, 1.0, 1.0]
+    );
+    // A rate below the current sparsity prunes nothing new and revives nothing (masks only
+    // shrink): both entries of `current2` stay pruned at rate 0.25.
+    let current2 = Mask {
+        masks: [(
+            "a".to_string(),
+            Tensor::from_slice(&[0.0f32, 1.0, 0.0, 1.0]),
+        )]
+        .into(),
+    };
+    let m = Mask::global_from_scores(&scores, 0.25, Some(&current2));
+    assert_eq!(
+        Vec::<f32>::try_from(&m.masks["a"]).unwrap(),
+        vec![0.0, 1.0, 0.0, 1.0]
     );
     // Ties by position: the earlier one goes first, across layers.
     let scores = vec![
         ("a".to_string(), Tensor::from_slice(&[1.0f64, 2.0])),
         ("b".to_string(), Tensor::from_slice(&[1.0f64, 0.5])),
     ];
-    let m = global_from_scores(&scores, 0.5, None);
+    let m = Mask::global_from_scores(&scores, 0.5, None);
     assert_eq!(Vec::<f32>::try_from(&m.masks["a"]).unwrap(), vec![0.0, 1.0]);
     assert_eq!(Vec::<f32>::try_from(&m.masks["b"]).unwrap(), vec![1.0, 0.0]);
 }

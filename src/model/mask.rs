@@ -11,7 +11,7 @@ use super::Classifier;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 /// Conv-weight masks: 1 keeps a weight, 0 prunes it.
 #[derive(Debug)]
@@ -87,63 +87,74 @@ impl Mask {
     /// the reference's IMP) prune a fraction of the *remaining* weights; for round r of IMP at
     /// rate p pass `1 − (1 − p)^r` here.
     pub fn global_magnitude(model: &Classifier, rate: f64, current: Option<&Mask>) -> Mask {
+        let magnitudes: Vec<(String, Tensor)> = conv_weights(model)
+            .into_iter()
+            .map(|(name, w)| (name, w.detach().abs()))
+            .collect();
+        Mask::global_from_scores(&magnitudes, rate, current)
+    }
+
+    /// Global pruning by arbitrary scores (one tensor per conv weight, in layer order): prunes
+    /// the `round(rate · N)` weights (N = all of them) with the smallest score, as
+    /// [`Mask::global_magnitude`] does with |w|: weights pruned in `current` first and kept
+    /// pruned, ties by position (layer order of `scores`, then row-major, the earlier pruned
+    /// first). Scores must be ≥ 0; NaN counts as +∞ (never pruned before a number). Scores are
+    /// compared in f64, so f32 magnitudes and SynFlow's large products both order exactly.
+    pub fn global_from_scores(
+        scores: &[(String, Tensor)],
+        rate: f64,
+        current: Option<&Mask>,
+    ) -> Mask {
         let rate = if rate.is_nan() {
             0.0
         } else {
             rate.clamp(0.0, 1.0)
         };
-        let weights = conv_weights(model);
-        let mut scores: Vec<f32> = Vec::new();
-        for (name, w) in &weights {
-            let mut s = w.detach().abs();
+        let mut flat: Vec<f64> = Vec::new();
+        for (name, s) in scores {
+            let mut s = s.detach().to_kind(Kind::Double).to_device(Device::Cpu);
             if let Some(m) = current.and_then(|c| c.masks.get(name)) {
-                // Pruned entries get −1, below any |w| ≥ 0.
-                let m = m.to_device(s.device());
+                let m = m.to_kind(Kind::Double).to_device(Device::Cpu);
+                // Pruned entries get −1, below any score ≥ 0.
                 s = &s * &m + (&m - 1.0);
             }
-            let flat = s
-                .to_kind(Kind::Float)
-                .to_device(tch::Device::Cpu)
-                .flatten(0, -1);
-            let v = Vec::<f32>::try_from(&flat).expect("f32 CPU tensor to Vec");
-            scores.extend(
+            let v = Vec::<f64>::try_from(s.flatten(0, -1)).expect("f64 CPU tensor to Vec");
+            flat.extend(
                 v.into_iter()
-                    .map(|x| if x.is_nan() { f32::INFINITY } else { x }),
+                    .map(|x| if x.is_nan() { f64::INFINITY } else { x }),
             );
         }
-        let n = scores.len();
+        let n = flat.len();
         let k = ((rate * n as f64).round() as usize).min(n);
         let mut pruned = vec![false; n];
         if k > 0 {
-            // The k-th smallest (score, index) pair is the threshold; an O(N) selection
-            // keeps ResNet-18's 11 M weights fast.
-            let mut idx: Vec<u32> = (0..n as u32).collect();
-            let key = |i: &u32| (scores[*i as usize], *i);
-            idx.select_nth_unstable_by(k - 1, |a, b| {
-                let (sa, ia) = key(a);
-                let (sb, ib) = key(b);
-                sa.total_cmp(&sb).then(ia.cmp(&ib))
+            // An O(N) selection of the k smallest (score, position) pairs keeps ResNet-18's
+            // 11 M weights fast.
+            let mut order: Vec<u32> = (0..n as u32).collect();
+            order.select_nth_unstable_by(k - 1, |&a, &b| {
+                flat[a as usize]
+                    .total_cmp(&flat[b as usize])
+                    .then(a.cmp(&b))
             });
-            let (ts, ti) = key(&idx[k - 1]);
-            for (i, p) in pruned.iter_mut().enumerate() {
-                let s = scores[i];
-                *p = s < ts || (s == ts && i as u32 <= ti);
+            for &i in &order[..k] {
+                pruned[i as usize] = true;
             }
         }
         let mut masks = BTreeMap::new();
         let mut off = 0;
-        for (name, w) in &weights {
-            let len = w.numel();
+        for (name, s) in scores {
+            let len = s.numel();
             let keep: Vec<f32> = pruned[off..off + len]
                 .iter()
                 .map(|&p| if p { 0.0 } else { 1.0 })
                 .collect();
             off += len;
             let mut m = Tensor::from_slice(&keep)
-                .view(w.size().as_slice())
-                .to_device(w.device());
+                .view(s.size().as_slice())
+                .to_device(s.device());
             if let Some(c) = current.and_then(|c| c.masks.get(name)) {
-                m *= c.to_device(w.device());
+                // Masks only shrink, even when `rate` is below the current sparsity.
+                m *= c.to_device(s.device());
             }
             masks.insert(name.clone(), m);
         }

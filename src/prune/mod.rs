@@ -150,61 +150,6 @@ pub struct PruningSummary {
     pub states: Vec<StateSummary>,
 }
 
-/// Global pruning by arbitrary scores: prunes the `round(rate · N)` conv weights (N = all of
-/// them) with the smallest score, weights pruned in `current` first (they stay pruned). Ties go
-/// by position (layer order of `scores`, then row-major), the earlier pruned first. Scores must
-/// be ≥ 0; NaN counts as +∞ (never pruned before a number).
-pub fn global_from_scores(scores: &[(String, Tensor)], rate: f64, current: Option<&Mask>) -> Mask {
-    let rate = if rate.is_nan() {
-        0.0
-    } else {
-        rate.clamp(0.0, 1.0)
-    };
-    let mut flat: Vec<f64> = Vec::new();
-    for (name, s) in scores {
-        let mut s = s.detach().to_kind(Kind::Double).to_device(Device::Cpu);
-        if let Some(m) = current.and_then(|c| c.masks.get(name)) {
-            let m = m.to_kind(Kind::Double).to_device(Device::Cpu);
-            // Pruned entries get −1, below any score ≥ 0.
-            s = &s * &m + (&m - 1.0);
-        }
-        let v = Vec::<f64>::try_from(s.flatten(0, -1)).expect("f64 CPU tensor to Vec");
-        flat.extend(
-            v.into_iter()
-                .map(|x| if x.is_nan() { f64::INFINITY } else { x }),
-        );
-    }
-    let n = flat.len();
-    let k = ((rate * n as f64).round() as usize).min(n);
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    let mut pruned = vec![false; n];
-    if k > 0 {
-        order.select_nth_unstable_by(k - 1, |&a, &b| {
-            flat[a as usize]
-                .total_cmp(&flat[b as usize])
-                .then(a.cmp(&b))
-        });
-        for &i in &order[..k] {
-            pruned[i as usize] = true;
-        }
-    }
-    let mut masks = BTreeMap::new();
-    let mut off = 0;
-    for (name, s) in scores {
-        let len = s.numel();
-        let keep: Vec<f32> = pruned[off..off + len]
-            .iter()
-            .map(|&p| if p { 0.0 } else { 1.0 })
-            .collect();
-        off += len;
-        let m = Tensor::from_slice(&keep)
-            .view(s.size().as_slice())
-            .to_device(s.device());
-        masks.insert(name.clone(), m);
-    }
-    Mask { masks }
-}
-
 /// Uniform random scores for every conv weight (from libtorch's seeded generator).
 fn random_scores(model: &Classifier) -> Vec<(String, Tensor)> {
     let vars = model.vs.variables();
@@ -237,7 +182,7 @@ pub fn prune_round(
         PruneMethod::Imp => {
             Mask::global_magnitude(model, 1.0 - (1.0 - rate).powi(round as i32), current)
         }
-        PruneMethod::Random => global_from_scores(&random_scores(model), rate, current),
+        PruneMethod::Random => Mask::global_from_scores(&random_scores(model), rate, current),
         PruneMethod::Synflow => {
             synflow::synflow_mask(model, rate, synflow_rounds, current, image_size)?
         }

@@ -10,7 +10,6 @@
 //! same risk); f64 has room, and the ranking is then exact for ties below f32 resolution. The
 //! scratch copy also means the caller's weights, signs included, are never touched.
 
-use super::global_from_scores;
 use crate::checkpoint::copy_into;
 use crate::model::mask::Mask;
 use crate::model::Classifier;
@@ -91,7 +90,7 @@ pub fn synflow_mask(
         let s = scores(&params, |x| scratch.forward(x, false).0, &shape);
         let keep =
             already * (target_keep / already.max(f64::MIN_POSITIVE)).powf(k as f64 / rounds as f64);
-        mask = global_from_scores(&s, 1.0 - keep, Some(&mask));
+        mask = Mask::global_from_scores(&s, 1.0 - keep, Some(&mask));
     }
     Ok(mask)
 }
