@@ -12,6 +12,7 @@ from reference import ATTACKER_LR, Attacker, bench_setup, build, gan_iteration, 
 p = argparse.ArgumentParser()
 p.add_argument("--arch", required=True)
 p.add_argument("--batch", type=int, required=True)
+p.add_argument("--beta", type=float, default=1.0)
 a, dev = bench_setup(p)
 if dev.type == "cuda":
     # As gunlearn's Gan path: full FP32 (the sensitivity is a finite difference of step 1e-3).
@@ -39,7 +40,7 @@ def count_faults(_):
 
 def step():
     last[0] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    gan_iteration(model, attacker, opt_d, opt_a, retain, forget, val, sensitivity_noise(forget[0]), sensitivity_noise(val[0]))
+    gan_iteration(model, attacker, opt_d, opt_a, retain, forget, val, sensitivity_noise(forget[0]), sensitivity_noise(val[0]), beta=a.beta)
 
 
 median = time_median(step, a.warmup, a.steps, dev, after=count_faults)

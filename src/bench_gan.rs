@@ -9,7 +9,8 @@ use crate::model::attacker::Attacker;
 use crate::model::{Arch, Classifier, ModelSpec};
 use crate::optim::{Adam, Sgd};
 use crate::unlearn::gan::{
-    adversarial_step, sensitivity_noise, StepInputs, ATTACKER_DROPOUT, ATTACKER_LR,
+    adversarial_step, sensitivity_noise, GanMemory, StepInputs, StepSettings, ATTACKER_DROPOUT,
+    ATTACKER_LR,
 };
 use anyhow::{bail, Context};
 use clap::Args;
@@ -39,6 +40,22 @@ pub struct BenchGanArgs {
     /// [`crate::device::keep_freed_memory`]); `--no_keep_memory` times libtorch with glibc's defaults.
     #[arg(long = "no_keep_memory", alias = "no-keep-memory")]
     pub no_keep_memory: bool,
+    /// Our side's handling of the attacker-input graphs: keep (as the reference) or recompute
+    /// (less memory; see `gunlearn unlearn --gan_memory`).
+    #[arg(
+        long = "gan_memory",
+        alias = "gan-memory",
+        value_enum,
+        default_value = "keep"
+    )]
+    pub gan_memory: GanMemory,
+    /// β of the timed iterations (both sides): 1 as in the game, 0 as after `--stop-iter` in
+    /// class-wise forgetting.
+    #[arg(long, default_value_t = 1.0)]
+    pub beta: f64,
+    /// Time our side only (e.g. where the PyTorch side does not fit in memory).
+    #[arg(long = "no_reference", alias = "no-reference")]
+    pub no_reference: bool,
     /// Threads, device, Python and bench folder.
     #[command(flatten)]
     pub env: crate::bench::BenchEnv,
@@ -50,6 +67,20 @@ fn minor_faults() -> Option<u64> {
     // Fields after the parenthesised command name; minflt is field 10 overall.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split_whitespace().nth(7)?.parse().ok()
+}
+
+/// Resets this process's peak resident memory (Linux ≥ 4.0), so that the next
+/// [`peak_rss_gb`] covers only what runs from here on.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// Peak resident memory of this process in GiB (`VmHWM`), Linux only.
+fn peak_rss_gb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / (1024.0 * 1024.0))
 }
 
 fn random_batch(size: usize, device: Device) -> Batch {
@@ -75,6 +106,7 @@ pub fn time_ours(
     warmup: usize,
     steps: usize,
     device: Device,
+    settings: StepSettings,
 ) -> anyhow::Result<(f64, Option<u64>)> {
     tch::manual_seed(0);
     let model = Classifier::new(&ModelSpec::cifar10(arch), device);
@@ -102,15 +134,7 @@ pub fn time_ours(
             val: share(&val),
         };
         adversarial_step(
-            &model,
-            &attacker,
-            &mut opt_d,
-            &mut opt_a,
-            None,
-            &inputs,
-            1.0,
-            iteration,
-            crate::device::Amp::Off,
+            &model, &attacker, &mut opt_d, &mut opt_a, None, &inputs, settings, iteration,
         )?;
         if iteration > warmup {
             if let (Some(a), Some(b)) = (before, minor_faults()) {
@@ -129,10 +153,12 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
     let (threads, device) = (setup.threads, setup.device);
     let kept = crate::device::keep_freed_memory(!args.no_keep_memory);
     println!(
-        "bench gan: device {}, {threads} threads, median of {} iterations after {} warm-up; glibc keeps freed memory: {kept}",
+        "bench gan: device {}, {threads} threads, median of {} iterations after {} warm-up; glibc keeps freed memory: {kept}; our attacker-input graphs: {:?}; β = {}",
         device_name(device),
         args.steps,
-        args.warmup
+        args.warmup,
+        args.gan_memory,
+        args.beta,
     );
     let mut rows = Vec::new();
     for arch_name in &args.archs {
@@ -145,12 +171,36 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
                 println!("{arch_name} b{batch_size}: skipped on the CPU (pass --large; PyTorch needs ≈ 30 GB at b256)");
                 continue;
             }
-            let (ours, ours_faults) = time_ours(arch, batch_size, args.warmup, args.steps, device)?;
+            let peak_resets = reset_peak_rss();
+            let (ours, ours_faults) = time_ours(
+                arch,
+                batch_size,
+                args.warmup,
+                args.steps,
+                device,
+                StepSettings {
+                    beta: args.beta,
+                    memory: args.gan_memory,
+                    ..StepSettings::default()
+                },
+            )?;
+            // Host memory only: on a GPU the activations live in device memory.
+            let ours_peak = peak_rss_gb().filter(|_| peak_resets && device == Device::Cpu);
+            let fmt_gb = |g: Option<f64>| g.map_or("?".to_string(), |g| format!("{g:.1} GB"));
+            if args.no_reference {
+                println!(
+                    "{arch_name} b{batch_size:<6} ours {ours:8.3} s/it  minor faults/it {}  peak RSS {}",
+                    ours_faults.map_or("?".to_string(), |f| format!("{:.2}M", f as f64 / 1e6)),
+                    fmt_gb(ours_peak),
+                );
+                continue;
+            }
             let reference = setup.reference_run(
                 "gan_step.py",
                 &[
                     format!("--arch={arch_name}"),
                     format!("--batch={batch_size}"),
+                    format!("--beta={}", args.beta),
                 ],
                 args.warmup,
                 args.steps,
@@ -166,16 +216,21 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
             let fmt_faults =
                 |f: Option<u64>| f.map_or("?".to_string(), |f| format!("{:.2}M", f as f64 / 1e6));
             println!(
-                "{:<16} ours {:8.3} s/it  pytorch {:8.3} s/it  ratio ours/pytorch {:.3}  minor faults/it ours {} pytorch {}",
+                "{:<16} ours {:8.3} s/it  pytorch {:8.3} s/it  ratio ours/pytorch {:.3}  minor faults/it ours {} pytorch {}  peak RSS ours {} pytorch {}",
                 row.name,
                 row.ours_s,
                 row.torch_s,
                 row.ours_s / row.torch_s,
                 fmt_faults(ours_faults),
                 fmt_faults(reference["minor_faults_per_step"].as_u64()),
+                fmt_gb(ours_peak),
+                fmt_gb(reference["peak_rss_gb"].as_f64().filter(|_| device == Device::Cpu)),
             );
             rows.push(row);
         }
+    }
+    if rows.is_empty() {
+        return Ok(());
     }
     println!("\n| iteration | ours (s) | PyTorch (s) | ratio ours/PyTorch (target ≤ 0.8) |\n|---|---|---|---|");
     for row in &rows {

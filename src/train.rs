@@ -221,6 +221,12 @@ pub fn sgd_step(
 pub fn masked_update(model: &Classifier, opt: &mut Sgd, mask: Option<&Mask>, loss: &Tensor) {
     opt.zero_grad();
     loss.backward();
+    masked_step(model, opt, mask);
+}
+
+/// One SGD step on the gradients already accumulated, with `mask` enforced as in
+/// [`masked_update`].
+pub fn masked_step(model: &Classifier, opt: &mut Sgd, mask: Option<&Mask>) {
     if let Some(mask) = mask {
         mask.apply_to_grads(&model.vs);
     }

@@ -524,7 +524,7 @@ fn svhn_with_vgg16_bn_trains_unlearns_with_ft_and_gan_and_evaluates() {
     ]);
     let result = read_json(&ft.join("eval_result.json"));
     // The adversarial method too (VGG's head can leave a ReLU unit off for a whole batch, where
-    // the reference's feature standardisation divides 0 by 0).
+    // the reference's feature standardisation divides 0 by 0), with recomputed passes.
     let gan = dir.path().join("gan");
     run(&[
         "unlearn",
@@ -541,11 +541,17 @@ fn svhn_with_vgg16_bn_trains_unlearns_with_ft_and_gan_and_evaluates() {
         "3",
         "--batch_size",
         "32",
+        "--gan_memory",
+        "recompute",
         "--save_dir",
         gan.to_str().unwrap(),
     ]);
     let gan_result = read_json(&gan.join("eval_result.json"));
     assert!(gan_result["UA"].as_f64().unwrap().is_finite());
+    assert_eq!(
+        gan_result["config"]["settings"]["gan_memory"], "recompute",
+        "{gan_result:#}"
+    );
     let size = |k: &str| result["sizes"][k].as_u64().unwrap();
     assert_eq!(size("test"), 40, "{result:#}");
     assert_eq!(size("forget") + size("retain"), size("train"));

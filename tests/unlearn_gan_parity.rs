@@ -14,7 +14,7 @@ use gunlearn::model::{Arch, Classifier, ModelSpec};
 use gunlearn::optim::{Adam, Sgd};
 use gunlearn::unlearn::gan::{
     adversarial_step, attacker_inputs, barlow_twins, paired_batch_size, sensitivity_noise,
-    StepInputs, ATTACKER_LR,
+    GanMemory, StepInputs, StepSettings, ATTACKER_LR,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -84,6 +84,14 @@ fn clone_classifier(model: &Classifier) -> Classifier {
     copy
 }
 
+/// A copy of `attacker` (same dropout rate 0 as the one under test).
+fn clone_attacker(attacker: &Attacker) -> Attacker {
+    let copy = Attacker::new(10, 0.0, Device::Cpu);
+    gunlearn::checkpoint::copy_into(&copy.vs, named_tensors(&attacker.vs).into_iter().collect())
+        .unwrap();
+    copy
+}
+
 #[test]
 fn one_to_three_iterations_match_pytorch() {
     let threads = threads();
@@ -149,12 +157,7 @@ fn one_to_three_iterations_match_pytorch() {
     let reference = run_reference(dir.path());
 
     // The attacker alone, on identical rows, on a copy (train mode moves BatchNorm statistics).
-    let probe_attacker = Attacker::new(10, 0.0, Device::Cpu);
-    gunlearn::checkpoint::copy_into(
-        &probe_attacker.vs,
-        named_tensors(&attacker.vs).into_iter().collect(),
-    )
-    .unwrap();
+    let probe_attacker = clone_attacker(&attacker);
     for (mode, train) in [("probe_eval", false), ("probe_train", true)] {
         let ours = tch::no_grad(|| probe_attacker.forward(&probe, train));
         let d = max_diff(&ours, &reference[mode]);
@@ -181,6 +184,23 @@ fn one_to_three_iterations_match_pytorch() {
         }
     });
 
+    // Both ways of getting the defender's gradient must match PyTorch.
+    for memory in [GanMemory::Keep, GanMemory::Recompute] {
+        println!("--- attacker-input graphs: {memory:?}");
+        let model = clone_classifier(&model);
+        let attacker = clone_attacker(&attacker);
+        iterations_match(&model, &attacker, &inputs, &reference, memory);
+    }
+}
+
+/// Runs [`ITERATIONS`] iterations from the shared starting point and compares each with PyTorch's.
+fn iterations_match(
+    model: &Classifier,
+    attacker: &Attacker,
+    inputs: &StepInputs,
+    reference: &HashMap<String, Tensor>,
+    memory: GanMemory,
+) {
     let mut opt_d = Sgd::new(model.vs.trainable_variables(), LR, MOMENTUM, WEIGHT_DECAY);
     let mut opt_a = Adam::new(attacker.vs.trainable_variables(), ATTACKER_LR);
     // Deep copies: on the CPU `named_tensors` shares storage with the live variables.
@@ -194,15 +214,18 @@ fn one_to_three_iterations_match_pytorch() {
     let mut before_a = snapshot(&attacker.vs);
     for i in 0..ITERATIONS {
         let s = adversarial_step(
-            &model,
-            &attacker,
+            model,
+            attacker,
             &mut opt_d,
             &mut opt_a,
             None,
-            &inputs,
-            BETA,
+            inputs,
+            StepSettings {
+                beta: BETA,
+                memory,
+                ..StepSettings::default()
+            },
             i + 1,
-            gunlearn::device::Amp::Off,
         )
         .unwrap();
         let ours = [

@@ -7,7 +7,10 @@
 //! SGD step on `L_cls + β(0.001·L_bt + 0.9·L_adv)` with gradients flowing through the same
 //! forward passes (logits and sensitivity) and A's freshly updated weights, labels flipped.
 //! The batch composition of every forward pass is the reference's: BatchNorm's batch statistics
-//! depend on it, so it is not merged or split for speed.
+//! depend on it, so it is not merged or split for speed. What may change is how the defender's
+//! gradient gets through the attacker-input passes ([`GanMemory`]): all graphs kept, as the
+//! reference, or the passes recomputed one at a time (one pass's memory instead of all); with
+//! β = 0 no graph is built for them at all (their gradient contribution is exactly zero).
 
 use super::{lr_epochs, UnlearnContext, UnlearnLog, Unlearner};
 use crate::checkpoint::{copy_into, named_tensors, read_safetensors, write_safetensors};
@@ -18,7 +21,7 @@ use crate::model::attacker::Attacker;
 use crate::model::mask::Mask;
 use crate::model::{Classifier, RunningStats};
 use crate::optim::{Adam, Sgd};
-use crate::train::{masked_update, NonFiniteLoss, Progress};
+use crate::train::{masked_step, masked_update, NonFiniteLoss, Progress};
 use anyhow::{bail, Context};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -58,21 +61,53 @@ pub fn attacker_inputs(
     labels: &Tensor,
     noise: &Tensor,
 ) -> AttackerInputs {
-    let batch = images.size()[0];
-    let classes = model.spec.num_classes as i64;
+    let passes = d_passes(model, images, noise);
+    AttackerInputs {
+        rows: attacker_rows(&passes, labels),
+        features: passes.features,
+    }
+}
+
+/// D's two train-mode forward passes behind one side's attacker inputs.
+struct Passes {
+    /// Logits of the clean batch, B×C.
+    logits: Tensor,
+    /// Penultimate features of the clean batch, B×F.
+    features: Tensor,
+    /// Logits of the m noisy copies, m·B×C.
+    noisy_logits: Tensor,
+}
+
+/// The clean pass, then the pass over the m noisy copies (the reference's order: BatchNorm's
+/// running statistics move in it).
+fn d_passes(model: &Classifier, images: &Tensor, noise: &Tensor) -> Passes {
     let (logits, features) = model.forward(images, true);
-    let noisy = images.repeat([SENSITIVITY_COPIES, 1, 1, 1]) + noise;
-    let (noisy_logits, _) = model.forward(&noisy, true);
-    let sensitivity = (noisy_logits.view([SENSITIVITY_COPIES, batch, classes])
-        - logits.unsqueeze(0))
+    let (noisy_logits, _) = model.forward(&noisy_copies(images, noise), true);
+    Passes {
+        logits,
+        features,
+        noisy_logits,
+    }
+}
+
+/// The m noisy copies `x + σ·N(0, 1)` of a batch, copy-major.
+fn noisy_copies(images: &Tensor, noise: &Tensor) -> Tensor {
+    images.repeat([SENSITIVITY_COPIES, 1, 1, 1]) + noise
+}
+
+/// `[z, onehot(y), s]` with `s = mean over copies of |z̃ − z| / σ`.
+fn attacker_rows(passes: &Passes, labels: &Tensor) -> Tensor {
+    let batch = passes.logits.size()[0];
+    let classes = passes.logits.size()[1];
+    let sensitivity = (passes
+        .noisy_logits
+        .view([SENSITIVITY_COPIES, batch, classes])
+        - passes.logits.unsqueeze(0))
     .abs()
     .mean_dim(0, false, Kind::Float)
         / SENSITIVITY_SIGMA;
     let onehot = labels.one_hot(classes).to_kind(Kind::Float);
-    AttackerInputs {
-        rows: Tensor::cat(&[&logits, &onehot, &sensitivity], 1),
-        features,
-    }
+    Tensor::cat(&[&passes.logits, &onehot, &sensitivity], 1)
 }
 
 /// Fresh sensitivity noise for a batch of `images`: σ·N(0,1), m copies.
@@ -193,10 +228,130 @@ fn finite(loss: &'static str, value: f64, iteration: usize) -> anyhow::Result<f6
     }
 }
 
-/// One full iteration (SPEC §5 steps 2–3): attacker step, then defender step with weight `beta`,
-/// the retain loss `L_cls` (a plain classification loss) under `amp`; the attacker inputs,
-/// `L_adv` and `L_bt` always stay in FP32. Checks every loss before D is updated, so on error D
-/// still holds the last good weights.
+/// How the defender step gets its gradient through D's attacker-input passes (the clean and
+/// noisy forget and validation batches: 22·B of the 23·B images of an iteration).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum GanMemory {
+    /// Keep the graphs of all passes until the defender's backward, as the reference: fastest,
+    /// ≈ 5.4 MB per image for ResNet-18 (≈ 32 GB at B = 256).
+    #[default]
+    Keep,
+    /// Run the passes without graphs and recompute them one at a time in the backward: the peak
+    /// is one pass (the 10·B noisy copies; measured 12 GB in all at B = 256), for ≈ 1/3 more
+    /// compute in the defender step. The same gradient, summed in another order.
+    Recompute,
+}
+
+/// Everything about one adversarial iteration besides its inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct StepSettings {
+    /// β, the weight of the attacker terms (0 after `stop_iter` in class-wise forgetting).
+    pub beta: f64,
+    /// Mixed precision of the retain loss `L_cls` (the attacker terms always stay in FP32).
+    pub amp: Amp,
+    /// How the gradient through the attacker-input passes is obtained.
+    pub memory: GanMemory,
+}
+
+impl Default for StepSettings {
+    fn default() -> Self {
+        StepSettings {
+            beta: 1.0,
+            amp: Amp::Off,
+            memory: GanMemory::Keep,
+        }
+    }
+}
+
+/// One side's (forget or validation) passes as the defender step needs them.
+struct Side {
+    /// A's input rows and D's features, attached to the passes' graphs in `Keep` mode, or to the
+    /// leaves of `recompute` in `Recompute` mode.
+    inputs: AttackerInputs,
+    /// `Recompute` mode: the passes' outputs as graph-less leaves that collect the gradient of
+    /// D's loss, for [`backward_through_recomputed`].
+    recompute: Option<Passes>,
+}
+
+/// D's passes for one side: with graphs (`Keep`), or without and with leaves for a later
+/// recomputation (`Recompute`), or without any gradient (`None`: β = 0, where the attacker terms
+/// send exactly zero into D, so the result is the same as with graphs).
+fn side_passes(
+    model: &Classifier,
+    images: &Tensor,
+    labels: &Tensor,
+    noise: &Tensor,
+    memory: Option<GanMemory>,
+) -> Side {
+    match memory {
+        Some(GanMemory::Keep) => Side {
+            inputs: attacker_inputs(model, images, labels, noise),
+            recompute: None,
+        },
+        None => Side {
+            inputs: tch::no_grad(|| attacker_inputs(model, images, labels, noise)),
+            recompute: None,
+        },
+        Some(GanMemory::Recompute) => {
+            let passes = tch::no_grad(|| d_passes(model, images, noise));
+            let leaves = Passes {
+                logits: passes.logits.set_requires_grad(true),
+                features: passes.features.set_requires_grad(true),
+                noisy_logits: passes.noisy_logits.set_requires_grad(true),
+            };
+            Side {
+                inputs: AttackerInputs {
+                    rows: attacker_rows(&leaves, labels),
+                    features: leaves.features.shallow_clone(),
+                },
+                recompute: Some(leaves),
+            }
+        }
+    }
+}
+
+/// `Recompute` mode, after D's loss has been backpropagated into the leaves: each pass again,
+/// one at a time, backpropagating the leaves' gradients into D's weights (accumulated with the
+/// retain loss's). The passes see the same batches, so BatchNorm's batch statistics and the
+/// outputs are the first passes'; the running statistics they move are put back.
+fn backward_through_recomputed(model: &Classifier, passes: &[(&Tensor, &Tensor, &Passes)]) {
+    let running_stats = RunningStats::save(model);
+    // Σ ⟨output, ∂L/∂output⟩ has exactly ∂L/∂output as its gradient with respect to output.
+    let pull = |outputs: &[(&Tensor, &Tensor)]| {
+        let terms: Vec<Tensor> = outputs
+            .iter()
+            .filter_map(|(out, leaf)| {
+                let grad = leaf.grad();
+                grad.defined().then(|| (*out * grad).sum(Kind::Float))
+            })
+            .collect();
+        if let Some(surrogate) = terms.into_iter().reduce(|a, b| a + b) {
+            surrogate.backward();
+        }
+    };
+    for (images, noise, leaves) in passes {
+        let (logits, features) = model.forward(images, true);
+        pull(&[(&logits, &leaves.logits), (&features, &leaves.features)]);
+        drop((logits, features));
+        let (noisy_logits, _) = model.forward(&noisy_copies(images, noise), true);
+        pull(&[(&noisy_logits, &leaves.noisy_logits)]);
+    }
+    running_stats.restore();
+}
+
+/// One full iteration (SPEC §5 steps 2–3): attacker step, then defender step. Checks every loss
+/// before D is updated, so on error D still holds the last good weights.
 #[allow(clippy::too_many_arguments)]
 pub fn adversarial_step(
     model: &Classifier,
@@ -205,9 +360,8 @@ pub fn adversarial_step(
     opt_a: &mut Adam,
     mask: Option<&Mask>,
     inputs: &StepInputs,
-    beta: f64,
+    settings: StepSettings,
     iteration: usize,
-    amp: Amp,
 ) -> anyhow::Result<StepStats> {
     let device = model.vs.device();
     let to = |t: &Tensor| t.to_device(device);
@@ -217,35 +371,41 @@ pub fn adversarial_step(
     let finite = |loss: &'static str, value: f64| {
         finite(loss, value, iteration).inspect_err(|_| running_stats.restore())
     };
-    let forget = attacker_inputs(
+    let graphs = (settings.beta != 0.0).then_some(settings.memory);
+    let (forget_images, forget_noise) = (to(&inputs.forget.images), to(&inputs.noise_forget));
+    let (val_images, val_noise) = (to(&inputs.val.images), to(&inputs.noise_val));
+    let forget = side_passes(
         model,
-        &to(&inputs.forget.images),
+        &forget_images,
         &to(&inputs.forget.labels),
-        &to(&inputs.noise_forget),
+        &forget_noise,
+        graphs,
     );
-    let val = attacker_inputs(
+    let val = side_passes(
         model,
-        &to(&inputs.val.images),
+        &val_images,
         &to(&inputs.val.labels),
-        &to(&inputs.noise_val),
+        &val_noise,
+        graphs,
     );
-    let (attacker_loss, attacker_acc) = attacker_step(attacker, opt_a, &forget.rows, &val.rows);
+    let (forget_rows, val_rows) = (&forget.inputs.rows, &val.inputs.rows);
+    let (attacker_loss, attacker_acc) = attacker_step(attacker, opt_a, forget_rows, val_rows);
     finite("attacker", attacker_loss)?;
 
     let retain_labels = to(&inputs.retain.labels);
-    let (retain_logits, l_cls) = with_amp(amp, || {
+    let (retain_logits, l_cls) = with_amp(settings.amp, || {
         let (logits, _) = model.forward(&to(&inputs.retain.images), true);
         let l_cls = logits
             .cross_entropy_for_logits(&retain_labels)
             .to_kind(Kind::Float);
         (logits, l_cls)
     });
-    let flipped = membership_labels(forget.rows.size()[0], val.rows.size()[0], device).neg() + 1;
+    let flipped = membership_labels(forget_rows.size()[0], val_rows.size()[0], device).neg() + 1;
     let l_adv = attacker
-        .forward(&Tensor::cat(&[&forget.rows, &val.rows], 0), true)
+        .forward(&Tensor::cat(&[forget_rows, val_rows], 0), true)
         .cross_entropy_for_logits(&flipped);
-    let l_bt = barlow_twins(&val.features, &forget.features);
-    let total = &l_cls + (&l_bt * BT_WEIGHT + &l_adv * ADV_WEIGHT) * beta;
+    let l_bt = barlow_twins(&val.inputs.features, &forget.inputs.features);
+    let total = &l_cls + (&l_bt * BT_WEIGHT + &l_adv * ADV_WEIGHT) * settings.beta;
 
     let stats = StepStats {
         attacker_loss,
@@ -262,7 +422,22 @@ pub fn adversarial_step(
         bt_loss: finite("Barlow-Twins (L_bt)", l_bt.double_value(&[]))?,
         total_loss: finite("defender total", total.double_value(&[]))?,
     };
-    masked_update(model, opt_d, mask, &total);
+    match (&forget.recompute, &val.recompute) {
+        (Some(forget_leaves), Some(val_leaves)) => {
+            opt_d.zero_grad();
+            total.backward();
+            drop((total, l_cls, l_adv, l_bt, retain_logits));
+            backward_through_recomputed(
+                model,
+                &[
+                    (&forget_images, &forget_noise, forget_leaves),
+                    (&val_images, &val_noise, val_leaves),
+                ],
+            );
+            masked_step(model, opt_d, mask);
+        }
+        _ => masked_update(model, opt_d, mask, &total),
+    }
     Ok(stats)
 }
 
@@ -512,9 +687,14 @@ impl Unlearner for Adversarial {
                     noise_forget,
                     noise_val,
                 };
+                let settings = StepSettings {
+                    beta,
+                    amp: cfg.amp,
+                    memory: cfg.gan_memory,
+                };
                 let s = adversarial_step(
-                    ctx.model, &attacker, &mut opt_d, &mut opt_a, ctx.mask, &inputs, beta,
-                    iteration, cfg.amp,
+                    ctx.model, &attacker, &mut opt_d, &mut opt_a, ctx.mask, &inputs, settings,
+                    iteration,
                 )?;
                 log.rows.push(vec![
                     iteration as f64,

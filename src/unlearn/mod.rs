@@ -59,6 +59,9 @@ pub struct UnlearnConfig {
     /// Mixed precision of the plain classification losses (FT, GA, ℓ1, Retrain, Gan's L_cls).
     #[serde(default)]
     pub amp: Amp,
+    /// Gan: keep the graphs of D's attacker-input passes, or recompute them (less memory).
+    #[serde(default)]
+    pub gan_memory: gan::GanMemory,
 }
 
 impl Default for UnlearnConfig {
@@ -79,6 +82,7 @@ impl Default for UnlearnConfig {
             forget_augment: None,
             seed: 2,
             amp: Amp::Off,
+            gan_memory: gan::GanMemory::Keep,
         }
     }
 }
