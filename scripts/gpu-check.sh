@@ -11,7 +11,7 @@
 #
 # Settings (environment): GPU_CHECK_DEVICE (cuda; cpu to try the script without a GPU),
 # GPU_CHECK_SMALL=1 (tiny sizes, for a CPU smoke test), PYTHON, GUNLEARN, GPU_CHECK_THREADS,
-# GPU_CHECK_GAN_SECONDS (time allowed for the end-to-end Gan epochs, default 240: the epoch count,
+# GPU_CHECK_GAN_SECONDS (time allowed for the end-to-end Gan epochs, default 210: the epoch count,
 # 3 to 5, is derived from the measured iteration time so the whole check stays under 8 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +25,10 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
 fi
 "$PY" -c 'import torch, numpy' || { echo "gpu-check: $PY lacks torch or numpy (set PYTHON)" >&2; exit 2; }
 [ -x "$BIN" ] || { echo "gpu-check: $BIN not found (build with 'make build' or set GUNLEARN)" >&2; exit 2; }
+# An absolute path (the benchmarks run the PyTorch side from another folder); the file itself is
+# not resolved, so a virtualenv's python keeps its environment.
 PY=$(command -v "$PY")
+PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")
 BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
 
 # libtorch and the CUDA libraries of the installed PyTorch wheel (nvidia/*/lib, any depth).
@@ -90,11 +93,17 @@ stage bench-gan "$BIN" bench gan --device "$DEVICE" --large --archs "$ARCH" --ba
     --steps "$STEPS" --warmup "$WARM" --python "$PY" --bench_dir bench "${THREADS[@]}"
 stage bench-eval "$BIN" bench eval --device "$DEVICE" --arch "$ARCH" --n "$EVAL_N" \
     --steps 3 --warmup 1 --python "$PY" --bench_dir bench "${THREADS[@]}"
+# Our adversarial iteration's other settings, our side only: the recomputed attacker-input
+# passes (--gan_memory recompute, less memory) and β = 0 (no graphs for those passes).
+stage gan-recompute "$BIN" bench gan --device "$DEVICE" --large --archs "$ARCH" --batches "$GAN_BATCH" \
+    --steps 3 --warmup 1 --gan_memory recompute --no_reference --python "$PY" --bench_dir bench "${THREADS[@]}"
+stage gan-beta0 "$BIN" bench gan --device "$DEVICE" --large --archs "$ARCH" --batches "$GAN_BATCH" \
+    --steps 3 --warmup 1 --beta 0 --no_reference --python "$PY" --bench_dir bench "${THREADS[@]}"
 
 if [ "$GAN_EPOCHS" = auto ]; then
     # Our measured seconds per adversarial iteration (last bench-gan table row) sets how many
     # epochs (80 retain batches each at these sizes) fit the budget: 3 to 5.
-    GAN_EPOCHS=$("$PY" - "$LOG" "${GPU_CHECK_GAN_SECONDS:-240}" "$TRAIN_N" "$UNLEARN_BATCH" <<'PYEOF'
+    GAN_EPOCHS=$("$PY" - "$LOG" "${GPU_CHECK_GAN_SECONDS:-210}" "$TRAIN_N" "$UNLEARN_BATCH" <<'PYEOF'
 import math, sys
 log, budget, train_n, batch = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 part = open(log).read().split("== bench-gan:")[1].split("\n== ")[0]
@@ -108,7 +117,7 @@ epochs = 4 if not seconds > 0 else max(3, min(5, int(budget // (seconds * per_ep
 print(epochs)
 PYEOF
 )
-    say "end-to-end Gan epochs: $GAN_EPOCHS (budget ${GPU_CHECK_GAN_SECONDS:-240} s)"
+    say "end-to-end Gan epochs: $GAN_EPOCHS (budget ${GPU_CHECK_GAN_SECONDS:-210} s)"
 fi
 
 stage make-data "$PY" bench/make_cifar.py "$WORK/cifar" --train "$TRAIN_N" --test "$TEST_N"
@@ -149,6 +158,11 @@ for sec, key in (("bench-train", "train_step"), ("bench-gan", "adversarial_itera
     except (IndexError, ValueError):
         rows[key] = None
 summary["benchmarks"] = rows
+variants = {}
+for sec, key in (("gan-recompute", "recompute"), ("gan-beta0", "beta_0")):
+    m = re.search(r"ours\s+([0-9.]+) s/it", section(sec))
+    variants[key] = float(m.group(1)) if m else None
+summary["gan_variants_seconds"] = variants
 
 def load(*path):
     try:
@@ -182,6 +196,10 @@ for key, r in rows.items():
         print(f"| {r['name']} ({r['unit']}) | {r['ours']} | {r['pytorch']} | {r['ratio']} |")
     else:
         print(f"| {key} | – | – | failed or missing (see the log) |")
+keep = rows.get("adversarial_iteration")
+for key, seconds in variants.items():
+    rel = f" ({seconds / keep['ours']:.2f} × keep)" if seconds and keep else ""
+    print(f"ours, adversarial iteration, {key}: {seconds if seconds else 'failed or missing'} s{rel}")
 e = summary.get("end_to_end")
 if e:
     print(f"\nend to end: {e['iterations']} adversarial iterations, RTE {e['rte_seconds']:.1f} s, UA {e['ua']:.2f}, "

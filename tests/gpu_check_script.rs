@@ -54,6 +54,10 @@ fn cpu_smoke_run_writes_every_figure() {
             assert!(v > 0.0 && v.is_finite(), "{key}.{side} = {}", row[side]);
         }
     }
+    for variant in ["recompute", "beta_0"] {
+        let v = summary["gan_variants_seconds"][variant].as_f64().unwrap_or(f64::NAN);
+        assert!(v > 0.0 && v.is_finite(), "gan variant {variant}: {summary:#}");
+    }
     let e2e = &summary["end_to_end"];
     assert!(e2e["iterations"].as_u64().unwrap() > 0, "{e2e:#}");
     for metric in ["ua", "ra", "ta", "mia_efficacy"] {
