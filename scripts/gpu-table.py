@@ -51,6 +51,13 @@ def main(results_dir):
     print(row("train_step", "training step", "images/s", "{:.0f}"))
     print(row("adversarial_iteration", "adversarial iteration", "s", "{:.3f}"))
     print(row("evaluation", "evaluation", "images/s", "{:.0f}"))
+    # Our iteration's other settings (our side only; the PyTorch column is the same `keep` run).
+    variants = summary.get("gan_variants_seconds") or {}
+    for key, label in (("recompute", "`--gan_memory recompute`"), ("beta_0", "β = 0")):
+        if key in variants:
+            seconds = variants[key]
+            print(f"| adversarial iteration, {label} (s) | {seconds:.3f} | | |" if seconds
+                  else f"| adversarial iteration, {label} (s) | failed | | (see gpu-check.txt) |")
     e2e = summary.get("end_to_end")
     if e2e:
         print(f"| end to end: {e2e['iterations']} Gan iterations, RTE (s) | {e2e['rte_seconds']:.1f} | | |")

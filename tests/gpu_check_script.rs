@@ -55,8 +55,13 @@ fn cpu_smoke_run_writes_every_figure() {
         }
     }
     for variant in ["recompute", "beta_0"] {
-        let v = summary["gan_variants_seconds"][variant].as_f64().unwrap_or(f64::NAN);
-        assert!(v > 0.0 && v.is_finite(), "gan variant {variant}: {summary:#}");
+        let v = summary["gan_variants_seconds"][variant]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        assert!(
+            v > 0.0 && v.is_finite(),
+            "gan variant {variant}: {summary:#}"
+        );
     }
     let e2e = &summary["end_to_end"];
     assert!(e2e["iterations"].as_u64().unwrap() > 0, "{e2e:#}");
@@ -90,6 +95,15 @@ fn cpu_smoke_run_writes_every_figure() {
     assert_eq!(
         table_text.matches(": met").count() + table_text.matches(": NOT met").count(),
         3
+    );
+    let recompute = summary["gan_variants_seconds"]["recompute"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        table_text.contains(&format!(
+            "| adversarial iteration, `--gan_memory recompute` (s) | {recompute:.3} |"
+        )),
+        "{table_text}"
     );
     assert!(
         table_text.contains("computed for ResNet-18 at batch 256 only"),
