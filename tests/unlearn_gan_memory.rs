@@ -7,15 +7,14 @@
 mod common;
 
 use gunlearn::checkpoint::{copy_into, named_tensors};
-use gunlearn::data::batches::Batch;
 use gunlearn::model::attacker::Attacker;
 use gunlearn::model::mask::Mask;
 use gunlearn::model::{Arch, Classifier, ModelSpec};
 use gunlearn::optim::{Adam, Sgd};
 use gunlearn::train::masked_update;
 use gunlearn::unlearn::gan::{
-    adversarial_step, attacker_inputs, attacker_step, barlow_twins, sensitivity_noise, GanMemory,
-    StepInputs, StepSettings, ADV_WEIGHT, ATTACKER_DROPOUT, ATTACKER_LR, BT_WEIGHT,
+    adversarial_step, attacker_inputs, attacker_step, barlow_twins, GanMemory, StepInputs,
+    StepSettings, ADV_WEIGHT, ATTACKER_DROPOUT, ATTACKER_LR, BT_WEIGHT,
 };
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
@@ -110,27 +109,6 @@ fn step_by_hand(p: &mut Players, inputs: &StepInputs, beta: f64) {
     masked_update(&p.model, &mut p.opt_d, Some(&p.mask), &total);
 }
 
-fn batch() -> Batch {
-    Batch {
-        images: Tensor::rand([BATCH, 3, 32, 32], (Kind::Float, Device::Cpu)),
-        labels: Tensor::randint(10, [BATCH], (Kind::Int64, Device::Cpu)),
-        indices: (0..BATCH as usize).collect(),
-    }
-}
-
-fn inputs() -> StepInputs {
-    let (retain, forget, val) = (batch(), batch(), batch());
-    let noise_forget = sensitivity_noise(&forget.images);
-    let noise_val = sensitivity_noise(&val.images);
-    StepInputs {
-        retain,
-        forget,
-        val,
-        noise_forget,
-        noise_val,
-    }
-}
-
 /// Largest |a − b| / max(|b|, 1e-3) over every variable (the relative scale of each update).
 fn worst_relative(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>) -> (f64, String) {
     let mut worst = (0.0, String::new());
@@ -153,7 +131,9 @@ fn compare(beta: f64) {
     let mask = Mask::global_magnitude(&model, 0.5, None);
     mask.apply_to_weights(&model.vs);
     let attacker = Attacker::new(10, ATTACKER_DROPOUT, Device::Cpu);
-    let steps: Vec<StepInputs> = (0..ITERATIONS).map(|_| inputs()).collect();
+    let steps: Vec<StepInputs> = (0..ITERATIONS)
+        .map(|_| common::random_step_inputs(BATCH))
+        .collect();
 
     let mut by_hand = Players::copy_of(&model, &attacker, &mask);
     let mut keep = Players::copy_of(&model, &attacker, &mask);

@@ -7,14 +7,13 @@
 mod common;
 
 use gunlearn::checkpoint::{named_tensors, read_safetensors, write_safetensors};
-use gunlearn::data::batches::Batch;
 use gunlearn::eval::bench_mia::find_python;
 use gunlearn::model::attacker::Attacker;
 use gunlearn::model::{Arch, Classifier, ModelSpec};
 use gunlearn::optim::{Adam, Sgd};
 use gunlearn::unlearn::gan::{
-    adversarial_step, attacker_inputs, barlow_twins, paired_batch_size, sensitivity_noise,
-    GanMemory, StepInputs, StepSettings, ATTACKER_LR,
+    adversarial_step, attacker_inputs, barlow_twins, paired_batch_size, GanMemory, StepInputs,
+    StepSettings, ATTACKER_LR,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,14 +41,6 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 fn max_abs(a: &Tensor) -> f64 {
     a.abs().max().to_kind(Kind::Double).double_value(&[])
-}
-
-fn batch(size: i64) -> Batch {
-    Batch {
-        images: Tensor::rand([size, 3, 32, 32], (Kind::Float, Device::Cpu)),
-        labels: Tensor::randint(10, [size], (Kind::Int64, Device::Cpu)),
-        indices: (0..size as usize).collect(),
-    }
 }
 
 fn save(path: &Path, tensors: Vec<(&str, &Tensor)>) {
@@ -99,18 +90,7 @@ fn one_to_three_iterations_match_pytorch() {
     let spec = ModelSpec::cifar10(Arch::Resnet20);
     let model = Classifier::new(&spec, Device::Cpu);
     let attacker = Attacker::new(10, 0.0, Device::Cpu);
-    let inputs = {
-        let (retain, forget, val) = (batch(BATCH), batch(BATCH), batch(BATCH));
-        let noise_forget = sensitivity_noise(&forget.images);
-        let noise_val = sensitivity_noise(&val.images);
-        StepInputs {
-            retain,
-            forget,
-            val,
-            noise_forget,
-            noise_val,
-        }
-    };
+    let inputs = common::random_step_inputs(BATCH);
     // Attacker rows of realistic scale: logits, one-hot labels, sensitivities of tens.
     let probe = Tensor::cat(
         &[

@@ -106,3 +106,24 @@ pub fn assert_pytorch_parity(model: &gunlearn::model::Classifier, script: &str, 
     let bn_layers = vars.keys().filter(|k| k.ends_with("running_mean")).count();
     assert_eq!(n, 2 * bn_layers, "every running mean and variance compared");
 }
+
+/// One adversarial iteration's inputs on the CPU: random CIFAR-shaped retain, forget and
+/// validation batches of `size` images (10 classes) and their sensitivity noise.
+pub fn random_step_inputs(size: i64) -> gunlearn::unlearn::gan::StepInputs {
+    use tch::{Device, Kind, Tensor};
+    let batch = || gunlearn::data::batches::Batch {
+        images: Tensor::rand([size, 3, 32, 32], (Kind::Float, Device::Cpu)),
+        labels: Tensor::randint(10, [size], (Kind::Int64, Device::Cpu)),
+        indices: (0..size as usize).collect(),
+    };
+    let (retain, forget, val) = (batch(), batch(), batch());
+    let noise_forget = gunlearn::unlearn::gan::sensitivity_noise(&forget.images);
+    let noise_val = gunlearn::unlearn::gan::sensitivity_noise(&val.images);
+    gunlearn::unlearn::gan::StepInputs {
+        retain,
+        forget,
+        val,
+        noise_forget,
+        noise_val,
+    }
+}
