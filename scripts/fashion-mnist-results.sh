@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Scaled-down Fashion-MNIST comparison (issue: "Shown on real data"): ResNet-20, class-wise
 # forgetting of one whole class and random 10 % forgetting, methods Retrain, FT, GA, l1-sparse,
-# Gan (+ raw). Sized to finish in about an hour on 2 CPU cores, plus ~17 min for the extra
+# Gan (+ raw). Sized to finish in about an hour on 2 CPU cores, plus ~6 min for the extra
 # 3-epoch class-wise Gan run (GAN_EPOCHS_LONG=0 skips it); every scale-down is a variable here
 # and is printed into the report. Re-running skips finished runs (resumable).
 set -euo pipefail
@@ -18,7 +18,7 @@ GAN_EPOCHS=${GAN_EPOCHS:-1} # reference CIFAR-10: 3 (one epoch here: 23 forward+
 ATTACKER_ITERS=${ATTACKER_ITERS:-100}  # reference: 1000
 STOP_ITER=${STOP_ITER:-20}  # class-wise: adversarial iterations before plain fine-tuning (reference: 30, 20 for 95 % sparse)
 CLASS=${CLASS:-3}           # class forgotten in the class-wise scenario (3 = dress)
-GAN_EPOCHS_LONG=${GAN_EPOCHS_LONG:-3}  # extra class-wise Gan run with the reference's 3 epochs (0 = skip; ~17 min)
+GAN_EPOCHS_LONG=${GAN_EPOCHS_LONG:-3}  # extra class-wise Gan run with the reference's 3 epochs (0 = skip; ~6 min)
 scripts/fetch-data.sh fashion-mnist >/dev/null
 data=(--dataset fashion-mnist --data data/fashion-mnist --train_subset "$SUBSET" --test_subset "$TEST_SUBSET")
 common=(--threads "$THREADS" --quiet)
