@@ -83,6 +83,16 @@ fn peak_rss_gb() -> Option<f64> {
     Some(kib / (1024.0 * 1024.0))
 }
 
+/// Minor faults per iteration in millions, or `?`.
+fn fmt_faults(faults: Option<u64>) -> String {
+    faults.map_or("?".to_string(), |f| format!("{:.2}M", f as f64 / 1e6))
+}
+
+/// Memory in GB, or `?`.
+fn fmt_gb(gb: Option<f64>) -> String {
+    gb.map_or("?".to_string(), |g| format!("{g:.1} GB"))
+}
+
 fn random_batch(size: usize, device: Device) -> Batch {
     Batch {
         images: Tensor::rand([size as i64, 3, 32, 32], (Kind::Float, device)),
@@ -186,11 +196,10 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
             )?;
             // Host memory only: on a GPU the activations live in device memory.
             let ours_peak = peak_rss_gb().filter(|_| peak_resets && device == Device::Cpu);
-            let fmt_gb = |g: Option<f64>| g.map_or("?".to_string(), |g| format!("{g:.1} GB"));
             if args.no_reference {
                 println!(
                     "{arch_name} b{batch_size:<6} ours {ours:8.3} s/it  minor faults/it {}  peak RSS {}",
-                    ours_faults.map_or("?".to_string(), |f| format!("{:.2}M", f as f64 / 1e6)),
+                    fmt_faults(ours_faults),
                     fmt_gb(ours_peak),
                 );
                 continue;
@@ -213,8 +222,6 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
                 ours_s: ours,
                 torch_s,
             };
-            let fmt_faults =
-                |f: Option<u64>| f.map_or("?".to_string(), |f| format!("{:.2}M", f as f64 / 1e6));
             println!(
                 "{:<16} ours {:8.3} s/it  pytorch {:8.3} s/it  ratio ours/pytorch {:.3}  minor faults/it ours {} pytorch {}  peak RSS ours {} pytorch {}",
                 row.name,

@@ -152,10 +152,9 @@ pub fn resolve(path: &Path) -> anyhow::Result<(PathBuf, PathBuf)> {
     Ok((weights, json))
 }
 
-/// Loads a checkpoint onto `device`.
-pub fn load(path: &Path, device: Device) -> anyhow::Result<Checkpoint> {
-    let (weights_path, json_path) = resolve(path)?;
-    let text = std::fs::read_to_string(&json_path)
+/// Reads a checkpoint's metadata (`NAME.json`), checking its format.
+pub fn read_info(json_path: &Path) -> anyhow::Result<ModelInfo> {
+    let text = std::fs::read_to_string(json_path)
         .with_context(|| format!("reading {}", json_path.display()))?;
     let info: ModelInfo = serde_json::from_str(&text)
         .with_context(|| format!("{}: not a gunlearn model.json", json_path.display()))?;
@@ -166,6 +165,13 @@ pub fn load(path: &Path, device: Device) -> anyhow::Result<Checkpoint> {
             info.format
         );
     }
+    Ok(info)
+}
+
+/// Loads a checkpoint onto `device`.
+pub fn load(path: &Path, device: Device) -> anyhow::Result<Checkpoint> {
+    let (weights_path, json_path) = resolve(path)?;
+    let info = read_info(&json_path)?;
     let mut tensors = read_safetensors(&weights_path)?;
     let mut masks = BTreeMap::new();
     let mask_keys: Vec<String> = tensors

@@ -919,7 +919,6 @@ fn run_unlearn(args: UnlearnArgs) -> anyhow::Result<()> {
         num_classes: args.num_classes,
     };
     if job.config.gan_memory == crate::unlearn::gan::GanMemory::Recompute
-        && std::env::var_os("GUNLEARN_MALLOC_DEFAULTS").is_none()
         && crate::device::keep_freed_memory(false)
     {
         // Kept freed buffers fragment between the graph-less and the recomputed passes (ResNet-18

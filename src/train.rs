@@ -581,9 +581,8 @@ fn resume_state(
         best_val = exact;
     }
     let (_, best_json) = checkpoint::paths(&out.save_dir, "model");
-    if let Some(best) = std::fs::read_to_string(&best_json)
+    if let Some(best) = checkpoint::read_info(&best_json)
         .ok()
-        .and_then(|t| serde_json::from_str::<ModelInfo>(&t).ok())
         .filter(|b| (1..=last.info.epoch).contains(&b.epoch))
     {
         best_epoch = best.epoch;

@@ -252,10 +252,10 @@ impl DatasetName {
                 pad: 0,
                 flip: false,
             },
-            DatasetName::ImageFolder => Augment { pad: 4, flip: true },
-            DatasetName::Cifar10 | DatasetName::Cifar100 | DatasetName::PngFolder => {
-                Augment { pad: 4, flip: true }
-            }
+            DatasetName::Cifar10
+            | DatasetName::Cifar100
+            | DatasetName::PngFolder
+            | DatasetName::ImageFolder => Augment { pad: 4, flip: true },
             DatasetName::FashionMnist => Augment { pad: 2, flip: true },
             DatasetName::Mnist => Augment {
                 pad: 2,

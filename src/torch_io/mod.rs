@@ -1,7 +1,6 @@
 //! PyTorch interoperability: `gunlearn import-torch` reads a `torch.save` checkpoint, or a state
 //! dict in safetensors, of the reference's ResNet or VGG-16-BN into our checkpoint format (mask
-//! included);
-//! `gunlearn export-torch` writes weights that `model.load_state_dict(...)` accepts
+//! included); `gunlearn export-torch` writes weights that `model.load_state_dict(...)` accepts
 //! (safetensors or a `torch.save` zip file).
 //!
 //! Accepted layouts: a plain state dict, or a dict with the state dict under `state_dict`
