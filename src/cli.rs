@@ -30,6 +30,7 @@ enum Command {
     /// Run the whole pipeline on the embedded digits data set, on CPU, in a few minutes.
     Demo(DemoArgs),
     /// Forget with one unlearning method, then evaluate (writes model.*, eval_result.json, unlearn_log.csv).
+    #[command(after_long_help = crate::unlearn::methods_help())]
     Unlearn(UnlearnArgs),
     /// Evaluate a model: accuracies and the SVC membership-inference attack (eval_result.json).
     Eval(EvalArgs),
@@ -328,7 +329,8 @@ struct UnlearnArgs {
     /// The trained (usually pruned) model: a run folder or a .safetensors checkpoint.
     #[arg(long, alias = "mask")]
     model: PathBuf,
-    /// Method: raw, retrain, FT, GA, FT_l1, FT_prune, Gan (case-insensitive).
+    /// Method (case-insensitive): raw, retrain, FT, GA, FT_l1, FT_prune, fisher_new, wfisher,
+    /// RL, SalUn, SalUn_soft, BS, BE, SCRUB, Gan; `--help` lists what each does.
     #[arg(long)]
     unlearn: String,
     #[command(flatten)]
@@ -352,9 +354,10 @@ struct UnlearnArgs {
     /// Gan, class-wise: the defender's lr after --stop-iter.
     #[arg(long = "stop-unlearn-lr", alias = "stop_unlearn_lr")]
     stop_unlearn_lr: Option<f64>,
-    /// ℓ1 coefficient of FT_l1 / FT_prune.
-    #[arg(long, default_value_t = 5e-4)]
-    alpha: f64,
+    /// The method's α: FT_l1's ℓ1 weight (default 5e-4), FF's noise scale, IU's step size,
+    /// SCRUB's KL weight (defaults in `--help`'s method list).
+    #[arg(long)]
+    alpha: Option<f64>,
     /// Final epochs of FT_l1 without the ℓ1 term.
     #[arg(long = "no-l1-epochs", alias = "no_l1_epochs", default_value_t = 0)]
     no_l1_epochs: usize,
@@ -409,6 +412,39 @@ struct UnlearnArgs {
         default_value = "keep"
     )]
     gan_memory: crate::unlearn::gan::GanMemory,
+    /// SalUn: fraction of all parameter entries in the saliency mask; SalUn_soft: the rank
+    /// fraction of its proximal threshold.
+    #[arg(long = "mask_ratio", alias = "mask-ratio", default_value_t = UnlearnConfig::default().mask_ratio)]
+    mask_ratio: f64,
+    /// SalUn: mask only the gradient, as the paper's code before its "Fix weight decay" commit
+    /// (weight decay and momentum then still move weights outside the mask).
+    #[arg(long = "salun_legacy", alias = "salun-legacy")]
+    salun_legacy: bool,
+    /// FF: the reference's literal class-wise rule (only CIFAR-10 with 4 500 or CIFAR-100 with
+    /// 450 forgotten samples; in random forgetting it zeroes the last class's row).
+    #[arg(long = "fisher_reference_rule", alias = "fisher-reference-rule")]
+    fisher_reference_rule: bool,
+    /// BS: the FGSM step (L∞ bound, pixels in [0, 1]) that finds the nearest wrong class.
+    #[arg(long = "fgsm_step", alias = "fgsm-step", default_value_t = UnlearnConfig::default().fgsm_step)]
+    fgsm_step: f64,
+    /// SCRUB: distillation temperature.
+    #[arg(long = "kd_T", alias = "kd-T", alias = "kd_t", default_value_t = UnlearnConfig::default().kd_t)]
+    kd_t: f64,
+    /// SCRUB: weight γ of the retain cross-entropy in the min pass.
+    #[arg(long = "gamma", default_value_t = UnlearnConfig::default().scrub_gamma)]
+    gamma: f64,
+    /// SCRUB: the first `msteps` epochs start with a max pass over the forget set.
+    #[arg(long, default_value_t = UnlearnConfig::default().msteps)]
+    msteps: usize,
+    /// SCRUB: comma-separated epochs after which the lr is multiplied by --lr_decay_rate.
+    #[arg(long = "lr_decay_epochs", alias = "lr-decay-epochs", default_value = "3,5,9")]
+    lr_decay_epochs: String,
+    /// SCRUB: lr decay factor.
+    #[arg(long = "lr_decay_rate", alias = "lr-decay-rate", default_value_t = UnlearnConfig::default().lr_decay_rate)]
+    lr_decay_rate: f64,
+    /// SCRUB: batch size of the max pass over the forget set.
+    #[arg(long = "forget_batch_size", alias = "forget-batch-size", alias = "del_batch_size", default_value_t = UnlearnConfig::default().forget_batch_size)]
+    forget_batch_size: usize,
 }
 
 #[derive(Args, Debug)]
@@ -907,6 +943,16 @@ fn run_unlearn(args: UnlearnArgs) -> anyhow::Result<()> {
         seed: args.forget.seed,
         amp: args.amp,
         gan_memory: args.gan_memory,
+        mask_ratio: args.mask_ratio,
+        salun_legacy: args.salun_legacy,
+        fisher_reference_rule: args.fisher_reference_rule,
+        fgsm_step: args.fgsm_step,
+        kd_t: args.kd_t,
+        scrub_gamma: args.gamma,
+        msteps: args.msteps,
+        lr_decay_epochs: parse_milestones(&args.lr_decay_epochs).context("--lr_decay_epochs")?,
+        lr_decay_rate: args.lr_decay_rate,
+        forget_batch_size: args.forget_batch_size,
     };
     let job = UnlearnJob {
         model: args.model,
@@ -935,9 +981,7 @@ fn run_unlearn(args: UnlearnArgs) -> anyhow::Result<()> {
 /// Unlearns per `job`; writes `model.*`, `unlearn_log.csv` and `eval_result.json` in its folder.
 pub fn run_unlearn_job(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     let method = crate::unlearn::find(&job.method)?;
-    if job.config.batch_size == 0 {
-        anyhow::bail!("--batch_size must be at least 1");
-    }
+    job.config.validate()?;
     let run = load_for_run(
         &job.model,
         &job.data,
@@ -974,7 +1018,6 @@ pub fn run_unlearn_job(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
         "val_set_seed": job.data.val_set_seed,
         "train_subset": job.data.train_subset,
         "test_subset": job.data.test_subset,
-        "forget_augmented": ctx.forget_augmented(),
     });
     tch::manual_seed(job.config.seed as i64);
     let mut info = run.ckpt.info.clone();
@@ -985,6 +1028,11 @@ pub fn run_unlearn_job(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     let start = std::time::Instant::now();
     let outcome = method.run(&ctx, &mut log);
     let rte_seconds = start.elapsed().as_secs_f64() - log.excluded_seconds.values().sum::<f64>();
+    // What the method ran with (streams augmented, resolved α, …), as it reported it.
+    let mut config = config;
+    config["forget_augmented"] = log.ran.get("forget_augmented").cloned().unwrap_or_default();
+    config["ran"] = serde_json::Value::Object(log.ran.clone());
+    info.extra = config.clone();
     crate::fsutil::write_bytes_atomic(
         &job.save_dir.join("unlearn_log.csv"),
         log.to_csv().as_bytes(),

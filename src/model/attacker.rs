@@ -144,7 +144,8 @@ pub struct Attacker {
 
 impl Attacker {
     /// Builds a freshly initialised attacker for `num_classes` classes with PyTorch's default
-    /// initialisation distributions (same distributions, not the same random draws).
+    /// initialisation distributions (same distributions, not the same random draws), its three
+    /// transformer layers identical as in the reference.
     pub fn new(num_classes: usize, dropout: f64, device: Device) -> Attacker {
         let vs = nn::VarStore::new(device);
         let root = vs.root();
@@ -159,7 +160,21 @@ impl Attacker {
         let bn = nn::batch_norm1d(root.sub("bn"), 3 * c, bn_cfg);
         let fc1 = torch_linear(root.sub("fc1"), 3, D_MODEL);
         let enc = root.sub("transformer_encoder").sub("layers");
-        let layers = (0..3).map(|i| EncoderLayer::new(enc.sub(i))).collect();
+        let layers: Vec<EncoderLayer> = (0..3).map(|i| EncoderLayer::new(enc.sub(i))).collect();
+        // `nn.TransformerEncoder` deep-copies one initialised layer, so the reference's three
+        // layers start identical: copy layer 0's values into the others.
+        tch::no_grad(|| {
+            let vars = vs.variables();
+            for (name, value) in &vars {
+                if let Some(rest) = name.strip_prefix("transformer_encoder.layers.0.") {
+                    for i in 1..3 {
+                        let mut other = vars[&format!("transformer_encoder.layers.{i}.{rest}")]
+                            .shallow_clone();
+                        other.copy_(value);
+                    }
+                }
+            }
+        });
         let fc2 = torch_linear(root.sub("fc2"), D_MODEL * c, D_MODEL);
         let fc3 = torch_linear(root.sub("fc3"), D_MODEL, 2);
         Attacker {

@@ -13,9 +13,13 @@ impl Unlearner for FineTune {
     fn defaults(&self) -> (f64, usize) {
         (0.01, 10)
     }
+    fn summary(&self) -> &'static str {
+        "fine-tune on the retain set (catastrophic forgetting of F)"
+    }
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         let (lr, epochs) = lr_epochs(self, ctx.config);
-        sgd_epochs(ctx, log, &ctx.splits.retain, lr, epochs, |_| {
+        log.record("retain_augmented", true);
+        sgd_epochs(ctx, log, &ctx.splits.retain, true, lr, epochs, |_| {
             Objective::default()
         })
     }

@@ -23,7 +23,6 @@ use crate::model::{Classifier, RunningStats};
 use crate::optim::{Adam, Sgd};
 use crate::train::{masked_step, masked_update, NonFiniteLoss, Progress};
 use anyhow::{bail, Context};
-use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
@@ -459,10 +458,12 @@ pub fn paired_batch_size(batch_size: usize, forget: usize, val: usize) -> anyhow
 }
 
 /// Attacker pre-training (`--train_attacker`): steps 1–2 only, whole train split (augmented)
-/// as members vs val as non-members, on a copy of D (D's BatchNorm statistics move in train
+/// as members vs val (augmented as in the forget scenario) as non-members, with its own
+/// derived seed, on a copy of D (D's BatchNorm statistics move in train
 /// mode, and the unlearning run must start from the original model).
 pub fn pretrain_attacker(ctx: &UnlearnContext, iterations: usize) -> anyhow::Result<Attacker> {
     let _fp32 = StrictFp32::new();
+    tch::manual_seed(pretraining_seed(ctx.config.seed));
     let model = Classifier::new(&ctx.model.spec, ctx.device);
     copy_into(&model.vs, ctx.model.vs.variables())?;
     let attacker = Attacker::new(ctx.model.spec.num_classes, ATTACKER_DROPOUT, ctx.device);
@@ -481,7 +482,13 @@ pub fn pretrain_attacker(ctx: &UnlearnContext, iterations: usize) -> anyhow::Res
         Some(augment),
         seed ^ 0xa11ce,
     );
-    let non_members = source.random(ctx.splits.val.clone(), size, None, seed ^ 0xb0b);
+    // Validation samples are augmented as in the forget scenario (SPEC §1).
+    let non_members = source.random(
+        ctx.splits.val.clone(),
+        size,
+        ctx.forget_augmented().then_some(augment),
+        seed ^ 0xb0b,
+    );
     let progress = Progress::new(iterations, "attacker", ctx.quiet);
     let (mut loss_sum, mut acc_sum) = (0.0, 0.0);
     for (iteration, (m, n)) in members.zip(non_members).take(iterations).enumerate() {
@@ -525,52 +532,142 @@ pub fn pretrain_attacker(ctx: &UnlearnContext, iterations: usize) -> anyhow::Res
     Ok(attacker)
 }
 
-/// Where a pre-trained attacker for this model/data/seed is cached: next to the model file.
-pub fn attacker_cache_path(ctx: &UnlearnContext, iterations: usize) -> anyhow::Result<PathBuf> {
-    let bytes = std::fs::read(&ctx.model_path)
-        .with_context(|| format!("reading {}", ctx.model_path.display()))?;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut hasher);
-    format!("{:?}", ctx.data.name).hash(&mut hasher);
-    (
-        ctx.config.seed,
-        ctx.config.batch_size,
-        iterations,
-        ctx.splits.val.len(),
-        ctx.splits.train.len(),
-    )
-        .hash(&mut hasher);
-    let dir = ctx
-        .model_path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("attackers");
-    Ok(dir.join(format!("attacker-{:016x}.safetensors", hasher.finish())))
+/// Everything that determines a pre-trained attacker (SPEC §5): the model's bytes, the data's
+/// identity, the member and non-member sets, their augmentation, the seed, batch size and
+/// iteration count, and the attacker's own constants. Stored as JSON beside the cached weights.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AttackerCacheKey {
+    /// Version of this key's layout (a change of the pre-training procedure bumps it).
+    pub version: u32,
+    /// SHA-256 of the model's safetensors file.
+    pub model_sha256: String,
+    /// The data set's name.
+    pub dataset: String,
+    /// SHA-256 of the official training images and labels (as read, after `--train_subset`).
+    pub train_images_sha256: String,
+    /// SHA-256 of the member indices (the train split: depends on `--val_set_seed`).
+    pub members_sha256: String,
+    /// SHA-256 of the non-member indices (the validation split).
+    pub non_members_sha256: String,
+    /// Number of members and non-members.
+    pub sizes: (usize, usize),
+    /// Members' augmentation (always the data set's training augmentation).
+    pub members_augment: Option<crate::data::augment::Augment>,
+    /// Non-members' augmentation (the forget scenario's: on in class-wise forgetting by default).
+    pub non_members_augment: Option<crate::data::augment::Augment>,
+    /// Run seed (pre-training uses a seed derived from it).
+    pub seed: u64,
+    /// Paired batch size.
+    pub batch_size: usize,
+    /// Pre-training iterations.
+    pub iterations: usize,
+    /// Attacker's Adam learning rate and dropout.
+    pub attacker_lr: f64,
+    /// Dropout inside the attacker's transformer layers.
+    pub attacker_dropout: f64,
 }
 
-/// The attacker to start from: `--attacker PATH`, else a cached pre-trained one matching the
-/// model, data set and seed, else a freshly pre-trained one (then cached).
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn indices_sha256(indices: &[usize]) -> String {
+    let bytes: Vec<u8> = indices
+        .iter()
+        .flat_map(|&i| (i as u64).to_le_bytes())
+        .collect();
+    sha256_hex(&bytes)
+}
+
+/// Seed of attacker pre-training, derived from the run seed: its random stream (noise,
+/// dropout) is its own, so a run that pre-trains and one that reuses the cache unlearn alike.
+fn pretraining_seed(seed: u64) -> i64 {
+    (seed ^ 0x5eed_a77a_c4e5) as i64
+}
+
+impl AttackerCacheKey {
+    /// The key of the pre-training `ctx` would run with `iterations` iterations.
+    pub fn of(ctx: &UnlearnContext, iterations: usize) -> anyhow::Result<AttackerCacheKey> {
+        let model = std::fs::read(&ctx.model_path)
+            .with_context(|| format!("reading {}", ctx.model_path.display()))?;
+        let set = &ctx.train_set;
+        let mut data = set.images.clone();
+        data.extend(set.labels.iter().flat_map(|l| l.to_le_bytes()));
+        data.extend([set.channels, set.height, set.width].map(|d| d as u8));
+        Ok(AttackerCacheKey {
+            version: 2,
+            model_sha256: sha256_hex(&model),
+            dataset: ctx.data.name.cli_name().to_string(),
+            train_images_sha256: sha256_hex(&data),
+            members_sha256: indices_sha256(&ctx.splits.train),
+            non_members_sha256: indices_sha256(&ctx.splits.val),
+            sizes: (ctx.splits.train.len(), ctx.splits.val.len()),
+            members_augment: Some(ctx.data.default_augment()),
+            non_members_augment: ctx.forget_augmented().then(|| ctx.data.default_augment()),
+            seed: ctx.config.seed,
+            batch_size: paired_batch_size(
+                ctx.config.batch_size,
+                ctx.splits.train.len(),
+                ctx.splits.val.len(),
+            )?,
+            iterations,
+            attacker_lr: ATTACKER_LR,
+            attacker_dropout: ATTACKER_DROPOUT,
+        })
+    }
+
+    /// The cached attacker's file for this key: `attackers/attacker-<hash>.safetensors` next
+    /// to the model file, with the key itself as `attacker-<hash>.json`.
+    pub fn path(&self, model_path: &Path) -> PathBuf {
+        let text = serde_json::to_string(self).expect("the key serialises");
+        let hash = sha256_hex(text.as_bytes());
+        model_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("attackers")
+            .join(format!("attacker-{}.safetensors", &hash[..16]))
+    }
+}
+
+/// Where a pre-trained attacker for this run's pre-training is cached: next to the model file.
+pub fn attacker_cache_path(ctx: &UnlearnContext, iterations: usize) -> anyhow::Result<PathBuf> {
+    Ok(AttackerCacheKey::of(ctx, iterations)?.path(&ctx.model_path))
+}
+
+/// The attacker to start from: `--attacker PATH`, else a cached pre-trained one whose stored
+/// key matches this run's, else a freshly pre-trained one (then cached with its key).
 pub fn starting_attacker(ctx: &UnlearnContext) -> anyhow::Result<Attacker> {
     let attacker = Attacker::new(ctx.model.spec.num_classes, ATTACKER_DROPOUT, ctx.device);
     let path = match &ctx.config.attacker {
         Some(path) => path.clone(),
         None => {
-            let cache = attacker_cache_path(ctx, ctx.config.attacker_iters)?;
-            if !cache.exists() {
+            let key = AttackerCacheKey::of(ctx, ctx.config.attacker_iters)?;
+            let cache = key.path(&ctx.model_path);
+            let key_path = cache.with_extension("json");
+            let stored = std::fs::read(&key_path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<AttackerCacheKey>(&b).ok());
+            if !(cache.exists() && stored.as_ref() == Some(&key)) {
                 tracing::info!(
                     "pre-training the attacker ({} iterations) -> {}",
                     ctx.config.attacker_iters,
                     cache.display()
                 );
                 let trained = pretrain_attacker(ctx, ctx.config.attacker_iters)?;
-                let saved = write_safetensors(&cache, &named_tensors(&trained.vs));
+                // The key first: weights without their key are never reused.
+                let saved = crate::fsutil::write_json_atomic(&key_path, &key)
+                    .and_then(|()| write_safetensors(&cache, &named_tensors(&trained.vs)));
                 if let Err(err) = saved {
                     tracing::warn!(
                         "could not cache the attacker ({err:#}); keeping it in {}",
                         ctx.save_dir.display()
                     );
                     write_safetensors(
-                        &ctx.save_dir.join("attacker.safetensors"),
+                        &ctx.save_dir.join("attacker-pretrained.safetensors"),
                         &named_tensors(&trained.vs),
                     )?;
                 }
@@ -597,10 +694,12 @@ impl Unlearner for Adversarial {
     fn defaults(&self) -> (f64, usize) {
         (0.01, 3)
     }
+    fn summary(&self) -> &'static str {
+        "adversarial unlearning (SPEC §5): min-max game against a membership-inference attacker (class-wise: --stop-iter, --stop-unlearn-lr)"
+    }
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         let cfg = ctx.config;
         let (lr, epochs) = lr_epochs(self, cfg);
-        tch::manual_seed(cfg.seed as i64);
         // The sensitivity feature (and its gradient) are finite differences of step 1e-3:
         // full FP32 on the GPU for the whole run, whatever libtorch's TF32 defaults are.
         let _fp32 = StrictFp32::new();
@@ -612,6 +711,9 @@ impl Unlearner for Adversarial {
             "attacker_pretraining".into(),
             pretraining.elapsed().as_secs_f64(),
         );
+        // The game's random stream starts here, whether the attacker was pre-trained in this
+        // run, read from the cache or given: the same command gives the same weights.
+        tch::manual_seed(cfg.seed as i64);
         let mut opt_a = Adam::new(attacker.vs.trainable_variables(), ATTACKER_LR);
         let mut opt_d = Sgd::new(
             ctx.model.vs.trainable_variables(),
@@ -626,6 +728,9 @@ impl Unlearner for Adversarial {
         )?;
         let augment = ctx.data.default_augment();
         let side_augment = ctx.forget_augmented().then_some(augment);
+        log.record("forget_augmented", side_augment.is_some());
+        log.record("val_augmented", side_augment.is_some());
+        log.record("retain_augmented", true);
         let source = BatchSource::new(&ctx.train_set, ctx.device);
         let mut forget_stream = source.random(
             ctx.splits.forget.clone(),

@@ -13,9 +13,15 @@ impl Unlearner for GradientAscent {
     fn defaults(&self) -> (f64, usize) {
         (1e-4, 5)
     }
+    fn summary(&self) -> &'static str {
+        "gradient ascent on the forget set (minimise −CE on F)"
+    }
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         let (lr, epochs) = lr_epochs(self, ctx.config);
-        sgd_epochs(ctx, log, &ctx.splits.forget, lr, epochs, |_| Objective {
+        // SPEC §1: the forget stream is augmented only in class-wise forgetting (by default).
+        let augment = ctx.forget_augmented();
+        log.record("forget_augmented", augment);
+        sgd_epochs(ctx, log, &ctx.splits.forget, augment, lr, epochs, |_| Objective {
             sign: -1.0,
             l1: 0.0,
             ..Objective::default()

@@ -4,25 +4,33 @@
 //! data and the splits, and the run's configuration; it may log per-iteration rows. Adding a
 //! method = one new file + one line in [`registry`].
 
+use crate::data::batches::Batch;
 use crate::data::device_batches::BatchSource;
 use crate::data::splits::Splits;
 use crate::data::{DataSet, ImageSet};
 use crate::device::Amp;
 use crate::model::mask::Mask;
-use crate::model::Classifier;
+use crate::model::{Classifier, RunningStats};
 use crate::optim::Sgd;
-use crate::train::{run_pass, Objective, Progress, TrainConfig};
+use crate::train::{masked_update, run_pass, NonFiniteLoss, Objective, Progress, TrainConfig};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::sync::Arc;
-use tch::Device;
+use tch::{Device, Tensor};
 
+pub mod boundary_expand;
+pub mod boundary_shrink;
 pub mod finetune;
+pub mod fisher;
 pub mod gan;
 pub mod gradient_ascent;
+pub mod influence;
 pub mod l1_sparse;
+pub mod random_label;
 pub mod raw;
 pub mod retrain;
+pub mod salun;
+pub mod scrub;
 
 /// Hyper-parameters shared by the unlearners (reference flag names in the CLI).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -39,8 +47,9 @@ pub struct UnlearnConfig {
     pub weight_decay: f64,
     /// MultiStepLR milestones (epochs) for the iterative baselines.
     pub milestones: Vec<usize>,
-    /// ℓ1 coefficient α of FT_l1 / FT_prune.
-    pub alpha: f64,
+    /// `--alpha`: the method's α (FT_l1's ℓ1 weight, FF's noise scale, IU's step, SCRUB's KL
+    /// weight); `None` = the method's default.
+    pub alpha: Option<f64>,
     /// Final epochs of FT_l1 without the ℓ1 term.
     pub no_l1_epochs: usize,
     /// Gan, class-wise only: attacker iterations after which β = 0 and lr = `stop_unlearn_lr`.
@@ -62,6 +71,64 @@ pub struct UnlearnConfig {
     /// Gan: keep the graphs of D's attacker-input passes, or recompute them (less memory).
     #[serde(default)]
     pub gan_memory: gan::GanMemory,
+    /// SalUn / SalUn_soft: fraction r of all parameter entries in the saliency mask (SalUn) or
+    /// the proximal threshold's rank fraction (SalUn_soft).
+    #[serde(default = "default_mask_ratio")]
+    pub mask_ratio: f64,
+    /// SalUn: the paper's code before the "Fix weight decay" commit (only the gradient is masked,
+    /// so weight decay and momentum still move weights outside the mask).
+    #[serde(default)]
+    pub salun_legacy: bool,
+    /// FF: the reference's literal class-wise rule (fires only for CIFAR-10 with 4 500 or
+    /// CIFAR-100 with 450 forgotten samples, and on row −1 in random forgetting).
+    #[serde(default)]
+    pub fisher_reference_rule: bool,
+    /// BS: the FGSM step (L∞ bound) of the boundary-shrink attack.
+    #[serde(default = "default_fgsm_step")]
+    pub fgsm_step: f64,
+    /// SCRUB: distillation temperature T.
+    #[serde(default = "default_kd_t")]
+    pub kd_t: f64,
+    /// SCRUB: weight γ of the retain cross-entropy in the min pass.
+    #[serde(default = "default_scrub_gamma")]
+    pub scrub_gamma: f64,
+    /// SCRUB: epochs (1-based, inclusive) that start with a max pass over F.
+    #[serde(default = "default_msteps")]
+    pub msteps: usize,
+    /// SCRUB: epochs after which the lr is multiplied by `lr_decay_rate`.
+    #[serde(default = "default_lr_decay_epochs")]
+    pub lr_decay_epochs: Vec<usize>,
+    /// SCRUB: the lr decay factor.
+    #[serde(default = "default_lr_decay_rate")]
+    pub lr_decay_rate: f64,
+    /// SCRUB: batch size of the max pass over F.
+    #[serde(default = "default_forget_batch_size")]
+    pub forget_batch_size: usize,
+}
+
+fn default_mask_ratio() -> f64 {
+    0.5
+}
+fn default_fgsm_step() -> f64 {
+    0.1
+}
+fn default_kd_t() -> f64 {
+    4.0
+}
+fn default_scrub_gamma() -> f64 {
+    0.99
+}
+fn default_msteps() -> usize {
+    2
+}
+fn default_lr_decay_epochs() -> Vec<usize> {
+    vec![3, 5, 9]
+}
+fn default_lr_decay_rate() -> f64 {
+    0.1
+}
+fn default_forget_batch_size() -> usize {
+    512
 }
 
 impl Default for UnlearnConfig {
@@ -73,7 +140,7 @@ impl Default for UnlearnConfig {
             momentum: 0.9,
             weight_decay: 5e-4,
             milestones: vec![91, 136],
-            alpha: 5e-4,
+            alpha: None,
             no_l1_epochs: 0,
             stop_iter: None,
             stop_unlearn_lr: None,
@@ -83,7 +150,60 @@ impl Default for UnlearnConfig {
             seed: 2,
             amp: Amp::Off,
             gan_memory: gan::GanMemory::Keep,
+            mask_ratio: default_mask_ratio(),
+            salun_legacy: false,
+            fisher_reference_rule: false,
+            fgsm_step: default_fgsm_step(),
+            kd_t: default_kd_t(),
+            scrub_gamma: default_scrub_gamma(),
+            msteps: default_msteps(),
+            lr_decay_epochs: default_lr_decay_epochs(),
+            lr_decay_rate: default_lr_decay_rate(),
+            forget_batch_size: default_forget_batch_size(),
         }
+    }
+}
+
+impl UnlearnConfig {
+    /// Checks every size and coefficient before any work starts (a clear error naming the flag).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let positive = |flag: &str, v: f64| -> anyhow::Result<()> {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("{flag} {v}: must be a positive number");
+            }
+            Ok(())
+        };
+        let non_negative = |flag: &str, v: f64| -> anyhow::Result<()> {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("{flag} {v}: must be a finite number ≥ 0");
+            }
+            Ok(())
+        };
+        if self.batch_size == 0 {
+            bail!("--batch_size must be at least 1");
+        }
+        if self.forget_batch_size == 0 {
+            bail!("--forget_batch_size must be at least 1");
+        }
+        if let Some(lr) = self.lr {
+            non_negative("--unlearn_lr", lr)?;
+        }
+        if let Some(lr) = self.stop_unlearn_lr {
+            non_negative("--stop-unlearn-lr", lr)?;
+        }
+        if let Some(alpha) = self.alpha {
+            non_negative("--alpha", alpha)?;
+        }
+        non_negative("--momentum", self.momentum)?;
+        non_negative("--weight_decay", self.weight_decay)?;
+        if !(self.mask_ratio > 0.0 && self.mask_ratio <= 1.0) {
+            bail!("--mask_ratio {}: must be in (0, 1]", self.mask_ratio);
+        }
+        positive("--fgsm_step", self.fgsm_step)?;
+        positive("--kd_T", self.kd_t)?;
+        non_negative("--gamma", self.scrub_gamma)?;
+        positive("--lr_decay_rate", self.lr_decay_rate)?;
+        Ok(())
     }
 }
 
@@ -129,9 +249,18 @@ pub struct UnlearnLog {
     pub rows: Vec<Vec<f64>>,
     /// Timed preparation that is not part of the unlearning time (RTE), by name, in seconds.
     pub excluded_seconds: std::collections::BTreeMap<String, f64>,
+    /// What the method actually ran with (streams augmented, resolved α, …), recorded in the
+    /// run's configuration under `ran`.
+    pub ran: serde_json::Map<String, serde_json::Value>,
 }
 
 impl UnlearnLog {
+    /// Records one setting the method ran with.
+    pub fn record(&mut self, key: &str, value: impl serde::Serialize) {
+        let value = serde_json::to_value(value).expect("a plain setting serialises");
+        self.ran.insert(key.to_string(), value);
+    }
+
     /// The log as CSV text.
     pub fn to_csv(&self) -> String {
         let mut text = self.columns.join(",");
@@ -151,6 +280,8 @@ pub trait Unlearner {
     fn name(&self) -> &'static str;
     /// Its reference (lr, epochs) defaults, used when the flags are absent.
     fn defaults(&self) -> (f64, usize);
+    /// One line on what it does and its own knobs' defaults (for `unlearn --help`).
+    fn summary(&self) -> &'static str;
     /// Unlearns in place, appending per-iteration rows to `log` (kept even when it fails).
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()>;
 }
@@ -164,8 +295,31 @@ pub fn registry() -> Vec<Box<dyn Unlearner>> {
         Box::new(gradient_ascent::GradientAscent),
         Box::new(l1_sparse::L1Sparse { name: "FT_l1" }),
         Box::new(l1_sparse::L1Sparse { name: "FT_prune" }),
+        Box::new(fisher::FisherForgetting),
+        Box::new(influence::InfluenceUnlearning),
+        Box::new(random_label::RandomLabel),
+        Box::new(salun::SalUn { soft: false }),
+        Box::new(salun::SalUn { soft: true }),
+        Box::new(boundary_shrink::BoundaryShrink),
+        Box::new(boundary_expand::BoundaryExpand),
+        Box::new(scrub::Scrub),
         Box::new(gan::Adversarial),
     ]
+}
+
+/// Every method with its defaults and one line on what it does, for `unlearn --help`.
+pub fn methods_help() -> String {
+    let mut text = String::from("Methods (--unlearn NAME; lr and epochs are the defaults of --unlearn_lr and --unlearn_epochs):\n");
+    for m in registry() {
+        let (lr, epochs) = m.defaults();
+        let schedule = if epochs == 0 {
+            "one-shot".to_string()
+        } else {
+            format!("lr {lr}, {epochs} epochs")
+        };
+        text.push_str(&format!("  {:<10} {} [{schedule}]\n", m.name(), m.summary()));
+    }
+    text
 }
 
 /// Finds a method by name, case-insensitively (`Gan`, `gan`, `FT`, `ft`, ...).
@@ -183,13 +337,15 @@ pub fn find(name: &str) -> anyhow::Result<Box<dyn Unlearner>> {
     }
 }
 
-/// SGD epochs over `set[indices]` (shuffled, augmented as in training) with the reference's
-/// MultiStepLR; `objective_at(epoch)` gives the loss sign and ℓ1 weight. Shared by the
-/// fine-tuning style methods (FT, GA, ℓ1-sparse, Retrain).
+/// SGD epochs over `set[indices]` (shuffled; augmented as in training when `augment`) with the
+/// reference's MultiStepLR; `objective_at(epoch)` gives the loss sign and ℓ1 weight. Shared by
+/// the fine-tuning style methods (FT, GA, ℓ1-sparse, Retrain).
+#[allow(clippy::too_many_arguments)]
 pub fn sgd_epochs(
     ctx: &UnlearnContext,
     log: &mut UnlearnLog,
     indices: &[usize],
+    augment: bool,
     lr: f64,
     epochs: usize,
     objective_at: impl Fn(usize) -> Objective,
@@ -223,7 +379,7 @@ pub fn sgd_epochs(
             cfg.batch_size,
             true,
             false,
-            Some(ctx.data.default_augment()),
+            augment.then(|| ctx.data.default_augment()),
             cfg.seed.wrapping_mul(7_919).wrapping_add(epoch as u64),
         );
         let progress = Progress::new(
@@ -268,4 +424,51 @@ pub fn sgd_epochs(
 pub fn lr_epochs(method: &dyn Unlearner, config: &UnlearnConfig) -> (f64, usize) {
     let (lr, epochs) = method.defaults();
     (config.lr.unwrap_or(lr), config.epochs.unwrap_or(epochs))
+}
+
+/// One pass over `batches` with one masked SGD step per batch on the loss `loss_of` returns
+/// for it (the batch already on the model's device). The loss is checked before each update,
+/// so a non-finite one leaves the last good weights and BatchNorm statistics. Returns the mean
+/// loss over the batches. Shared by the methods whose loss is not plain cross-entropy on the
+/// true labels (RL, SalUn, BS, BE, SCRUB).
+pub fn custom_pass(
+    ctx: &UnlearnContext,
+    opt: &mut Sgd,
+    batches: impl Iterator<Item = Batch>,
+    steps: usize,
+    title: &str,
+    mut loss_of: impl FnMut(&Batch) -> anyhow::Result<Tensor>,
+) -> anyhow::Result<f64> {
+    let (mut sum, mut count) = (0.0, 0usize);
+    let progress = Progress::new(steps, title, ctx.quiet);
+    for (step, batch) in batches.enumerate() {
+        let batch = Batch {
+            images: batch.images.to_device(ctx.device),
+            labels: batch.labels.to_device(ctx.device),
+            indices: batch.indices,
+        };
+        let running_stats = RunningStats::save(ctx.model);
+        let loss = loss_of(&batch).with_context(|| format!("{title}, step {}", step + 1))?;
+        let value = loss.double_value(&[]);
+        if !value.is_finite() {
+            running_stats.restore();
+            return Err(NonFiniteLoss {
+                loss: "unlearning",
+                value,
+                iteration: step + 1,
+            }
+            .into());
+        }
+        masked_update(ctx.model, opt, ctx.mask, &loss);
+        sum += value;
+        count += 1;
+        progress.step(|| format!("loss {:.4}", sum / count as f64));
+    }
+    progress.finish();
+    Ok(sum / count.max(1) as f64)
+}
+
+/// The batch source for this run's training images (on the device for CUDA runs).
+pub fn batch_source(ctx: &UnlearnContext) -> BatchSource {
+    BatchSource::new(&ctx.train_set, ctx.device)
 }

@@ -12,6 +12,9 @@ impl Unlearner for Raw {
     fn defaults(&self) -> (f64, usize) {
         (0.0, 0)
     }
+    fn summary(&self) -> &'static str {
+        "no change: the original model, as a reference point"
+    }
     fn run(&self, _ctx: &UnlearnContext, _log: &mut UnlearnLog) -> anyhow::Result<()> {
         Ok(())
     }

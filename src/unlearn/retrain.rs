@@ -16,6 +16,9 @@ impl Unlearner for Retrain {
     fn defaults(&self) -> (f64, usize) {
         (0.1, 160)
     }
+    fn summary(&self) -> &'static str {
+        "the gold standard: fresh initialisation (pruning mask kept), then training on R"
+    }
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         tch::manual_seed(ctx.config.seed as i64);
         let fresh = Classifier::new(&ctx.model.spec, ctx.device);
@@ -24,7 +27,8 @@ impl Unlearner for Retrain {
             mask.apply_to_weights(&ctx.model.vs);
         }
         let (lr, epochs) = lr_epochs(self, ctx.config);
-        sgd_epochs(ctx, log, &ctx.splits.retain, lr, epochs, |_| {
+        log.record("retain_augmented", true);
+        sgd_epochs(ctx, log, &ctx.splits.retain, true, lr, epochs, |_| {
             Objective::default()
         })
     }

@@ -127,3 +127,136 @@ pub fn random_step_inputs(size: i64) -> gunlearn::unlearn::gan::StepInputs {
         noise_val,
     }
 }
+
+/// A ResNet-20 trained on digits, its data and splits, for tests of what an unlearning method
+/// does through the library. The model is trained once per test binary (in a temporary folder)
+/// and each [`DigitsFixture::fresh_model`] loads a new copy of it.
+pub struct DigitsFixture {
+    /// The embedded digits data.
+    pub ds: gunlearn::data::DataSet,
+    /// Its training images, shared with batch producers.
+    pub train_set: std::sync::Arc<gunlearn::data::ImageSet>,
+    /// Splits of the requested scenario.
+    pub splits: gunlearn::data::splits::Splits,
+    /// Class-wise (whole class 3) or random 10 % forgetting.
+    pub class_wise: bool,
+    /// The trained model's checkpoint file.
+    pub model_path: std::path::PathBuf,
+}
+
+/// The checkpoint of a ResNet-20 trained 4 epochs on digits (once per test binary).
+pub fn digits_model() -> &'static std::path::Path {
+    use std::sync::OnceLock;
+    static PATH: OnceLock<std::path::PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        use gunlearn::data::{self, splits::*, DatasetName};
+        use gunlearn::model::{Arch, Classifier};
+        use gunlearn::train::{train, RunOutput, TrainConfig};
+        pin_threads();
+        let dir = std::env::temp_dir().join(format!("gunlearn-fixture-{}", std::process::id()));
+        let ds = data::load(DatasetName::Digits, None).unwrap();
+        let splits = make_splits(&ds, &SplitConfig::default()).unwrap();
+        let spec = gunlearn::cli::model_spec(&ds, Arch::Resnet20).unwrap();
+        tch::manual_seed(0);
+        let model = Classifier::new(&spec, tch::Device::Cpu);
+        let cfg = TrainConfig {
+            epochs: 4,
+            batch_size: 64,
+            milestones: vec![3],
+            augment: Some(ds.default_augment()),
+            ..TrainConfig::default()
+        };
+        let info = gunlearn::checkpoint::ModelInfo {
+            format: gunlearn::checkpoint::FORMAT.into(),
+            model: spec,
+            dataset: DatasetName::Digits,
+            seed: 0,
+            epoch: 0,
+            accuracy: Default::default(),
+            sparsity: 0.0,
+            device: "cpu".into(),
+            produced_by: "train".into(),
+            extra: serde_json::Value::Null,
+        };
+        let out = RunOutput {
+            save_dir: dir.clone(),
+            info,
+            resume: false,
+            quiet: true,
+        };
+        let train_set = std::sync::Arc::new(ds.train.clone());
+        train(
+            &model,
+            None,
+            &train_set,
+            &splits.train,
+            &splits.val,
+            &cfg,
+            Some(&out),
+            tch::Device::Cpu,
+        )
+        .unwrap();
+        dir.join("model.safetensors")
+    })
+}
+
+impl DigitsFixture {
+    /// The digits data with class-wise (whole class 3) or random 10 % forgetting, seed 2.
+    pub fn new(class_wise: bool) -> DigitsFixture {
+        use gunlearn::data::{self, splits::*, DatasetName};
+        let model_path = digits_model().to_path_buf();
+        let ds = data::load(DatasetName::Digits, None).unwrap();
+        let forget = if class_wise {
+            ForgetRequest::Class {
+                class: 3,
+                count: None,
+            }
+        } else {
+            ForgetRequest::Random { fraction: 0.1 }
+        };
+        let splits = make_splits(
+            &ds,
+            &SplitConfig {
+                forget,
+                ..SplitConfig::default()
+            },
+        )
+        .unwrap();
+        DigitsFixture {
+            train_set: std::sync::Arc::new(ds.train.clone()),
+            ds,
+            splits,
+            class_wise,
+            model_path,
+        }
+    }
+
+    /// A new copy of the trained model (and its mask, if any).
+    pub fn fresh_model(&self) -> gunlearn::checkpoint::Checkpoint {
+        gunlearn::checkpoint::load(&self.model_path, tch::Device::Cpu).unwrap()
+    }
+
+    /// A context for unlearning `model` with `config`, writing into `save_dir`.
+    pub fn context<'a>(
+        &'a self,
+        model: &'a gunlearn::model::Classifier,
+        mask: Option<&'a gunlearn::model::mask::Mask>,
+        config: &'a gunlearn::unlearn::UnlearnConfig,
+        save_dir: &std::path::Path,
+    ) -> gunlearn::unlearn::UnlearnContext<'a> {
+        std::fs::create_dir_all(save_dir).unwrap();
+        gunlearn::unlearn::UnlearnContext {
+            model,
+            mask,
+            data: &self.ds,
+            train_set: std::sync::Arc::clone(&self.train_set),
+            splits: &self.splits,
+            config,
+            device: tch::Device::Cpu,
+            quiet: true,
+            model_path: self.model_path.clone(),
+            save_dir: save_dir.to_path_buf(),
+            class_wise: self.class_wise,
+        }
+    }
+}
