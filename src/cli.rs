@@ -437,7 +437,11 @@ struct UnlearnArgs {
     #[arg(long, default_value_t = UnlearnConfig::default().msteps)]
     msteps: usize,
     /// SCRUB: comma-separated epochs after which the lr is multiplied by --lr_decay_rate.
-    #[arg(long = "lr_decay_epochs", alias = "lr-decay-epochs", default_value = "3,5,9")]
+    #[arg(
+        long = "lr_decay_epochs",
+        alias = "lr-decay-epochs",
+        default_value = "3,5,9"
+    )]
     lr_decay_epochs: String,
     /// SCRUB: lr decay factor.
     #[arg(long = "lr_decay_rate", alias = "lr-decay-rate", default_value_t = UnlearnConfig::default().lr_decay_rate)]
@@ -716,19 +720,23 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
             seed: 2,
         };
         let mut runs = Vec::new();
-        for method in ["retrain", "raw", "FT", "GA", "FT_l1", "Gan"] {
-            let (lr, epochs) = match (method, random) {
+        for method in crate::unlearn::registry() {
+            let name = method.name();
+            if name == "FT_prune" {
+                continue; // the same method as FT_l1 under the reference's other name
+            }
+            // Each method's own defaults, with at most 5 epochs on this small data set; Retrain
+            // repeats the original schedule, and Gan uses the seed document's class-wise lr.
+            let (default_lr, default_epochs) = method.defaults();
+            let (lr, epochs) = match (name, random) {
                 ("retrain", _) => (0.1, args.epochs),
-                ("FT" | "FT_l1", _) => (0.01, 5),
-                ("GA", _) => (1e-4, 5),
                 ("Gan", false) => (0.02, 3),
-                ("Gan", true) => (0.01, 3),
-                _ => (0.0, 0),
+                _ => (default_lr, default_epochs.min(5)),
             };
-            let save_dir = args.save_dir.join(dir).join(method);
+            let save_dir = args.save_dir.join(dir).join(name);
             let job = UnlearnJob {
                 model: original.clone(),
-                method: method.into(),
+                method: name.into(),
                 data: digits.clone(),
                 forget: forget.clone(),
                 config: UnlearnConfig {

@@ -65,7 +65,7 @@ fn gaps_to_retrain_are_hand_computed() {
         ["FT", "2.00", "6.00", "99.00", "93.00", "2.25", "10.00"]
     );
     assert_eq!(row(&md, "GA")[5], "3.50");
-    assert_eq!(row(&md, "retrain")[5], "0.00");
+    assert_eq!(row(&md, "Retrain")[5], "0.00");
     assert!(md.starts_with("| Method | UA | MIA-Efficacy | RA | TA | Avg. Gap | RTE (s) |"));
     for f in [
         "report.md",
@@ -96,7 +96,7 @@ fn gaps_to_retrain_are_hand_computed() {
     // An explicit --retrain dir outside the list gives the same gaps.
     let md2 = report(&dirs[1..], Some(&dirs[0]), &t.path().join("out2")).unwrap();
     assert_eq!(row(&md2, "FT")[5], "2.25");
-    assert!(!md2.contains("| retrain |"));
+    assert!(!md2.contains("| Retrain |"));
 }
 
 #[test]
@@ -205,5 +205,39 @@ fn line_chart_writes_svg_and_png() {
     assert!(
         gunlearn::plot::line_chart(&t.path().join("e.png"), "t", "x", "y", &[("a", vec![])])
             .is_err()
+    );
+}
+
+#[test]
+fn methods_are_listed_in_registry_order_with_their_papers_names() {
+    let t = tempfile::tempdir().unwrap();
+    // Given out of order: the report puts Retrain and the original first, then the registry's
+    // order, and names FF, IU and ℓ1-sparse as the papers do.
+    let dirs = vec![
+        run(t.path(), "gan", "Gan", 1, 5.0, 10.0, 99.0, 93.0, 9.0),
+        run(t.path(), "ff", "fisher_new", 1, 5.0, 10.0, 99.0, 93.0, 9.0),
+        run(t.path(), "scrub", "SCRUB", 1, 5.0, 10.0, 99.0, 93.0, 9.0),
+        run(t.path(), "l1", "FT_l1", 1, 5.0, 10.0, 99.0, 93.0, 9.0),
+        run(t.path(), "raw", "raw", 1, 0.0, 3.0, 100.0, 94.0, 0.0),
+        run(t.path(), "rt", "retrain", 1, 5.0, 10.0, 100.0, 94.0, 100.0),
+        run(t.path(), "iu", "wfisher", 1, 5.0, 10.0, 99.0, 93.0, 9.0),
+    ];
+    let md = report(&dirs, None, &t.path().join("out")).unwrap();
+    let names: Vec<&str> = md
+        .lines()
+        .skip(2)
+        .map(|l| l.trim_matches('|').split('|').next().unwrap().trim())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "Retrain",
+            "raw (original)",
+            "FT_l1 (ℓ1-sparse)",
+            "fisher_new (FF)",
+            "wfisher (IU)",
+            "SCRUB",
+            "Gan (adversarial)"
+        ]
     );
 }

@@ -171,6 +171,8 @@ pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> R
             }),
         }
     }
+    // Methods in the registry's order (Retrain and the original first), unknown names last.
+    groups.sort_by_key(|g| method_rank(&g.method));
     let is_retrain = |m: &str| m.eq_ignore_ascii_case("retrain");
     let reference: Option<[(f64, f64); 4]> = match &explicit {
         Some((_, r)) => Some(
@@ -207,7 +209,7 @@ pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> R
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {} |",
-            g.method,
+            method_label(&g.method),
             fmt_ms(m[0], n),
             fmt_ms(m[1], n),
             fmt_ms(m[2], n),
@@ -235,7 +237,7 @@ pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> R
         );
         if let Some(v) = gp {
             if !is_retrain(&g.method) {
-                bars.push((g.method.clone(), v));
+                bars.push((method_label(&g.method), v));
             }
         }
     }
@@ -298,6 +300,29 @@ pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> R
         )?;
     }
     Ok(md)
+}
+
+/// Position of `method` in the unlearning registry (reports list methods in that order).
+fn method_rank(method: &str) -> usize {
+    let methods = crate::unlearn::registry();
+    methods
+        .iter()
+        .position(|m| m.name().eq_ignore_ascii_case(method))
+        .unwrap_or(methods.len())
+}
+
+/// The name a table shows for `method`: the papers' name beside the flag's where they differ.
+pub fn method_label(method: &str) -> String {
+    let paper = match method.to_ascii_lowercase().as_str() {
+        "retrain" => return "Retrain".into(),
+        "raw" => "original",
+        "ft_l1" | "ft_prune" => "ℓ1-sparse",
+        "fisher_new" => "FF",
+        "wfisher" => "IU",
+        "gan" => "adversarial",
+        _ => return method.to_string(),
+    };
+    format!("{method} ({paper})")
 }
 
 fn describe_forget(f: &ForgetSpec) -> String {
