@@ -168,8 +168,8 @@ impl Attacker {
             for (name, value) in &vars {
                 if let Some(rest) = name.strip_prefix("transformer_encoder.layers.0.") {
                     for i in 1..3 {
-                        let mut other = vars[&format!("transformer_encoder.layers.{i}.{rest}")]
-                            .shallow_clone();
+                        let mut other =
+                            vars[&format!("transformer_encoder.layers.{i}.{rest}")].shallow_clone();
                         other.copy_(value);
                     }
                 }

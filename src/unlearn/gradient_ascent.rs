@@ -21,10 +21,12 @@ impl Unlearner for GradientAscent {
         // SPEC §1: the forget stream is augmented only in class-wise forgetting (by default).
         let augment = ctx.forget_augmented();
         log.record("forget_augmented", augment);
-        sgd_epochs(ctx, log, &ctx.splits.forget, augment, lr, epochs, |_| Objective {
-            sign: -1.0,
-            l1: 0.0,
-            ..Objective::default()
+        sgd_epochs(ctx, log, &ctx.splits.forget, augment, lr, epochs, |_| {
+            Objective {
+                sign: -1.0,
+                l1: 0.0,
+                ..Objective::default()
+            }
         })
     }
 }

@@ -317,7 +317,11 @@ pub fn methods_help() -> String {
         } else {
             format!("lr {lr}, {epochs} epochs")
         };
-        text.push_str(&format!("  {:<10} {} [{schedule}]\n", m.name(), m.summary()));
+        text.push_str(&format!(
+            "  {:<10} {} [{schedule}]\n",
+            m.name(),
+            m.summary()
+        ));
     }
     text
 }
