@@ -1,8 +1,33 @@
-//! `RL` (SPEC §4b): not implemented yet.
+//! `RL`: random labelling (SPEC §4b.3; Unlearn-Saliency `unlearn/RL.py`).
+//!
+//! The model stays in train mode. Each epoch takes one SGD step per forget batch on the
+//! cross-entropy against labels drawn uniformly from all C classes with libtorch's generator
+//! (`torch.randint`; a drawn label equals the true one with probability 1/C), then one step per
+//! retain batch on the true labels. For CIFAR-100 the reference instead relabels a copy of F once
+//! per epoch and iterates F ∪ R as one shuffled loader; [`Layout`] names the two shapes of an
+//! epoch. SGD (momentum, weight decay) with the reference's MultiStepLR, stepped per epoch; no
+//! warm-up (the reference's warm-up path crashes: it reads the step counter before assigning it).
+//!
+//! Streams: the retain stream is augmented; the forget stream follows `--forget_augment` (SPEC §1's
+//! default: augmented only in class-wise forgetting), also for the forget samples of a mixed
+//! batch in the concatenated layout.
+//!
+//! The epoch ([`rl_epoch`]) and the whole run ([`run_rl`]) take a [`StepHook`], so that SalUn
+//! (saliency-masked steps) and SalUn-soft (proximal steps) run this same loop with their
+//! additions around each optimizer step.
 
-use super::{UnlearnContext, UnlearnLog, Unlearner};
+use super::{batch_source, lr_epochs, UnlearnContext, UnlearnLog, Unlearner};
+use crate::data::batches::Batch;
+use crate::data::device_batches::BatchSource;
+use crate::data::DatasetName;
+use crate::model::RunningStats;
+use crate::optim::Sgd;
+use crate::train::{masked_step, NonFiniteLoss, Progress, TrainConfig};
+use anyhow::{bail, ensure, Context};
+use std::time::Instant;
+use tch::{Device, Kind, Reduction, Tensor};
 
-/// random labelling.
+/// Random labelling.
 pub struct RandomLabel;
 
 impl Unlearner for RandomLabel {
@@ -13,9 +38,439 @@ impl Unlearner for RandomLabel {
         (0.01, 10)
     }
     fn summary(&self) -> &'static str {
-        "random labelling: SGD on F with uniformly random labels, then on R with true labels"
+        "random labelling: SGD on F with uniformly random labels, then on R with true labels (one mixed loader for CIFAR-100)"
     }
-    fn run(&self, _ctx: &UnlearnContext, _log: &mut UnlearnLog) -> anyhow::Result<()> {
-        anyhow::bail!("RL: not implemented yet")
+    fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
+        let (lr, epochs) = lr_epochs(self, ctx.config);
+        // The random labels come from libtorch's generator: the same command, the same labels.
+        tch::manual_seed(ctx.config.seed as i64);
+        run_rl(
+            ctx,
+            log,
+            lr,
+            epochs,
+            Layout::for_rl(ctx.data.name),
+            &mut NoHook,
+        )
+    }
+}
+
+/// How an epoch walks the forget set F and the retain set R.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// A full pass over F with labels drawn per batch, then a full pass over R.
+    Separate,
+    /// F relabelled once per epoch, concatenated with R, iterated as one shuffled loader.
+    Concatenated,
+}
+
+impl Layout {
+    /// RL's layout (and SalUn's, which runs RL): concatenated for CIFAR-100 only.
+    pub fn for_rl(name: DatasetName) -> Layout {
+        if name == DatasetName::Cifar100 {
+            Layout::Concatenated
+        } else {
+            Layout::Separate
+        }
+    }
+
+    /// The name recorded in the run's configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Separate => "separate",
+            Layout::Concatenated => "concatenated",
+        }
+    }
+}
+
+/// Which stream a step's batch came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Forget samples with random labels ([`Layout::Separate`]).
+    Forget,
+    /// Retain samples with their true labels ([`Layout::Separate`]).
+    Retain,
+    /// Relabelled forget and retain samples together ([`Layout::Concatenated`]).
+    Mixed,
+}
+
+/// One step as a [`StepHook`] sees it.
+pub struct StepInfo<'a> {
+    /// 0-based epoch.
+    pub epoch: usize,
+    /// The stream the batch came from.
+    pub stream: Stream,
+    /// 0-based index of the batch within its stream in this epoch.
+    pub index: usize,
+    /// The batch on the model's device, with the labels it is trained on.
+    pub batch: &'a Batch,
+    /// Per sample of the batch: whether it belongs to the forget set.
+    pub forget: &'a [bool],
+}
+
+/// What a method adds around each random-labelling step; every call does nothing by default.
+pub trait StepHook {
+    /// At the start of each epoch, before its first step (snapshots are taken here).
+    fn start_epoch(&mut self, _ctx: &UnlearnContext, _epoch: usize) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// After the backward pass, before the optimizer step (the gradients are ready).
+    fn before_step(&mut self, _ctx: &UnlearnContext, _step: &StepInfo) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// After the optimizer step and the pruning mask's enforcement.
+    fn after_step(
+        &mut self,
+        _ctx: &UnlearnContext,
+        _opt: &mut Sgd,
+        _step: &StepInfo,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// Plain random labelling: nothing around the steps.
+pub struct NoHook;
+
+impl StepHook for NoHook {}
+
+/// `n` labels drawn uniformly from `0..classes` with libtorch's CPU generator (`torch.randint`).
+pub fn random_labels(n: usize, classes: usize) -> Tensor {
+    Tensor::randint(classes as i64, [n as i64], (Kind::Int64, Device::Cpu))
+}
+
+/// Mean cross-entropy of one epoch's forget and retain samples, against the labels trained on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EpochLosses {
+    /// Summed cross-entropy of forget samples (random labels).
+    pub forget_sum: f64,
+    /// Forget samples seen.
+    pub forget_count: usize,
+    /// Summed cross-entropy of retain samples (true labels).
+    pub retain_sum: f64,
+    /// Retain samples seen.
+    pub retain_count: usize,
+    /// Optimizer steps taken.
+    pub steps: usize,
+}
+
+impl EpochLosses {
+    /// Mean forget loss (NaN when no forget sample was seen).
+    pub fn forget(&self) -> f64 {
+        self.forget_sum / self.forget_count as f64
+    }
+    /// Mean retain loss (NaN when no retain sample was seen).
+    pub fn retain(&self) -> f64 {
+        self.retain_sum / self.retain_count as f64
+    }
+}
+
+/// Number of batches of `len` samples (the last one may be short).
+pub fn batches_in(len: usize, batch_size: usize) -> usize {
+    len.div_ceil(batch_size)
+}
+
+/// The whole random-labelling run: `epochs` calls of [`rl_epoch`] with SGD at the reference's
+/// MultiStepLR, one `unlearn_log.csv` row per epoch, and the streams' augmentation and the
+/// layout recorded in `log`.
+pub fn run_rl(
+    ctx: &UnlearnContext,
+    log: &mut UnlearnLog,
+    lr: f64,
+    epochs: usize,
+    layout: Layout,
+    hook: &mut dyn StepHook,
+) -> anyhow::Result<()> {
+    let cfg = ctx.config;
+    if ctx.splits.forget.is_empty() {
+        bail!("random labelling needs a forget set, and it is empty");
+    }
+    log.record("forget_augmented", ctx.forget_augmented());
+    log.record("retain_augmented", true);
+    log.record("mode", layout.name());
+    let schedule = TrainConfig {
+        lr,
+        milestones: cfg.milestones.clone(),
+        ..TrainConfig::default()
+    };
+    let mut opt = Sgd::new(
+        ctx.model.vs.trainable_variables(),
+        lr,
+        cfg.momentum,
+        cfg.weight_decay,
+    );
+    log.columns = vec![
+        "iteration",
+        "epoch",
+        "forget_loss",
+        "retain_loss",
+        "lr",
+        "seconds",
+    ];
+    let source = batch_source(ctx);
+    let mut iteration = 0;
+    for epoch in 0..epochs {
+        let start = Instant::now();
+        // MultiStepLR, stepped once per epoch.
+        opt.lr = schedule.lr_at(epoch, 0, 1);
+        let losses = rl_epoch(ctx, &source, &mut opt, epoch, layout, hook)
+            .map_err(|e| with_iteration(e, iteration))
+            .with_context(|| format!("epoch {}/{epochs}", epoch + 1))?;
+        iteration += losses.steps;
+        let seconds = start.elapsed().as_secs_f64();
+        tracing::info!(
+            "epoch {}/{epochs}: forget loss {:.4}, retain loss {:.4}, lr {}, {seconds:.1}s",
+            epoch + 1,
+            losses.forget(),
+            losses.retain(),
+            opt.lr
+        );
+        log.rows.push(vec![
+            iteration as f64,
+            (epoch + 1) as f64,
+            losses.forget(),
+            losses.retain(),
+            opt.lr,
+            seconds,
+        ]);
+    }
+    Ok(())
+}
+
+/// Makes a non-finite loss's step count run-wide (epochs count their steps from 1).
+fn with_iteration(err: anyhow::Error, done_before: usize) -> anyhow::Error {
+    match err.downcast::<NonFiniteLoss>() {
+        Ok(nan) => NonFiniteLoss {
+            iteration: done_before + nan.iteration,
+            ..nan
+        }
+        .into(),
+        Err(err) => err,
+    }
+}
+
+/// One random-labelling epoch (0-based `epoch`) with `opt` at its current lr: the hook's
+/// `start_epoch`, then the steps of `layout`, each with the hook around the optimizer step.
+pub fn rl_epoch(
+    ctx: &UnlearnContext,
+    source: &BatchSource,
+    opt: &mut Sgd,
+    epoch: usize,
+    layout: Layout,
+    hook: &mut dyn StepHook,
+) -> anyhow::Result<EpochLosses> {
+    hook.start_epoch(ctx, epoch)?;
+    let mut stepper = Stepper {
+        ctx,
+        opt,
+        hook,
+        epoch,
+        losses: EpochLosses::default(),
+    };
+    match layout {
+        Layout::Separate => separate_epoch(&mut stepper, source)?,
+        Layout::Concatenated => concatenated_epoch(&mut stepper, source)?,
+    }
+    Ok(stepper.losses)
+}
+
+/// Seeds of an epoch's batch streams: one per stream, distinct across epochs.
+fn stream_seed(seed: u64, epoch: usize, stream: Stream) -> u64 {
+    let base = seed.wrapping_mul(7_919).wrapping_add(epoch as u64);
+    match stream {
+        Stream::Retain => base,
+        Stream::Forget => base ^ 0x666f_7267_6574_2121,
+        Stream::Mixed => base ^ 0x6d69_7865_6421_2121,
+    }
+}
+
+/// F with labels drawn per batch, then R with its true labels.
+fn separate_epoch(stepper: &mut Stepper, source: &BatchSource) -> anyhow::Result<()> {
+    let ctx = stepper.ctx;
+    let cfg = ctx.config;
+    let (forget, retain) = (&ctx.splits.forget, &ctx.splits.retain);
+    let seed = cfg.seed;
+    let forget_batches = source.epoch(
+        forget.clone(),
+        cfg.batch_size,
+        true,
+        false,
+        ctx.forget_augmented().then(|| ctx.data.default_augment()),
+        stream_seed(seed, stepper.epoch, Stream::Forget),
+    );
+    let title = format!("RL forget {}", stepper.epoch + 1);
+    let progress = Progress::new(batches_in(forget.len(), cfg.batch_size), &title, ctx.quiet);
+    for (index, batch) in forget_batches.enumerate() {
+        let labels = random_labels(batch.indices.len(), ctx.data.num_classes);
+        let batch = Batch { labels, ..batch };
+        let flags = vec![true; batch.indices.len()];
+        stepper.step(Stream::Forget, index, batch, &flags)?;
+        progress.step(|| format!("loss {:.4}", stepper.losses.forget()));
+    }
+    progress.finish();
+    let retain_batches = source.epoch(
+        retain.clone(),
+        cfg.batch_size,
+        true,
+        false,
+        Some(ctx.data.default_augment()),
+        stream_seed(seed, stepper.epoch, Stream::Retain),
+    );
+    let title = format!("RL retain {}", stepper.epoch + 1);
+    let progress = Progress::new(batches_in(retain.len(), cfg.batch_size), &title, ctx.quiet);
+    for (index, batch) in retain_batches.enumerate() {
+        let flags = vec![false; batch.indices.len()];
+        stepper.step(Stream::Retain, index, batch, &flags)?;
+        progress.step(|| format!("loss {:.4}", stepper.losses.retain()));
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// F relabelled once for the epoch and R in one shuffled loader. The retain samples are
+/// augmented; when the forget stream is not, its samples take the un-augmented pixels of a
+/// second stream with the same seed (same batches, same order).
+fn concatenated_epoch(stepper: &mut Stepper, source: &BatchSource) -> anyhow::Result<()> {
+    let ctx = stepper.ctx;
+    let cfg = ctx.config;
+    let (forget, retain) = (&ctx.splits.forget, &ctx.splits.retain);
+    let mut labels = ctx.train_set.labels.clone();
+    let mut is_forget = vec![false; labels.len()];
+    let drawn = Vec::<i64>::try_from(random_labels(forget.len(), ctx.data.num_classes))
+        .context("reading the drawn labels")?;
+    for (&i, &y) in forget.iter().zip(&drawn) {
+        labels[i] = y;
+        is_forget[i] = true;
+    }
+    let indices: Vec<usize> = forget.iter().chain(retain).copied().collect();
+    let steps = batches_in(indices.len(), cfg.batch_size);
+    let seed = stream_seed(cfg.seed, stepper.epoch, Stream::Mixed);
+    let mut plain = (!ctx.forget_augmented())
+        .then(|| source.epoch(indices.clone(), cfg.batch_size, true, false, None, seed));
+    let augmented = source.epoch(
+        indices,
+        cfg.batch_size,
+        true,
+        false,
+        Some(ctx.data.default_augment()),
+        seed,
+    );
+    let title = format!("RL mixed {}", stepper.epoch + 1);
+    let progress = Progress::new(steps, &title, ctx.quiet);
+    for (index, batch) in augmented.enumerate() {
+        let flags: Vec<bool> = batch.indices.iter().map(|&i| is_forget[i]).collect();
+        let images = match plain.as_mut() {
+            Some(stream) => {
+                let plain = stream
+                    .next()
+                    .context("the un-augmented stream ended early")?;
+                ensure!(
+                    plain.indices == batch.indices,
+                    "the un-augmented stream's batch {} holds other samples",
+                    index + 1
+                );
+                let rows = Tensor::from_slice(&flags)
+                    .to_device(batch.images.device())
+                    .view([-1, 1, 1, 1]);
+                plain.images.where_self(&rows, &batch.images)
+            }
+            None => batch.images,
+        };
+        let batch_labels: Vec<i64> = batch.indices.iter().map(|&i| labels[i]).collect();
+        let batch = Batch {
+            images,
+            labels: Tensor::from_slice(&batch_labels),
+            indices: batch.indices,
+        };
+        stepper.step(Stream::Mixed, index, batch, &flags)?;
+        progress.step(|| {
+            format!(
+                "forget {:.4} retain {:.4}",
+                stepper.losses.forget(),
+                stepper.losses.retain()
+            )
+        });
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// Takes the steps of one epoch and sums their losses.
+struct Stepper<'a, 'c> {
+    ctx: &'a UnlearnContext<'c>,
+    opt: &'a mut Sgd,
+    hook: &'a mut dyn StepHook,
+    epoch: usize,
+    losses: EpochLosses,
+}
+
+impl Stepper<'_, '_> {
+    /// One SGD step on the mean cross-entropy of `batch` against its labels, in train mode, with
+    /// the pruning mask enforced and the hook around the optimizer step. The loss is checked
+    /// before the update: a non-finite one leaves the last good weights and BatchNorm statistics.
+    fn step(
+        &mut self,
+        stream: Stream,
+        index: usize,
+        batch: Batch,
+        forget: &[bool],
+    ) -> anyhow::Result<()> {
+        let ctx = self.ctx;
+        let batch = Batch {
+            images: batch.images.to_device(ctx.device),
+            labels: batch.labels.to_device(ctx.device),
+            indices: batch.indices,
+        };
+        let running_stats = RunningStats::save(ctx.model);
+        let (logits, _) = ctx.model.forward(&batch.images, true);
+        let per_sample =
+            logits.cross_entropy_loss::<Tensor>(&batch.labels, None, Reduction::None, -100, 0.0);
+        let loss = per_sample.mean(Kind::Float);
+        let value = loss.double_value(&[]);
+        self.losses.steps += 1;
+        if !value.is_finite() {
+            running_stats.restore();
+            return Err(NonFiniteLoss {
+                loss: "random-labelling cross-entropy",
+                value,
+                iteration: self.losses.steps,
+            }
+            .into());
+        }
+        let info = StepInfo {
+            epoch: self.epoch,
+            stream,
+            index,
+            batch: &batch,
+            forget,
+        };
+        self.opt.zero_grad();
+        loss.backward();
+        self.hook.before_step(ctx, &info)?;
+        masked_step(ctx.model, self.opt, ctx.mask);
+        self.hook.after_step(ctx, self.opt, &info)?;
+        self.add_losses(&per_sample.detach(), forget)
+    }
+
+    /// Adds a step's per-sample losses to the forget and retain sums.
+    fn add_losses(&mut self, per_sample: &Tensor, forget: &[bool]) -> anyhow::Result<()> {
+        let flags = Tensor::from_slice(forget).to_device(per_sample.device());
+        let is_forget = flags.to_kind(Kind::Double);
+        let is_retain = flags.logical_not().to_kind(Kind::Double);
+        let per_sample = per_sample.to_kind(Kind::Double);
+        let sums = Tensor::stack(
+            &[
+                (&per_sample * &is_forget).sum(Kind::Double),
+                (&per_sample * &is_retain).sum(Kind::Double),
+            ],
+            0,
+        );
+        let sums = Vec::<f64>::try_from(sums.to_device(Device::Cpu)).context("reading losses")?;
+        let forget_count = forget.iter().filter(|&&f| f).count();
+        self.losses.forget_sum += sums[0];
+        self.losses.retain_sum += sums[1];
+        self.losses.forget_count += forget_count;
+        self.losses.retain_count += forget.len() - forget_count;
+        Ok(())
     }
 }
