@@ -31,7 +31,7 @@ enum Command {
     Demo(DemoArgs),
     /// Forget with one unlearning method, then evaluate (writes model.*, eval_result.json, unlearn_log.csv).
     #[command(after_long_help = crate::unlearn::methods_help())]
-    Unlearn(UnlearnArgs),
+    Unlearn(Box<UnlearnArgs>),
     /// Evaluate a model: accuracies and the SVC membership-inference attack (eval_result.json).
     Eval(EvalArgs),
     /// Compare runs against Retrain: Markdown table, report.md/csv and figures.
@@ -474,7 +474,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Train(args) => run_train(args),
         Command::Demo(args) => run_demo(args),
         Command::Info(args) => run_info(args),
-        Command::Unlearn(args) => run_unlearn(args),
+        Command::Unlearn(args) => run_unlearn(*args),
         Command::Eval(args) => run_eval(args),
         Command::Prune(args) => crate::prune::run_prune(args),
         Command::ImportTorch(args) => crate::torch_io::run_import_torch(args),
