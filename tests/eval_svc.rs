@@ -18,9 +18,15 @@ fn pool() -> rayon::ThreadPool {
         .unwrap()
 }
 
-fn python() -> Option<PathBuf> {
+/// The project's venv Python (scikit-learn); its absence is a failure, not a skip.
+fn python() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    p.exists().then_some(p)
+    assert!(
+        p.exists(),
+        "{} missing: these tests compare with scikit-learn; run `make test`, which installs the venv",
+        p.display()
+    );
+    p
 }
 
 fn read_f32(p: &Path) -> Vec<f32> {
@@ -41,12 +47,7 @@ fn read_f64(p: &Path) -> Vec<f64> {
 
 #[test]
 fn matches_sklearn_on_mia_like_features() {
-    let Some(py) = python() else {
-        eprintln!(
-            "!!!!! SKIPPED: .venv/bin/python missing, cannot compare with scikit-learn !!!!!"
-        );
-        return;
-    };
+    let py = python();
     let dir = tempfile::tempdir().unwrap();
     let status = std::process::Command::new(py)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/svc_fixtures.py"))
@@ -217,10 +218,8 @@ fn degenerate_inputs_are_clear_errors() {
 
 #[test]
 fn bench_mia_runs_on_small_n() {
-    if python().is_none() {
-        eprintln!("!!!!! SKIPPED: .venv/bin/python missing, cannot time scikit-learn !!!!!");
-        return;
-    }
+    // bench_mia runs scikit-learn through the venv's Python.
+    python();
     let r = gunlearn::eval::bench_mia::bench_mia(2000, test_threads()).unwrap();
     eprintln!("{r}");
     assert_eq!(r.cases.len(), 2);

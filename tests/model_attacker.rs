@@ -194,3 +194,37 @@ fn save_and_reload_roundtrip() {
     let o = tch::no_grad(|| b.forward(&file["input"], false));
     assert!(max_diff(&o, &file["output_eval"]) <= 1e-5);
 }
+
+#[test]
+fn fresh_transformer_layers_start_identical() {
+    // `nn.TransformerEncoder` deep-copies one initialised layer: the three start equal.
+    for classes in [2, 10] {
+        let a = Attacker::new(classes, 0.2, Device::Cpu);
+        let vars = a.vs.variables();
+        let layer0: Vec<(&String, &Tensor)> = vars
+            .iter()
+            .filter(|(k, _)| k.starts_with("transformer_encoder.layers.0."))
+            .collect();
+        // in_proj weight and bias, out_proj weight and bias, linear1/2 weight and bias,
+        // norm1/2 weight and bias.
+        assert_eq!(layer0.len(), 12, "{:?}", vars.keys().collect::<Vec<_>>());
+        for (name, value) in layer0 {
+            let rest = name.strip_prefix("transformer_encoder.layers.0.").unwrap();
+            for i in 1..3 {
+                let other = &vars[&format!("transformer_encoder.layers.{i}.{rest}")];
+                assert!(
+                    other.equal(value),
+                    "C = {classes}: layer {i}'s {rest} differs"
+                );
+            }
+        }
+        // The weights are random draws, so equal layers can only come from copying one.
+        for rest in ["linear1.weight", "self_attn.in_proj_weight"] {
+            let w = &vars[&format!("transformer_encoder.layers.0.{rest}")];
+            assert!(
+                w.std(true).double_value(&[]) > 0.01,
+                "{rest} is randomly initialised"
+            );
+        }
+    }
+}

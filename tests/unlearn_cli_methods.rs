@@ -1,0 +1,220 @@
+//! The unlearning methods through the `gunlearn` binary: `unlearn --help` lists every method
+//! with its summary, GA in random forgetting records its un-augmented forget stream in
+//! eval_result.json, and a Gan run that pre-trains its attacker and one that reuses the cached
+//! attacker write bit-identical `model.safetensors` (another `--val_set_seed`, another entry).
+
+mod common;
+
+use gunlearn::unlearn::registry;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn threads() -> String {
+    common::test_threads().to_string()
+}
+
+fn gunlearn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gunlearn"))
+        .args(args)
+        .env("GUNLEARN_LOG", "warn")
+        .output()
+        .expect("the gunlearn binary runs")
+}
+
+fn ok(args: &[&str]) -> Output {
+    let out = gunlearn(args);
+    assert!(
+        out.status.success(),
+        "gunlearn {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A small digits model trained once for all tests of this file.
+fn model_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("gunlearn-cli-methods-test-{}", std::process::id()));
+        let t = threads();
+        ok(&[
+            "train",
+            "--dataset",
+            "digits",
+            "--arch",
+            "resnet20",
+            "--epochs",
+            "3",
+            "--batch_size",
+            "64",
+            "--decreasing_lr",
+            "2",
+            "--device",
+            "cpu",
+            "--threads",
+            &t,
+            "--quiet",
+            "--save_dir",
+            dir.to_str().unwrap(),
+        ]);
+        dir
+    })
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `gunlearn unlearn --model <trained> --dataset digits … extra` into `save_dir`.
+fn unlearn(save_dir: &Path, extra: &[&str]) -> Output {
+    let t = threads();
+    let mut args = vec![
+        "unlearn",
+        "--model",
+        model_dir().to_str().unwrap(),
+        "--dataset",
+        "digits",
+        "--device",
+        "cpu",
+        "--threads",
+        &t,
+        "--quiet",
+        "--save_dir",
+        save_dir.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    ok(&args)
+}
+
+/// Whitespace runs collapsed to one space (help text may be wrapped).
+fn squeeze(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn unlearn_help_lists_every_method_with_its_summary() {
+    let out = ok(&["unlearn", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    let flat = squeeze(&help);
+    let methods = registry();
+    assert!(methods.len() >= 15, "{} methods registered", methods.len());
+    for m in methods {
+        let entry = squeeze(&format!("{} {}", m.name(), m.summary()));
+        assert!(
+            flat.contains(&entry),
+            "`unlearn --help` lacks {:?} with its summary:\n{help}",
+            m.name()
+        );
+    }
+}
+
+#[test]
+fn ga_in_random_forgetting_records_an_unaugmented_forget_stream() {
+    let out = tempfile::tempdir().unwrap();
+    unlearn(
+        out.path(),
+        &[
+            "--unlearn",
+            "GA",
+            "--indexes_to_replace",
+            "--unlearn_epochs",
+            "1",
+            "--unlearn_lr",
+            "0.001",
+            "--batch_size",
+            "64",
+        ],
+    );
+    let r = read_json(&out.path().join("eval_result.json"));
+    assert_eq!(r["forget"]["kind"], "random", "{r:#}");
+    assert_eq!(r["method"], "GA");
+    assert_eq!(r["config"]["forget_augmented"], Value::Bool(false), "{r:#}");
+    assert_eq!(
+        r["config"]["ran"]["forget_augmented"],
+        Value::Bool(false),
+        "{r:#}"
+    );
+}
+
+/// The cached attackers' files beside the trained model.
+fn cache_files() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(model_dir().join("attackers"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn gan_with_a_pretrained_or_a_cached_attacker_writes_the_same_weights() {
+    let root = tempfile::tempdir().unwrap();
+    let gan = |save: &str, epochs: &str, extra: &[&str]| {
+        let dir = root.path().join(save);
+        let mut args = vec![
+            "--unlearn",
+            "Gan",
+            "--class_to_replace",
+            "3",
+            "--unlearn_epochs",
+            epochs,
+            "--unlearn_lr",
+            "0.01",
+            "--stop-iter",
+            "3",
+            "--stop-unlearn-lr",
+            "0.005",
+            "--attacker_iters",
+            "5",
+            "--batch_size",
+            "64",
+        ];
+        args.extend_from_slice(extra);
+        unlearn(&dir, &args);
+        dir
+    };
+    assert!(cache_files().is_empty(), "no attacker cached yet");
+    let first = gan("first", "1", &[]);
+    let cached = cache_files();
+    assert_eq!(cached.len(), 2, "one attacker and its key: {cached:?}");
+    assert!(
+        cached.iter().any(|f| f.ends_with(".json"))
+            && cached.iter().any(|f| f.ends_with(".safetensors"))
+    );
+    let second = gan("second", "1", &[]);
+    assert_eq!(
+        cache_files(),
+        cached,
+        "the second run reuses the cached attacker"
+    );
+    let r1 = read_json(&first.join("eval_result.json"));
+    let r2 = read_json(&second.join("eval_result.json"));
+    let pretraining = |r: &Value| r["timings"]["attacker_pretraining"].as_f64().unwrap();
+    println!(
+        "attacker pre-training {:.3}s, reuse {:.3}s",
+        pretraining(&r1),
+        pretraining(&r2)
+    );
+    let bytes = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
+    assert!(
+        bytes(&first) == bytes(&second),
+        "model.safetensors differs between the pre-training run and the cached run"
+    );
+    // The unlearning log (losses, β, lr) is the same too.
+    let log = |dir: &Path| std::fs::read_to_string(dir.join("unlearn_log.csv")).unwrap();
+    assert_eq!(log(&first), log(&second));
+
+    // Another validation split: other members and non-members, a new cache entry.
+    // (0 epochs: only the attacker is prepared.)
+    gan("other-val", "0", &["--val_set_seed", "5"]);
+    let now = cache_files();
+    assert_eq!(now.len(), 4, "{now:?}");
+    assert!(cached.iter().all(|f| now.contains(f)), "{now:?}");
+}
