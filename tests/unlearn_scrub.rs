@@ -10,7 +10,7 @@ use gunlearn::data::device_batches::BatchSource;
 use gunlearn::data::splits::Splits;
 use gunlearn::model::Classifier;
 use gunlearn::optim::Sgd;
-use gunlearn::unlearn::boundary_shrink::frozen_teacher;
+use gunlearn::unlearn::frozen_teacher;
 use gunlearn::unlearn::scrub::{distill_kl, epoch_lr, pass_seeds, scrub, Scrub, DEFAULT_ALPHA};
 use gunlearn::unlearn::{UnlearnConfig, UnlearnContext, UnlearnLog, Unlearner};
 use tch::{Device, Kind, Reduction, Tensor};

@@ -15,9 +15,11 @@
 //! enforced as in every method. The F stream is augmented only in class-wise forgetting by
 //! default (SPEC §1; `--forget_augment`).
 
-use super::{batch_source, custom_pass, lr_epochs, UnlearnContext, UnlearnLog, Unlearner};
+use super::{
+    batch_source, custom_pass, epoch_batches, lr_epochs, milestone_lr, UnlearnContext, UnlearnLog,
+    Unlearner,
+};
 use crate::optim::Sgd;
-use crate::train::TrainConfig;
 use anyhow::{bail, Context};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -102,11 +104,6 @@ pub fn expand(
     params.push(shadow.weight.shallow_clone());
     params.push(shadow.bias.shallow_clone());
     let mut opt = Sgd::new(params, lr, cfg.momentum, cfg.weight_decay);
-    let schedule = TrainConfig {
-        lr,
-        milestones: cfg.milestones.clone(),
-        ..TrainConfig::default()
-    };
     let source = batch_source(ctx);
     let steps = forget.len().div_ceil(cfg.batch_size);
     log.columns = vec![
@@ -119,15 +116,8 @@ pub fn expand(
     ];
     for epoch in 0..epochs {
         let start = Instant::now();
-        opt.lr = schedule.lr_at(epoch, 0, steps);
-        let batches = source.epoch(
-            forget.clone(),
-            cfg.batch_size,
-            true,
-            false,
-            augment.then(|| ctx.data.default_augment()),
-            cfg.seed.wrapping_mul(7_919).wrapping_add(epoch as u64),
-        );
+        opt.lr = milestone_lr(cfg, lr, epoch);
+        let batches = epoch_batches(ctx, &source, forget, augment, epoch);
         let (mut to_shadow, mut seen) = (0i64, 0usize);
         let title = format!("epoch {}/{epochs}", epoch + 1);
         let loss = custom_pass(ctx, &mut opt, batches, steps, &title, |batch| {

@@ -9,11 +9,12 @@
 //! As in the reference, ŷ is not filtered: where the attack fails, ŷ is the true label. The F
 //! stream is augmented only in class-wise forgetting by default (SPEC §1; `--forget_augment`).
 
-use super::{batch_source, custom_pass, lr_epochs, UnlearnContext, UnlearnLog, Unlearner};
-use crate::checkpoint::copy_into;
+use super::{
+    batch_source, custom_pass, epoch_batches, frozen_teacher, lr_epochs, milestone_lr,
+    UnlearnContext, UnlearnLog, Unlearner,
+};
 use crate::model::Classifier;
 use crate::optim::Sgd;
-use crate::train::TrainConfig;
 use anyhow::{bail, Context};
 use std::time::Instant;
 use tch::{Kind, Tensor};
@@ -37,15 +38,6 @@ impl Unlearner for BoundaryShrink {
         let teacher = frozen_teacher(ctx.model)?;
         shrink(ctx, &teacher, lr, epochs, log)
     }
-}
-
-/// A copy of `model` (weights and BatchNorm statistics) whose parameters take no gradients:
-/// the teacher of BS and SCRUB, which must stay the model as it was before unlearning.
-pub fn frozen_teacher(model: &Classifier) -> anyhow::Result<Classifier> {
-    let mut teacher = Classifier::try_new(&model.spec, model.vs.device())?;
-    copy_into(&teacher.vs, model.vs.variables()).context("copying the model into its teacher")?;
-    teacher.vs.freeze();
-    Ok(teacher)
 }
 
 /// One untargeted FGSM step on `teacher` (eval mode), no random start:
@@ -98,11 +90,6 @@ pub fn shrink(
     log.record("fgsm_step", cfg.fgsm_step);
     log.record("forget_batch_size", cfg.batch_size);
     log.record("retain_used", false);
-    let schedule = TrainConfig {
-        lr,
-        milestones: cfg.milestones.clone(),
-        ..TrainConfig::default()
-    };
     let mut opt = Sgd::new(
         ctx.model.vs.trainable_variables(),
         lr,
@@ -121,15 +108,8 @@ pub fn shrink(
     ];
     for epoch in 0..epochs {
         let start = Instant::now();
-        opt.lr = schedule.lr_at(epoch, 0, steps);
-        let batches = source.epoch(
-            forget.clone(),
-            cfg.batch_size,
-            true,
-            false,
-            augment.then(|| ctx.data.default_augment()),
-            cfg.seed.wrapping_mul(7_919).wrapping_add(epoch as u64),
-        );
+        opt.lr = milestone_lr(cfg, lr, epoch);
+        let batches = epoch_batches(ctx, &source, forget, augment, epoch);
         let (mut moved, mut seen) = (0i64, 0usize);
         let title = format!("epoch {}/{epochs}", epoch + 1);
         let loss = custom_pass(ctx, &mut opt, batches, steps, &title, |batch| {

@@ -762,7 +762,7 @@ impl Unlearner for Adversarial {
                 true,
                 false,
                 Some(augment),
-                cfg.seed.wrapping_mul(7_919).wrapping_add(epoch as u64),
+                super::epoch_seed(cfg.seed, epoch),
             );
             let progress = Progress::new(
                 steps_per_epoch,

@@ -289,8 +289,8 @@ pub trait Unlearner {
 /// Every method, in the order reports list them.
 pub fn registry() -> Vec<Box<dyn Unlearner>> {
     vec![
-        Box::new(raw::Raw),
         Box::new(retrain::Retrain),
+        Box::new(raw::Raw),
         Box::new(finetune::FineTune),
         Box::new(gradient_ascent::GradientAscent),
         Box::new(l1_sparse::L1Sparse { name: "FT_l1" }),
@@ -378,14 +378,7 @@ pub fn sgd_epochs(
     log.columns = vec!["iteration", "epoch", "loss", "accuracy", "lr", "seconds"];
     let source = BatchSource::new(&ctx.train_set, ctx.device);
     for epoch in 0..epochs {
-        let batches = source.epoch(
-            indices.to_vec(),
-            cfg.batch_size,
-            true,
-            false,
-            augment.then(|| ctx.data.default_augment()),
-            cfg.seed.wrapping_mul(7_919).wrapping_add(epoch as u64),
-        );
+        let batches = epoch_batches(ctx, &source, indices, augment, epoch);
         let progress = Progress::new(
             steps_per_epoch,
             &format!("epoch {}/{epochs}", epoch + 1),
@@ -470,6 +463,52 @@ pub fn custom_pass(
     }
     progress.finish();
     Ok(sum / count.max(1) as f64)
+}
+
+/// Seed of epoch `epoch`'s batch order and augmentation: every SGD-style unlearner derives its
+/// retain stream's seed this way, so the same seed visits R in the same batches.
+pub fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed.wrapping_mul(7_919).wrapping_add(epoch as u64)
+}
+
+/// The reference's MultiStepLR for the iterative unlearners: `lr`·0.1 per milestone of
+/// `config.milestones` reached by epoch `epoch` (0-based), stepped once per epoch.
+pub fn milestone_lr(config: &UnlearnConfig, lr: f64, epoch: usize) -> f64 {
+    TrainConfig {
+        lr,
+        milestones: config.milestones.clone(),
+        ..TrainConfig::default()
+    }
+    .lr_at(epoch, 0, 1)
+}
+
+/// One epoch's shuffled batches of `indices` (augmented as in training when `augment`), seeded
+/// by [`epoch_seed`].
+pub fn epoch_batches(
+    ctx: &UnlearnContext,
+    source: &BatchSource,
+    indices: &[usize],
+    augment: bool,
+    epoch: usize,
+) -> crate::data::device_batches::Batches {
+    source.epoch(
+        indices.to_vec(),
+        ctx.config.batch_size,
+        true,
+        false,
+        augment.then(|| ctx.data.default_augment()),
+        epoch_seed(ctx.config.seed, epoch),
+    )
+}
+
+/// A copy of `model` (weights and BatchNorm statistics) whose parameters take no gradients:
+/// the teacher of BS and SCRUB, which must stay the model as it was before unlearning.
+pub fn frozen_teacher(model: &Classifier) -> anyhow::Result<Classifier> {
+    let mut teacher = Classifier::try_new(&model.spec, model.vs.device())?;
+    crate::checkpoint::copy_into(&teacher.vs, model.vs.variables())
+        .context("copying the model into its teacher")?;
+    teacher.vs.freeze();
+    Ok(teacher)
 }
 
 /// The batch source for this run's training images (on the device for CUDA runs).

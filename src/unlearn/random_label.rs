@@ -16,13 +16,15 @@
 //! (saliency-masked steps) and SalUn-soft (proximal steps) run this same loop with their
 //! additions around each optimizer step.
 
-use super::{batch_source, lr_epochs, UnlearnContext, UnlearnLog, Unlearner};
+use super::{
+    batch_source, epoch_seed, lr_epochs, milestone_lr, UnlearnContext, UnlearnLog, Unlearner,
+};
 use crate::data::batches::Batch;
 use crate::data::device_batches::BatchSource;
 use crate::data::DatasetName;
 use crate::model::RunningStats;
 use crate::optim::Sgd;
-use crate::train::{masked_step, NonFiniteLoss, Progress, TrainConfig};
+use crate::train::{masked_step, NonFiniteLoss, Progress};
 use anyhow::{bail, ensure, Context};
 use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor};
@@ -188,11 +190,6 @@ pub fn run_rl(
     log.record("forget_augmented", ctx.forget_augmented());
     log.record("retain_augmented", true);
     log.record("mode", layout.name());
-    let schedule = TrainConfig {
-        lr,
-        milestones: cfg.milestones.clone(),
-        ..TrainConfig::default()
-    };
     let mut opt = Sgd::new(
         ctx.model.vs.trainable_variables(),
         lr,
@@ -212,7 +209,7 @@ pub fn run_rl(
     for epoch in 0..epochs {
         let start = Instant::now();
         // MultiStepLR, stepped once per epoch.
-        opt.lr = schedule.lr_at(epoch, 0, 1);
+        opt.lr = milestone_lr(cfg, lr, epoch);
         let losses = rl_epoch(ctx, &source, &mut opt, epoch, layout, hook)
             .map_err(|e| with_iteration(e, iteration))
             .with_context(|| format!("epoch {}/{epochs}", epoch + 1))?;
@@ -276,7 +273,7 @@ pub fn rl_epoch(
 
 /// Seeds of an epoch's batch streams: one per stream, distinct across epochs.
 fn stream_seed(seed: u64, epoch: usize, stream: Stream) -> u64 {
-    let base = seed.wrapping_mul(7_919).wrapping_add(epoch as u64);
+    let base = epoch_seed(seed, epoch);
     match stream {
         Stream::Retain => base,
         Stream::Forget => base ^ 0x666f_7267_6574_2121,

@@ -16,8 +16,9 @@
 //! `--forget_batch_size` 512, R batch `--batch_size`. As the reference's loaders, neither
 //! stream is augmented; only an explicit `--forget_augment` augments F.
 
-use super::boundary_shrink::frozen_teacher;
-use super::{batch_source, custom_pass, lr_epochs, UnlearnContext, UnlearnLog, Unlearner};
+use super::{
+    batch_source, custom_pass, frozen_teacher, lr_epochs, UnlearnContext, UnlearnLog, Unlearner,
+};
 use crate::model::Classifier;
 use crate::optim::Sgd;
 use anyhow::{bail, Context};
@@ -68,10 +69,9 @@ pub fn epoch_lr(lr: f64, decay_epochs: &[usize], rate: f64, epoch: usize) -> f64
 /// The R stream's is fine-tuning's, so SCRUB's min pass visits R in FT's batch order.
 pub fn pass_seeds(seed: u64, epoch: usize) -> (u64, u64) {
     let zero_based = epoch.saturating_sub(1) as u64;
-    let retain = seed.wrapping_mul(7_919).wrapping_add(zero_based);
-    let forget = (seed ^ 0x5c_2b)
-        .wrapping_mul(7_919)
-        .wrapping_add(zero_based);
+    let zero_based = zero_based as usize;
+    let retain = super::epoch_seed(seed, zero_based);
+    let forget = super::epoch_seed(seed ^ 0x5c_2b, zero_based);
     (forget, retain)
 }
 
