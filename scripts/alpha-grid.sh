@@ -18,7 +18,8 @@ EPOCHS=${EPOCHS:-12}
 BATCH=${BATCH:-128}
 CLASS=${CLASS:-3}
 FF_GRID=${FF_GRID:-"1e-9 1e-8 1e-7 1e-6 1e-5"}
-IU_GRID=${IU_GRID:-"0.1 1 5 10 20"}
+# IU: {0.1, 1, 5, 10, 20} alone put its best at its lower edge (0.1), so the grid reaches down.
+IU_GRID=${IU_GRID:-"0.01 0.03 0.1 0.3 1 5 10 20"}
 scripts/fetch-data.sh fashion-mnist >/dev/null
 data=(--dataset fashion-mnist --data data/fashion-mnist --train_subset "$SUBSET" --test_subset "$TEST_SUBSET")
 common=(--threads "$THREADS" --quiet)

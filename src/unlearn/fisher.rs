@@ -30,8 +30,13 @@
 //! masked to reproduce that, and the mask is re-applied after the noise (pruned entries stay
 //! exactly 0, as the reference's mask hides its noise there).
 //!
-//! Default α found by `scripts/alpha-grid.sh` over {1e-9, 1e-8, 1e-7, 1e-6, 1e-5} on
-//! Fashion-MNIST ResNet-20 (GRID RESULTS PENDING).
+//! Default α = 1e-7, found by `scripts/alpha-grid.sh` over {1e-9, 1e-8, 1e-7, 1e-6, 1e-5} on
+//! Fashion-MNIST ResNet-20 (5 000 training images, class-wise forgetting of class 3 and random
+//! 10 % forgetting). Score = mean |Δ| to Retrain over UA, RA, validation accuracy and
+//! MIA-efficacy, in points, averaged over both scenarios: 1.20, 1.06, **0.78**, 5.64, 53.77
+//! (class-wise 0.45, 0.46, 0.49, 3.14, 35.60; random 1.96, 1.67, 1.07, 8.13, 71.94; the
+//! unchanged model scores 44.70 and 2.02). Class-wise, the forgotten row's reset does the
+//! forgetting at every α; from 1e-6 on, the noise costs retain accuracy.
 
 use super::{batch_source, UnlearnContext, UnlearnLog, Unlearner};
 use crate::data::batches::Batch;

@@ -23,8 +23,15 @@
 //! reference's gradients are taken with respect to `weight_orig`, zero at pruned entries, so
 //! here gradients are masked and the step is 0 there; the mask is re-applied after it.
 //!
-//! Default α found by `scripts/alpha-grid.sh` over {0.1, 1, 5, 10, 20} on Fashion-MNIST
-//! ResNet-20 (GRID RESULTS PENDING).
+//! Default α = 0.1, found by `scripts/alpha-grid.sh` over {0.01, 0.03, 0.1, 0.3, 1, 5, 10, 20}
+//! on Fashion-MNIST ResNet-20 (5 000 training images, class-wise forgetting of class 3 and
+//! random 10 % forgetting; {0.1, 1, 5, 10, 20} alone had its best at its lower edge). Score =
+//! mean |Δ| to Retrain over UA, RA, validation accuracy and MIA-efficacy, in points, averaged
+//! over both scenarios: 22.86, 20.48, **5.22**, 13.18, 17.24, 46.47, 56.18, 62.58 (class-wise
+//! 43.71, 38.89, 8.25, 24.31, 30.90, 60.70, 60.70, 60.70; random 2.01, 2.07, 2.20, 2.05, 3.59,
+//! 32.25, 51.67, 64.46; the unchanged model scores 44.70 and 2.02). The step is sharp: at 0.1
+//! class-wise UA is 75 %, at 0.3 retain accuracy has fallen to 35 %; in random forgetting
+//! every α ≤ 0.3 stays within 0.2 points of the unchanged model.
 
 use super::fisher::parameters_with_masks;
 use super::{batch_source, UnlearnContext, UnlearnLog, Unlearner};
@@ -35,7 +42,7 @@ use anyhow::{bail, ensure, Context};
 use tch::{Device, Kind, Reduction, Tensor};
 
 /// Default step size α (`--alpha`); see the module doc for the grid that chose it.
-pub const DEFAULT_ALPHA: f64 = 5.0;
+pub const DEFAULT_ALPHA: f64 = 0.1;
 /// The WoodFisher dampening N (the reference's second definition).
 pub const WOODFISHER_N: f64 = 1000.0;
 /// Samples of R the WoodFisher pass uses at most (it stops after index N + 1).
@@ -52,7 +59,7 @@ impl Unlearner for InfluenceUnlearning {
         (0.0, 0)
     }
     fn summary(&self) -> &'static str {
-        "IU, influence unlearning: one WoodFisher-preconditioned step along the forget-minus-retain gradient (--alpha 5)"
+        "IU, influence unlearning: one WoodFisher-preconditioned step along the forget-minus-retain gradient (--alpha 0.1)"
     }
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         let alpha = ctx.config.alpha.unwrap_or(DEFAULT_ALPHA);
