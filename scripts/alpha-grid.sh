@@ -24,10 +24,11 @@ scripts/fetch-data.sh fashion-mnist >/dev/null
 data=(--dataset fashion-mnist --data data/fashion-mnist --train_subset "$SUBSET" --test_subset "$TEST_SUBSET")
 common=(--threads "$THREADS" --quiet)
 milestones="$((EPOCHS / 2)),$((EPOCHS * 3 / 4))"
-if [ ! -f "$OUT/original/model.json" ]; then
-  # The same training command as scripts/fashion-mnist-results.sh.
+if ! grep -q '"test"' "$OUT/original/model.json" 2>/dev/null; then
+  # The same training command as scripts/fashion-mnist-results.sh (complete once its final
+  # evaluation recorded the test accuracy; --resume continues an interrupted one).
   "$BIN" train "${data[@]}" "${common[@]}" --arch resnet20 --epochs "$EPOCHS" --batch_size "$BATCH" \
-    --lr 0.1 --decreasing_lr "$milestones" --save_dir "$OUT/original"
+    --lr 0.1 --decreasing_lr "$milestones" --save_dir "$OUT/original" --resume
 fi
 forget_flags() { # scenario
   if [ "$1" = classwise ]; then echo --class_to_replace "$CLASS"; else echo --indexes_to_replace; fi
@@ -51,7 +52,7 @@ for scenario in classwise random; do
   # made it yet.
   unlearn "$OUT/$scenario/retrain" retrain "${forget[@]}" --unlearn_lr 0.1 --unlearn_epochs "$EPOCHS"
 done
-python3 - "$OUT" "$FF_GRID" "$IU_GRID" <<'EOF'
+python3 - "$OUT" "$FF_GRID" "$IU_GRID" <<'EOF' | tee "$OUT/alpha-grid/table.md"
 import json, sys
 out, grids = sys.argv[1], {"fisher_new": sys.argv[2].split(), "wfisher": sys.argv[3].split()}
 

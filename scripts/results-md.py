@@ -170,6 +170,16 @@ def main():
             p(f"Same flags as the class-wise Gan row, more epochs (`{x}/Gan`): UA {r['UA']:.2f}, "
               f"MIA-efficacy {r['MIA_efficacy']:.2f}, RA {r['RA']:.2f}, TA {r['TA']:.2f}, "
               f"Avg. gap {gap(r, ref):.2f}, RTE {r['RTE_seconds']:.1f} s.")
+    grid = os.path.join(root, "alpha-grid", "table.md")
+    if os.path.isfile(grid):
+        p()
+        p("## How FF's and IU's default α were chosen")
+        p()
+        p("`scripts/alpha-grid.sh` (same data, original model and Retrain runs; the score is the "
+          "mean |Δ| to Retrain over UA, RA, MIA-efficacy and *validation* accuracy — the test set "
+          "is never used to choose):")
+        p()
+        p(open(grid).read().strip())
     p()
     p("Figures (per scenario, `gunlearn report`'s own): `gap.png` and `mia_confidence.png` in the "
       "scenario's run folder; copies: [class-wise gap](figures/fashion-mnist-classwise-gap.png), "
