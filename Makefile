@@ -35,9 +35,9 @@ lint: setup
 	$(CARGO) clippy --release --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --release --no-deps
 
-# The binary for a GPU machine (scripts/gpu-check.sh, docs/gpu.md): the release build without
-# its debug information — 6 MB instead of ~100 MB, which would not fit the 64 MiB a device
-# session may carry. It loads libtorch from LD_LIBRARY_PATH there.
+# The binary to copy to a GPU machine (scripts/gpu-check.sh, docs/gpu.md): the release build
+# without its debug information — 6 MB instead of ~100 MB, quicker to copy. It loads libtorch
+# from LD_LIBRARY_PATH there (the machine's own PyTorch 2.11 libraries).
 gpu-bundle: build
 	mkdir -p .gpu
 	strip -o .gpu/gunlearn.tmp $(BIN) && mv .gpu/gunlearn.tmp .gpu/gunlearn

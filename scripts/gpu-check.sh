@@ -69,7 +69,7 @@ fi
 say() { echo "$@" | tee -a "$LOG"; }
 # stage NAME COMMAND...: runs it, appends its output to the log, records seconds and exit code.
 # A failing stage does not stop the check: the later, independent stages still run, and the
-# summary names what failed (one device session may be all there is).
+# summary names what failed, so that one run on a GPU machine tells everything it can.
 stage() {
     local name=$1; shift
     say ""; say "== $name: $*"

@@ -16,8 +16,9 @@ from pathlib import Path
 
 # One adversarial iteration, ResNet-18, batch 256: 5 888 images × 3.329 GFLOP (docs/performance.md).
 ITERATION_TFLOP = 5888 * 3.329e9 / 1e12
-# FP32 (CUDA-core) peak of the cards this project can be lent, TFLOP/s (NVIDIA's data sheets).
-FP32_PEAK = {"H100": 67.0, "H200": 67.0}
+# FP32 (CUDA-core) peak of the cards whose name the table recognises, TFLOP/s (NVIDIA's data
+# sheets); other cards get no distance-from-bound row.
+FP32_PEAK = {"H100": 67.0, "H200": 67.0, "A100": 19.5, "V100": 15.7, "L40S": 91.6, "L4": 30.3, "RTX 4090": 82.6}
 
 
 def card_line(log):

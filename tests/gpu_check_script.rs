@@ -1,4 +1,4 @@
-//! `scripts/gpu-check.sh`, the one script a GPU session runs, works end to end: here in its
+//! `scripts/gpu-check.sh`, the one script to run on a GPU machine, works end to end: here in its
 //! CPU smoke mode (tiny sizes), and it still reports — naming the failed stages — when the
 //! device it was asked for is not there.
 
