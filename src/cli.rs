@@ -185,7 +185,9 @@ impl TrainFlags {
             seed: self.seed,
             augment: (!self.no_augment).then(|| dataset.default_augment()),
             ..TrainConfig::default()
-        })
+        };
+        config.validate()?;
+        Ok(config)
     }
 }
 
@@ -678,6 +680,7 @@ fn run_info(args: InfoArgs) -> anyhow::Result<()> {
 }
 
 fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+    demo_train_config(args.epochs).validate()?;
     let digits = DataArgs {
         dataset: DatasetName::Digits,
         data: None,
@@ -986,7 +989,8 @@ fn run_unlearn(args: UnlearnArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Unlearns per `job`; writes `model.*`, `unlearn_log.csv` and `eval_result.json` in its folder.
+/// Unlearns per `job`; writes `model.*`, `unlearn_log.csv`, `eval_result.json` and, last,
+/// `audit.json` in its folder.
 pub fn run_unlearn_job(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     let method = crate::unlearn::find(&job.method)?;
     job.config.validate()?;

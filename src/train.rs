@@ -72,6 +72,29 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Rejects values that cannot work before any work starts (a clear error naming the flag).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.epochs == 0 {
+            bail!("--epochs 0: nothing would be trained; give at least 1");
+        }
+        if self.batch_size == 0 {
+            bail!("--batch_size must be at least 1");
+        }
+        for (flag, value) in [
+            ("--lr", self.lr),
+            ("--momentum", self.momentum),
+            ("--weight_decay", self.weight_decay),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                bail!("{flag} {value}: must be a finite number ≥ 0");
+            }
+        }
+        if self.lr == 0.0 {
+            bail!("--lr 0: the weights would never change; give a positive learning rate");
+        }
+        Ok(())
+    }
+
     /// Learning rate at `step` (0-based) of `epoch` (0-based).
     pub fn lr_at(&self, epoch: usize, step: usize, steps_per_epoch: usize) -> f64 {
         if epoch < self.warmup {

@@ -197,6 +197,42 @@ fn bad_input_gives_clear_errors() {
     };
 
     fails_with(&["train", "--no-such-flag"], &["--no-such-flag"]);
+    // Values that cannot work are refused before any data is read or any file written.
+    let train_dir = out.path().join("never");
+    let train_dir = train_dir.to_str().unwrap();
+    for (flags, needle) in [
+        (&["--epochs", "0"][..], "--epochs 0"),
+        (&["--lr", "nan"][..], "--lr NaN"),
+        (&["--lr=-0.1"][..], "--lr -0.1"),
+        (&["--lr", "0"][..], "--lr 0"),
+        (&["--weight_decay", "inf"][..], "--weight_decay inf"),
+    ] {
+        let args: Vec<&str> = ["train", "--dataset", "digits", "--save_dir", train_dir]
+            .into_iter()
+            .chain(flags.iter().copied())
+            .collect();
+        fails_with(&args, &[needle]);
+        assert!(
+            !Path::new(train_dir).exists(),
+            "{flags:?} wrote {train_dir}"
+        );
+    }
+    fails_with(
+        &["demo", "--epochs", "0", "--save_dir", train_dir],
+        &["--epochs 0"],
+    );
+    for (flags, needle) in [
+        (&["--unlearn_lr", "nan"][..], "--unlearn_lr NaN"),
+        (&["--mask_ratio", "0"][..], "--mask_ratio 0"),
+        (&["--mask_ratio", "1.5"][..], "--mask_ratio 1.5"),
+        (&["--alpha=-1"][..], "--alpha -1"),
+        (&["--kd_T", "0"][..], "--kd_T 0"),
+        (&["--forget_batch_size", "0"][..], "--forget_batch_size"),
+    ] {
+        let args = with(&[&["--unlearn", "SCRUB", "--indexes_to_replace"][..], flags].concat());
+        fails_with(&args, &[needle]);
+        assert!(!Path::new(save).exists(), "{flags:?} wrote {save}");
+    }
     fails_with(
         &with(&["--unlearn", "nope", "--indexes_to_replace"]),
         &["nope", "Gan", "retrain"],
