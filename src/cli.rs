@@ -171,10 +171,7 @@ impl TrainFlags {
     /// image folder the size-blind choice: [`run_train_job`] and `prune` settle it from the
     /// images).
     pub fn config(&self, dataset: DatasetName) -> anyhow::Result<TrainConfig> {
-        if self.batch_size == 0 {
-            anyhow::bail!("--batch_size must be at least 1");
-        }
-        Ok(TrainConfig {
+        let config = TrainConfig {
             epochs: self.epochs,
             lr: self.lr,
             momentum: self.momentum,
