@@ -306,8 +306,8 @@ impl ForgetArgs {
 
 #[derive(Args, Debug)]
 struct EvalArgs {
-    /// A run folder or a .safetensors checkpoint.
-    #[arg(long)]
+    /// A run folder, a .safetensors checkpoint or a PyTorch `torch.save` file (.pth.tar).
+    #[arg(long, alias = "mask")]
     model: PathBuf,
     #[command(flatten)]
     data: DataArgs,
@@ -325,7 +325,8 @@ struct EvalArgs {
 
 #[derive(Args, Debug)]
 struct UnlearnArgs {
-    /// The trained (usually pruned) model: a run folder or a .safetensors checkpoint.
+    /// The trained (usually pruned) model: a run folder, a .safetensors checkpoint or the
+    /// reference's PyTorch `torch.save` file (.pth.tar, read directly).
     #[arg(long, alias = "mask")]
     model: PathBuf,
     /// Method (case-insensitive): raw, retrain, FT, GA, FT_l1, FT_prune, fisher_new, wfisher,
@@ -800,7 +801,12 @@ fn load_for_run(
     set_threads(common.threads);
     let device = parse_device(&common.device)?;
     let request = forget.request()?;
-    let ckpt = checkpoint::load(model, device)?;
+    // The seed document's commands pass the reference's `.pth.tar` to --mask: read it directly.
+    let ckpt = if crate::torch_io::is_torch_file(model) {
+        crate::torch_io::load_torch_checkpoint(model, data_args.dataset, num_classes, device)?
+    } else {
+        checkpoint::load(model, device)?
+    };
     if ckpt.info.dataset != data_args.dataset {
         anyhow::bail!(
             "--dataset {} but {} was trained on {}: pass --dataset {}",

@@ -135,6 +135,89 @@ fn eval_writes_the_reference_keys_and_consistent_summaries() {
     assert_eq!(r["method"], "raw");
 }
 
+/// The seed document passes the reference's `.pth.tar` to `--mask`: a `torch.save` checkpoint
+/// given to `--model`/`--mask` is read directly, and gives the same model as ours.
+#[test]
+fn a_torch_save_checkpoint_is_read_directly_by_eval_and_unlearn() {
+    let dir = tempfile::tempdir().unwrap();
+    let pth = dir.path().join("1model_SA_best.pth.tar");
+    let t = threads();
+    ok(&[
+        "export-torch",
+        model_dir().to_str().unwrap(),
+        "-o",
+        pth.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    let eval = |model: &Path, flag: &str, out: &str| -> Value {
+        let save = dir.path().join(out);
+        ok(&[
+            "eval",
+            flag,
+            model.to_str().unwrap(),
+            "--dataset",
+            "digits",
+            "--indexes_to_replace",
+            "--device",
+            "cpu",
+            "--threads",
+            &t,
+            "--save_dir",
+            save.to_str().unwrap(),
+        ]);
+        read_json(&save.join("eval_result.json"))
+    };
+    let ours = eval(model_dir(), "--model", "ours");
+    let theirs = eval(&pth, "--mask", "theirs");
+    assert_eq!(ours["accuracy"], theirs["accuracy"], "{ours:#}\n{theirs:#}");
+    assert_eq!(
+        ours["SVC_MIA_forget_efficacy"],
+        theirs["SVC_MIA_forget_efficacy"]
+    );
+    let save = dir.path().join("unlearned");
+    ok(&[
+        "unlearn",
+        "--mask",
+        pth.to_str().unwrap(),
+        "--unlearn",
+        "FT",
+        "--unlearn_epochs",
+        "1",
+        "--indexes_to_replace",
+        "--dataset",
+        "digits",
+        "--num_classes",
+        "10",
+        "--device",
+        "cpu",
+        "--threads",
+        &t,
+        "--quiet",
+        "--save_dir",
+        save.to_str().unwrap(),
+    ]);
+    let r = read_json(&save.join("eval_result.json"));
+    assert_eq!(r["method"], "FT");
+    assert!(save.join("model.safetensors").is_file());
+    // A PyTorch file that is not a checkpoint is an error naming it, before any work.
+    let junk = dir.path().join("junk.pth");
+    std::fs::write(&junk, b"not a zip").unwrap();
+    fails_with(
+        &[
+            "eval",
+            "--model",
+            junk.to_str().unwrap(),
+            "--dataset",
+            "digits",
+            "--save_dir",
+            dir.path().join("never").to_str().unwrap(),
+        ],
+        &["junk.pth"],
+    );
+    assert!(!dir.path().join("never").exists());
+}
+
 #[test]
 fn unlearn_writes_model_log_and_result() {
     let out = tempfile::tempdir().unwrap();

@@ -389,6 +389,55 @@ pub fn import_torch(path: &Path, opts: &ImportOptions, device: Device) -> Result
     import_tensors(sd, opts, device).with_context(|| format!("{}", path.display()))
 }
 
+/// Whether `path` names a PyTorch checkpoint (`torch.save` file) rather than one of ours.
+pub fn is_torch_file(path: &Path) -> bool {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    [".pth", ".pth.tar", ".pt", ".tar"]
+        .iter()
+        .any(|e| name.ends_with(e))
+}
+
+/// Loads a PyTorch checkpoint given directly to `--model` / `--mask` (the seed document passes
+/// the reference's `.pth.tar`): the same safe reader and architecture inference as
+/// `import-torch`, in memory; the metadata says where it came from.
+pub fn load_torch_checkpoint(
+    path: &Path,
+    dataset: DatasetName,
+    num_classes: Option<usize>,
+    device: Device,
+) -> Result<checkpoint::Checkpoint> {
+    if !path.is_file() {
+        bail!("{}: no such PyTorch checkpoint", path.display());
+    }
+    let opts = ImportOptions {
+        num_classes,
+        dataset,
+        ..ImportOptions::default()
+    };
+    let imported = import_torch(path, &opts, device)?;
+    for note in &imported.notes {
+        tracing::warn!("{}: {note}", path.display());
+    }
+    let info = ModelInfo {
+        format: FORMAT.into(),
+        model: imported.model.spec.clone(),
+        dataset,
+        seed: 0,
+        epoch: 0,
+        accuracy: BTreeMap::new(),
+        sparsity: imported.mask.as_ref().map_or(0.0, |m| m.sparsity().overall),
+        device: device_name(device),
+        produced_by: "import-torch".into(),
+        extra: serde_json::json!({ "source": path.display().to_string(), "notes": imported.notes }),
+    };
+    Ok(checkpoint::Checkpoint {
+        model: imported.model,
+        mask: imported.mask,
+        info,
+        path: path.to_path_buf(),
+    })
+}
+
 /// The tensors that `load_state_dict` of the reference's network expects: our variables (pruned
 /// weights are zero) plus a `num_batches_tracked` = 0 per BatchNorm, sorted by name.
 pub fn export_tensors(model: &Classifier) -> Vec<(String, Tensor)> {
