@@ -36,6 +36,9 @@ enum Command {
     Eval(EvalArgs),
     /// Compare runs against Retrain: Markdown table, report.md/csv and figures.
     Report(ReportArgs),
+    /// Recompute every hash in a run folder's audit.json and say what no longer matches.
+    #[command(name = "verify-audit")]
+    VerifyAudit(VerifyAuditArgs),
     /// Prune: OMP, IMP, SynFlow or random, with rewinding (SPEC §3).
     Prune(crate::prune::PruneArgs),
     /// Convert a PyTorch checkpoint (torch.save or safetensors state dict, pruned or not) to ours.
@@ -467,6 +470,15 @@ struct ReportArgs {
     device: String,
 }
 
+#[derive(Args, Debug)]
+struct VerifyAuditArgs {
+    /// The unlearning run folder holding audit.json.
+    run_dir: PathBuf,
+    /// Accepted as on every command and checked; verifying reads files on the CPU.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
 /// Parses the command line and runs the command.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -476,6 +488,10 @@ pub fn main() -> anyhow::Result<()> {
         Command::Info(args) => run_info(args),
         Command::Unlearn(args) => run_unlearn(*args),
         Command::Eval(args) => run_eval(args),
+        Command::VerifyAudit(args) => {
+            parse_device(&args.device)?;
+            crate::audit::print_checks(&args.run_dir)
+        }
         Command::Prune(args) => crate::prune::run_prune(args),
         Command::ImportTorch(args) => crate::torch_io::run_import_torch(args),
         Command::ExportTorch(args) => crate::torch_io::run_export_torch(args),
@@ -1009,6 +1025,7 @@ pub fn run_unlearn_job(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     }
     std::fs::create_dir_all(&job.save_dir)
         .with_context(|| format!("creating {}", job.save_dir.display()))?;
+    let audit_inputs = crate::audit::begin(&job.save_dir, &run.ckpt.path, &job.data)?;
     let ctx = UnlearnContext {
         model: &run.ckpt.model,
         mask: run.ckpt.mask.as_ref(),
@@ -1103,5 +1120,15 @@ pub fn run_unlearn_job(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
         &info,
     )?;
     crate::fsutil::write_json_atomic(&job.save_dir.join("eval_result.json"), &result)?;
+    // Last, so that a folder with audit.json is a complete run.
+    let audit = crate::audit::build(
+        &job.save_dir,
+        audit_inputs,
+        &job.data,
+        &job.forget,
+        &run.splits.forget,
+        &result,
+    )?;
+    crate::audit::write(&job.save_dir, &audit)?;
     Ok(result)
 }

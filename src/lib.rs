@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: [`data`] → [`model`] → [`unlearn`] → [`eval`] → report.
 
+pub mod audit;
 pub mod bench;
 pub mod bench_eval;
 pub mod bench_gan;

@@ -1,6 +1,6 @@
 //! Data sets: readers, NumPy-compatible splits, augmentation and batching.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use augment::Augment;
 
@@ -294,5 +294,213 @@ impl DataSet {
     pub fn default_augment(&self) -> Augment {
         self.name
             .augment_for(self.train.channels, self.train.height, self.train.width)
+    }
+}
+
+/// The files [`load`] reads for data set `name` in `dir`, sorted per split (none for the
+/// embedded digits); an error when `dir` is needed but missing or cannot be listed.
+pub fn source_files(name: DatasetName, dir: Option<&Path>) -> anyhow::Result<Vec<PathBuf>> {
+    let Some(dir) = dir.filter(|_| name != DatasetName::Digits) else {
+        if name == DatasetName::Digits {
+            return Ok(Vec::new());
+        }
+        anyhow::bail!(
+            "data set {} needs `--data DIR`: {}",
+            name.cli_name(),
+            name.expected_layout()
+        );
+    };
+    let in_dir =
+        |d: &Path, names: &[&str]| -> Vec<PathBuf> { names.iter().map(|n| d.join(n)).collect() };
+    let files = match name {
+        DatasetName::Digits => Vec::new(),
+        DatasetName::Mnist | DatasetName::FashionMnist => [
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        ]
+        .iter()
+        .map(|n| {
+            // The reader prefers the gzipped file when both exist.
+            let gz = dir.join(format!("{n}.gz"));
+            if gz.is_file() {
+                gz
+            } else {
+                dir.join(n)
+            }
+        })
+        .collect(),
+        DatasetName::Cifar10 => {
+            if let Some(d) = formats::resolve_dir(dir, "cifar-10-batches-bin", "data_batch_1.bin") {
+                CIFAR10_FILES
+                    .iter()
+                    .map(|n| d.join(format!("{n}.bin")))
+                    .collect()
+            } else {
+                let d = formats::resolve_dir(dir, "cifar-10-batches-py", "data_batch_1")
+                    .unwrap_or_else(|| dir.to_path_buf());
+                in_dir(&d, &CIFAR10_FILES)
+            }
+        }
+        DatasetName::Cifar100 => {
+            if let Some(d) = formats::resolve_dir(dir, "cifar-100-binary", "train.bin") {
+                in_dir(&d, &["train.bin", "test.bin"])
+            } else {
+                let d = formats::resolve_dir(dir, "cifar-100-python", "train")
+                    .unwrap_or_else(|| dir.to_path_buf());
+                in_dir(&d, &["train", "test"])
+            }
+        }
+        DatasetName::Svhn => {
+            let d = formats::resolve_dir(dir, "svhn", "train_32x32.mat")
+                .unwrap_or_else(|| dir.to_path_buf());
+            in_dir(&d, &["train_32x32.mat", "test_32x32.mat"])
+        }
+        DatasetName::PngFolder => {
+            let (tr, te) = (dir.join("train"), dir.join("test"));
+            if tr.is_dir() && te.is_dir() {
+                let mut files = files_with_ext(&tr, &["png"], false)?;
+                files.extend(files_with_ext(&te, &["png"], false)?);
+                files
+            } else {
+                files_with_ext(dir, &["png"], false)?
+            }
+        }
+        DatasetName::ImageFolder => {
+            let mut files = Vec::new();
+            for split in ["train", "test"] {
+                for class in visible_subfolders(&dir.join(split))? {
+                    files.extend(files_with_ext(&class, &["png", "jpg", "jpeg"], true)?);
+                }
+            }
+            files
+        }
+    };
+    Ok(files)
+}
+
+/// CIFAR-10's files in reading order, without the `.bin` of the binary version.
+const CIFAR10_FILES: [&str; 6] = [
+    "data_batch_1",
+    "data_batch_2",
+    "data_batch_3",
+    "data_batch_4",
+    "data_batch_5",
+    "test_batch",
+];
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.as_encoded_bytes().first() == Some(&b'.'))
+}
+
+/// The visible subfolders of `dir`, sorted.
+fn visible_subfolders(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read folder {}: {e}", dir.display()))?
+    {
+        let path = e
+            .map_err(|e| anyhow::anyhow!("cannot list folder {}: {e}", dir.display()))?
+            .path();
+        if !is_hidden(&path) && path.is_dir() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The files in `dir` (and below it when `recursive`, hidden names skipped) whose extension is
+/// one of `exts` (case-insensitive), sorted by path.
+fn files_with_ext(dir: &Path, exts: &[&str], recursive: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)
+        .map_err(|e| anyhow::anyhow!("cannot read folder {}: {e}", dir.display()))?
+    {
+        let path = e
+            .map_err(|e| anyhow::anyhow!("cannot list folder {}: {e}", dir.display()))?
+            .path();
+        if recursive && is_hidden(&path) {
+            continue;
+        }
+        if path.is_dir() {
+            if recursive {
+                out.extend(files_with_ext(&path, exts, true)?);
+            }
+            continue;
+        }
+        let ext = path.extension().and_then(|x| x.to_str()).unwrap_or("");
+        if path.is_file() && exts.iter().any(|x| x.eq_ignore_ascii_case(ext)) {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod source_files_tests {
+    use super::*;
+
+    #[test]
+    fn names_the_files_load_reads() {
+        assert!(source_files(DatasetName::Digits, None).unwrap().is_empty());
+        assert!(source_files(DatasetName::Mnist, None).is_err());
+        let tmp =
+            std::env::temp_dir().join(format!("gunlearn-source-files-{}", std::process::id()));
+        let d = tmp.join("cifar-100-binary");
+        std::fs::create_dir_all(&d).unwrap();
+        for n in ["train.bin", "test.bin"] {
+            std::fs::write(d.join(n), b"x").unwrap();
+        }
+        std::fs::write(tmp.join("train-images-idx3-ubyte.gz"), b"x").unwrap();
+        assert_eq!(
+            source_files(DatasetName::Cifar100, Some(&tmp)).unwrap(),
+            vec![d.join("train.bin"), d.join("test.bin")]
+        );
+        let mnist = source_files(DatasetName::Mnist, Some(&tmp)).unwrap();
+        assert_eq!(mnist[0], tmp.join("train-images-idx3-ubyte.gz"));
+        assert_eq!(mnist[3], tmp.join("t10k-labels-idx1-ubyte"));
+        let png = tmp.join("png");
+        std::fs::create_dir_all(png.join("train")).unwrap();
+        std::fs::create_dir_all(png.join("test")).unwrap();
+        for n in [
+            "train/b_1.png",
+            "train/a_0.PNG",
+            "train/notes.txt",
+            "test/c_2.png",
+        ] {
+            std::fs::write(png.join(n), b"x").unwrap();
+        }
+        assert_eq!(
+            source_files(DatasetName::PngFolder, Some(&png)).unwrap(),
+            vec![
+                png.join("train/a_0.PNG"),
+                png.join("train/b_1.png"),
+                png.join("test/c_2.png")
+            ]
+        );
+        let folder = tmp.join("folder");
+        for n in [
+            "train/cat/x/1.jpg",
+            "train/cat/.hidden/2.png",
+            "train/dog/3.png",
+            "test/cat/4.png",
+        ] {
+            let p = folder.join(n);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(
+            source_files(DatasetName::ImageFolder, Some(&folder)).unwrap(),
+            vec![
+                folder.join("train/cat/x/1.jpg"),
+                folder.join("train/dog/3.png"),
+                folder.join("test/cat/4.png")
+            ]
+        );
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 }
