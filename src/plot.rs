@@ -50,6 +50,8 @@ impl Chart<'_> {
                 let rows = panels.len().div_ceil(PANEL_COLUMNS) as u32;
                 (SIZE.0, 60 + 300 * rows)
             }
+            // Room for every bar's label side by side (≈ 90 px for a method's name).
+            Chart::Bar { bars, .. } => (SIZE.0.max(120 + 90 * bars.len() as u32), SIZE.1),
             _ => SIZE,
         }
     }
