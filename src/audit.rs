@@ -213,6 +213,11 @@ pub fn embedded_digits_hash() -> anyhow::Result<FileHash> {
     })
 }
 
+/// SHA-256 (hex) of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

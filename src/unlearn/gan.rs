@@ -567,22 +567,6 @@ pub struct AttackerCacheKey {
     pub attacker_dropout: f64,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn indices_sha256(indices: &[usize]) -> String {
-    let bytes: Vec<u8> = indices
-        .iter()
-        .flat_map(|&i| (i as u64).to_le_bytes())
-        .collect();
-    sha256_hex(&bytes)
-}
-
 /// Seed of attacker pre-training, derived from the run seed: its random stream (noise,
 /// dropout) is its own, so a run that pre-trains and one that reuses the cache unlearn alike.
 fn pretraining_seed(seed: u64) -> i64 {
@@ -600,11 +584,11 @@ impl AttackerCacheKey {
         data.extend([set.channels, set.height, set.width].map(|d| d as u8));
         Ok(AttackerCacheKey {
             version: 2,
-            model_sha256: sha256_hex(&model),
+            model_sha256: crate::audit::sha256_hex(&model),
             dataset: ctx.data.name.cli_name().to_string(),
-            train_images_sha256: sha256_hex(&data),
-            members_sha256: indices_sha256(&ctx.splits.train),
-            non_members_sha256: indices_sha256(&ctx.splits.val),
+            train_images_sha256: crate::audit::sha256_hex(&data),
+            members_sha256: crate::audit::indices_sha256(&ctx.splits.train),
+            non_members_sha256: crate::audit::indices_sha256(&ctx.splits.val),
             sizes: (ctx.splits.train.len(), ctx.splits.val.len()),
             members_augment: Some(ctx.data.default_augment()),
             non_members_augment: ctx.forget_augmented().then(|| ctx.data.default_augment()),
@@ -624,7 +608,7 @@ impl AttackerCacheKey {
     /// to the model file, with the key itself as `attacker-<hash>.json`.
     pub fn path(&self, model_path: &Path) -> PathBuf {
         let text = serde_json::to_string(self).expect("the key serialises");
-        let hash = sha256_hex(text.as_bytes());
+        let hash = crate::audit::sha256_hex(text.as_bytes());
         model_path
             .parent()
             .unwrap_or(Path::new("."))
