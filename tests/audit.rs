@@ -4,21 +4,15 @@
 
 mod common;
 
+use common::{gunlearn, ok, read_json};
+
 use gunlearn::data::splits::{make_splits, ForgetRequest, SplitConfig};
 use gunlearn::data::{load, DatasetName};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
-
-fn gunlearn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gunlearn"))
-        .args(args)
-        .env("GUNLEARN_LOG", "warn")
-        .output()
-        .expect("the gunlearn binary runs")
-}
 
 fn text(out: &Output) -> String {
     format!(
@@ -28,16 +22,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn ok(args: &[&str]) -> Output {
-    let out = gunlearn(args);
-    assert!(
-        out.status.success(),
-        "gunlearn {args:?} failed:\n{}",
-        text(&out)
-    );
-    out
-}
-
 fn sha256(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap();
     hex(&Sha256::digest(&bytes))
@@ -45,10 +29,6 @@ fn sha256(path: &Path) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// Trains a ResNet-20 for 2 epochs into `dir` on `dataset` (with `--data` if given).

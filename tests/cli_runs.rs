@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{gunlearn, ok, read_json};
+
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,26 +15,8 @@ fn threads() -> String {
     common::test_threads().to_string()
 }
 
-fn gunlearn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gunlearn"))
-        .args(args)
-        .env("GUNLEARN_LOG", "warn")
-        .output()
-        .expect("the gunlearn binary runs")
-}
-
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = gunlearn(args);
-    assert!(
-        out.status.success(),
-        "gunlearn {args:?} failed:\n{}",
-        stderr(&out)
-    );
-    out
 }
 
 fn fails_with(args: &[&str], needles: &[&str]) -> String {
@@ -76,10 +60,6 @@ fn model_dir() -> &'static Path {
         ]);
         dir
     })
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 #[test]

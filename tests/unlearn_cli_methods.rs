@@ -5,32 +5,16 @@
 
 mod common;
 
+use common::{ok, read_json};
+
 use gunlearn::unlearn::registry;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
 fn threads() -> String {
     common::test_threads().to_string()
-}
-
-fn gunlearn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_gunlearn"))
-        .args(args)
-        .env("GUNLEARN_LOG", "warn")
-        .output()
-        .expect("the gunlearn binary runs")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = gunlearn(args);
-    assert!(
-        out.status.success(),
-        "gunlearn {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// A small digits model trained once for all tests of this file.
@@ -62,10 +46,6 @@ fn model_dir() -> &'static Path {
         ]);
         dir
     })
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// `gunlearn unlearn --model <trained> --dataset digits … extra` into `save_dir`.

@@ -260,3 +260,29 @@ impl DigitsFixture {
         }
     }
 }
+
+/// Runs the `gunlearn` binary of this build with `args` (warnings-only logging).
+pub fn gunlearn(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gunlearn"))
+        .args(args)
+        .env("GUNLEARN_LOG", "warn")
+        .output()
+        .expect("the gunlearn binary runs")
+}
+
+/// [`gunlearn`], asserting that it succeeds (its output in the failure message).
+pub fn ok(args: &[&str]) -> std::process::Output {
+    let out = gunlearn(args);
+    assert!(
+        out.status.success(),
+        "gunlearn {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A JSON file, parsed.
+pub fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
