@@ -15,13 +15,9 @@
 //! enforced as in every method. The F stream is augmented only in class-wise forgetting by
 //! default (SPEC §1; `--forget_augment`).
 
-use super::{
-    batch_source, custom_pass, epoch_batches, lr_epochs, milestone_lr, UnlearnContext, UnlearnLog,
-    Unlearner,
-};
+use super::{forget_set_epochs, lr_epochs, UnlearnContext, UnlearnLog, Unlearner};
 use crate::optim::Sgd;
-use anyhow::{bail, Context};
-use std::time::Instant;
+use anyhow::Context;
 use tch::{Device, Kind, Tensor};
 
 /// Boundary expanding.
@@ -87,14 +83,6 @@ pub fn expand(
     log: &mut UnlearnLog,
 ) -> anyhow::Result<ShadowRow> {
     let cfg = ctx.config;
-    let forget = &ctx.splits.forget;
-    if forget.is_empty() {
-        bail!("BE: the forget set is empty");
-    }
-    let augment = ctx.forget_augmented();
-    log.record("forget_augmented", augment);
-    log.record("forget_batch_size", cfg.batch_size);
-    log.record("retain_used", false);
     log.record("shadow_neuron_removed", true);
     let classes = ctx.model.spec.num_classes as i64;
     let shadow = ShadowRow::new(ctx.model.feature_dim(), ctx.device);
@@ -104,48 +92,17 @@ pub fn expand(
     params.push(shadow.weight.shallow_clone());
     params.push(shadow.bias.shallow_clone());
     let mut opt = Sgd::new(params, lr, cfg.momentum, cfg.weight_decay);
-    let source = batch_source(ctx);
-    let steps = forget.len().div_ceil(cfg.batch_size);
-    log.columns = vec![
-        "iteration",
-        "epoch",
-        "loss",
-        "shadow_argmax",
-        "lr",
-        "seconds",
-    ];
-    for epoch in 0..epochs {
-        let start = Instant::now();
-        opt.lr = milestone_lr(cfg, lr, epoch);
-        let batches = epoch_batches(ctx, &source, forget, augment, epoch);
-        let (mut to_shadow, mut seen) = (0i64, 0usize);
-        let title = format!("epoch {}/{epochs}", epoch + 1);
-        let loss = custom_pass(ctx, &mut opt, batches, steps, &title, |batch| {
-            let (logits, features) = ctx.model.forward(&batch.images, true);
-            let widened = shadow.widen(&logits, &features);
-            let target = batch.labels.full_like(classes);
-            to_shadow += widened
-                .argmax(-1, false)
-                .eq(classes)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
-            seen += batch.indices.len();
-            Ok(widened.cross_entropy_for_logits(&target))
-        })
-        .with_context(|| format!("BE epoch {}", epoch + 1))?;
-        let share = 100.0 * to_shadow as f64 / seen.max(1) as f64;
-        tracing::info!(
-            "BE epoch {}/{epochs}: loss {loss:.4}, shadow class top-1 on {share:.1}% of F",
-            epoch + 1
-        );
-        log.rows.push(vec![
-            ((epoch + 1) * steps) as f64,
-            (epoch + 1) as f64,
-            loss,
-            share,
-            opt.lr,
-            start.elapsed().as_secs_f64(),
-        ]);
-    }
+    forget_set_epochs(ctx, &mut opt, lr, epochs, log, "shadow_argmax", |batch| {
+        let (logits, features) = ctx.model.forward(&batch.images, true);
+        let widened = shadow.widen(&logits, &features);
+        let target = batch.labels.full_like(classes);
+        let to_shadow = widened
+            .argmax(-1, false)
+            .eq(classes)
+            .sum(Kind::Int64)
+            .int64_value(&[]);
+        Ok((widened.cross_entropy_for_logits(&target), to_shadow))
+    })
+    .context("BE")?;
     Ok(shadow)
 }

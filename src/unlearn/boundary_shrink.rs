@@ -9,14 +9,10 @@
 //! As in the reference, ŷ is not filtered: where the attack fails, ŷ is the true label. The F
 //! stream is augmented only in class-wise forgetting by default (SPEC §1; `--forget_augment`).
 
-use super::{
-    batch_source, custom_pass, epoch_batches, frozen_teacher, lr_epochs, milestone_lr,
-    UnlearnContext, UnlearnLog, Unlearner,
-};
+use super::{forget_set_epochs, frozen_teacher, lr_epochs, UnlearnContext, UnlearnLog, Unlearner};
 use crate::model::Classifier;
 use crate::optim::Sgd;
-use anyhow::{bail, Context};
-use std::time::Instant;
+use anyhow::Context;
 use tch::{Kind, Tensor};
 
 /// Boundary shrink.
@@ -81,61 +77,21 @@ pub fn shrink(
     log: &mut UnlearnLog,
 ) -> anyhow::Result<()> {
     let cfg = ctx.config;
-    let forget = &ctx.splits.forget;
-    if forget.is_empty() {
-        bail!("BS: the forget set is empty");
-    }
-    let augment = ctx.forget_augmented();
-    log.record("forget_augmented", augment);
     log.record("fgsm_step", cfg.fgsm_step);
-    log.record("forget_batch_size", cfg.batch_size);
-    log.record("retain_used", false);
     let mut opt = Sgd::new(
         ctx.model.vs.trainable_variables(),
         lr,
         cfg.momentum,
         cfg.weight_decay,
     );
-    let source = batch_source(ctx);
-    let steps = forget.len().div_ceil(cfg.batch_size);
-    log.columns = vec![
-        "iteration",
-        "epoch",
-        "loss",
-        "attack_success",
-        "lr",
-        "seconds",
-    ];
-    for epoch in 0..epochs {
-        let start = Instant::now();
-        opt.lr = milestone_lr(cfg, lr, epoch);
-        let batches = epoch_batches(ctx, &source, forget, augment, epoch);
-        let (mut moved, mut seen) = (0i64, 0usize);
-        let title = format!("epoch {}/{epochs}", epoch + 1);
-        let loss = custom_pass(ctx, &mut opt, batches, steps, &title, |batch| {
-            let target = nearest_wrong_labels(teacher, &batch.images, &batch.labels, cfg.fgsm_step);
-            moved += target
-                .ne_tensor(&batch.labels)
-                .sum(Kind::Int64)
-                .int64_value(&[]);
-            seen += batch.indices.len();
-            let (logits, _) = ctx.model.forward(&batch.images, true);
-            Ok(logits.cross_entropy_for_logits(&target))
-        })
-        .with_context(|| format!("BS epoch {}", epoch + 1))?;
-        let success = 100.0 * moved as f64 / seen.max(1) as f64;
-        tracing::info!(
-            "BS epoch {}/{epochs}: loss {loss:.4}, attack success {success:.1}%",
-            epoch + 1
-        );
-        log.rows.push(vec![
-            ((epoch + 1) * steps) as f64,
-            (epoch + 1) as f64,
-            loss,
-            success,
-            opt.lr,
-            start.elapsed().as_secs_f64(),
-        ]);
-    }
-    Ok(())
+    forget_set_epochs(ctx, &mut opt, lr, epochs, log, "attack_success", |batch| {
+        let target = nearest_wrong_labels(teacher, &batch.images, &batch.labels, cfg.fgsm_step);
+        let moved = target
+            .ne_tensor(&batch.labels)
+            .sum(Kind::Int64)
+            .int64_value(&[]);
+        let (logits, _) = ctx.model.forward(&batch.images, true);
+        Ok((logits.cross_entropy_for_logits(&target), moved))
+    })
+    .context("BS")
 }

@@ -501,6 +501,61 @@ pub fn epoch_batches(
     )
 }
 
+/// The epochs of a method that trains on the forget set only (BS, BE): per epoch the
+/// reference's MultiStepLR, one shuffled pass over F (augmented as the scenario says) with one
+/// masked SGD step per batch on the loss `step` returns with a count of "hits" in the batch,
+/// and a log row with the mean loss and the hits as a percentage of F (column `hit_column`).
+pub fn forget_set_epochs(
+    ctx: &UnlearnContext,
+    opt: &mut Sgd,
+    lr: f64,
+    epochs: usize,
+    log: &mut UnlearnLog,
+    hit_column: &'static str,
+    mut step: impl FnMut(&Batch) -> anyhow::Result<(Tensor, i64)>,
+) -> anyhow::Result<()> {
+    let cfg = ctx.config;
+    let forget = &ctx.splits.forget;
+    if forget.is_empty() {
+        bail!("the forget set is empty: nothing to unlearn");
+    }
+    let augment = ctx.forget_augmented();
+    log.record("forget_augmented", augment);
+    log.record("forget_batch_size", cfg.batch_size);
+    log.record("retain_used", false);
+    let source = batch_source(ctx);
+    let steps = forget.len().div_ceil(cfg.batch_size);
+    log.columns = vec!["iteration", "epoch", "loss", hit_column, "lr", "seconds"];
+    for epoch in 0..epochs {
+        let start = std::time::Instant::now();
+        opt.lr = milestone_lr(cfg, lr, epoch);
+        let batches = epoch_batches(ctx, &source, forget, augment, epoch);
+        let (mut hits, mut seen) = (0i64, 0usize);
+        let title = format!("epoch {}/{epochs}", epoch + 1);
+        let loss = custom_pass(ctx, opt, batches, steps, &title, |batch| {
+            let (loss, batch_hits) = step(batch)?;
+            hits += batch_hits;
+            seen += batch.indices.len();
+            Ok(loss)
+        })
+        .with_context(|| format!("epoch {}", epoch + 1))?;
+        let share = 100.0 * hits as f64 / seen.max(1) as f64;
+        tracing::info!(
+            "epoch {}/{epochs}: loss {loss:.4}, {hit_column} {share:.1}%",
+            epoch + 1
+        );
+        log.rows.push(vec![
+            ((epoch + 1) * steps) as f64,
+            (epoch + 1) as f64,
+            loss,
+            share,
+            opt.lr,
+            start.elapsed().as_secs_f64(),
+        ]);
+    }
+    Ok(())
+}
+
 /// A copy of `model` (weights and BatchNorm statistics) whose parameters take no gradients:
 /// the teacher of BS and SCRUB, which must stay the model as it was before unlearning.
 pub fn frozen_teacher(model: &Classifier) -> anyhow::Result<Classifier> {
