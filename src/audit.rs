@@ -5,10 +5,10 @@
 //! with an `audit.json` is complete; [`verify`] recomputes every hash and says what no longer
 //! matches.
 
-use crate::cli::{DataArgs, ForgetArgs};
 use crate::data::splits::{make_splits, ForgetRequest, SplitConfig};
 use crate::data::{self, DatasetName};
 use crate::eval::result::EvalResult;
+use crate::jobs::{DataConfig, ForgetConfig};
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -241,7 +241,7 @@ fn hash_entry(path: &Path) -> anyhow::Result<FileHash> {
 
 /// Starts the record of a run into `dir`: removes an `audit.json` left there by an earlier run
 /// (so the folder does not look complete before this one finishes) and hashes the inputs.
-pub fn begin(dir: &Path, weights: &Path, data: &DataArgs) -> anyhow::Result<Inputs> {
+pub fn begin(dir: &Path, weights: &Path, data: &DataConfig) -> anyhow::Result<Inputs> {
     let stale = dir.join(FILE_NAME);
     if stale.exists() {
         std::fs::remove_file(&stale).with_context(|| {
@@ -256,7 +256,7 @@ pub fn begin(dir: &Path, weights: &Path, data: &DataArgs) -> anyhow::Result<Inpu
 
 /// Hashes the input checkpoint (`weights` = its `.safetensors`) and the data files `data`
 /// reads; call before the method runs.
-pub fn hash_inputs(weights: &Path, data: &DataArgs) -> anyhow::Result<Inputs> {
+pub fn hash_inputs(weights: &Path, data: &DataConfig) -> anyhow::Result<Inputs> {
     let started = std::time::Instant::now();
     let checkpoint = CheckpointFiles {
         safetensors: hash_entry(weights)?,
@@ -283,8 +283,8 @@ pub fn hash_inputs(weights: &Path, data: &DataArgs) -> anyhow::Result<Inputs> {
 pub fn build(
     dir: &Path,
     inputs: Inputs,
-    data_args: &DataArgs,
-    forget: &ForgetArgs,
+    data_args: &DataConfig,
+    forget: &ForgetConfig,
     forget_indices: &[usize],
     result: &EvalResult,
 ) -> anyhow::Result<AuditRecord> {
@@ -474,7 +474,7 @@ fn request(forget: &ForgetAudit) -> anyhow::Result<ForgetRequest> {
 /// The forgotten indices, re-derived from the data and the recorded request.
 fn rederive_forget(record: &AuditRecord) -> anyhow::Result<Vec<usize>> {
     let d = &record.data;
-    let args = DataArgs {
+    let args = DataConfig {
         dataset: d.dataset,
         data: d.dir.clone(),
         val_set_seed: d.val_set_seed,

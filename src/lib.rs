@@ -4,18 +4,19 @@
 
 pub mod audit;
 pub mod bench;
-pub mod bench_eval;
-pub mod bench_gan;
 pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod device;
 pub mod eval;
 pub mod fsutil;
+pub mod jobs;
 pub mod model;
 pub mod optim;
+pub mod pickle;
 pub mod plot;
 pub mod prune;
+pub mod sweep;
 pub mod torch_io;
 pub mod train;
 pub mod unlearn;

@@ -103,7 +103,7 @@ fn cifar100_python_versions_use_fine_labels() {
 
 #[test]
 fn python2_strings_decode_to_bytes() {
-    use gunlearn::torch_io::pickle::{parse, parse_with, Py2Str, Value};
+    use gunlearn::pickle::{parse, parse_with, Py2Str, Value};
     // Protocol 0 STRING (Python 2's repr), BINSTRING, SHORT_BINSTRING; then UNICODE.
     let mut p = b"(S'a\\x00\\xff\\n\\'\\\\\\101'\nT\x03\x00\x00\x00\xff\x00q".to_vec();
     p.extend_from_slice(b"U\x02\x80zV\xe9\\u20ac\\U0001f600\nt.");

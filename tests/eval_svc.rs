@@ -220,7 +220,7 @@ fn degenerate_inputs_are_clear_errors() {
 fn bench_mia_runs_on_small_n() {
     // bench_mia runs scikit-learn through the venv's Python.
     python();
-    let r = gunlearn::eval::bench_mia::bench_mia(2000, test_threads()).unwrap();
+    let r = gunlearn::bench::mia::bench_mia(2000, test_threads()).unwrap();
     eprintln!("{r}");
     assert_eq!(r.cases.len(), 2);
     for c in &r.cases {

@@ -168,13 +168,13 @@ fn too_small_inputs_are_a_clear_error() {
     let ds = gunlearn::data::load(gunlearn::data::DatasetName::Digits, None).unwrap();
     let err = format!(
         "{:#}",
-        gunlearn::cli::model_spec(&ds, Arch::Vgg16Bn).unwrap_err()
+        gunlearn::jobs::model_spec(&ds, Arch::Vgg16Bn).unwrap_err()
     );
     assert!(
         err.contains("at least 16×16") && err.contains("8×8"),
         "{err}"
     );
-    gunlearn::cli::model_spec(&ds, Arch::Resnet20).unwrap();
+    gunlearn::jobs::model_spec(&ds, Arch::Resnet20).unwrap();
 }
 
 /// `gunlearn eval` with a VGG checkpoint on the 8×8 digits: refused before any forward pass.

@@ -4,12 +4,13 @@
 mod common;
 
 use gunlearn::checkpoint;
-use gunlearn::cli::{Common, DataArgs, TrainFlags};
 use gunlearn::data::splits::{make_splits, ForgetRequest, SplitConfig};
 use gunlearn::data::{self, DatasetName};
+use gunlearn::jobs::{DataConfig, Runner};
 use gunlearn::model::mask::Mask;
 use gunlearn::model::{Arch, Classifier};
-use gunlearn::prune::{prune_job, PruneArgs, PruneMethod, PruneType, PruningSummary};
+use gunlearn::prune::{PruneJob, PruneMethod, PruneType, PruningSummary};
+use gunlearn::train::TrainConfig;
 use gunlearn::unlearn::{registry, UnlearnConfig, UnlearnContext, UnlearnLog};
 use std::path::Path;
 use std::sync::Arc;
@@ -20,16 +21,10 @@ fn threads() -> usize {
     common::pin_threads()
 }
 
-fn args(save_dir: &Path, prune: PruneMethod, rate: f64, times: usize) -> PruneArgs {
-    PruneArgs {
-        data: DataArgs {
-            dataset: DatasetName::Digits,
-            data: None,
-            val_set_seed: 1,
-            train_subset: None,
-            test_subset: None,
-        },
-        common: Common {
+fn args(save_dir: &Path, prune: PruneMethod, rate: f64, times: usize) -> PruneJob {
+    PruneJob {
+        data: DataConfig::default(),
+        runner: Runner {
             device: "cpu".into(),
             threads: Some(threads()),
             quiet: true,
@@ -41,16 +36,14 @@ fn args(save_dir: &Path, prune: PruneMethod, rate: f64, times: usize) -> PruneAr
         rewind_epoch: 1,
         prune_type: PruneType::RewindLt,
         synflow_rounds: 10,
-        train: TrainFlags {
+        train: TrainConfig {
             epochs: 2,
             lr: 0.05,
-            momentum: 0.9,
-            weight_decay: 5e-4,
             batch_size: 128,
-            decreasing_lr: "1".into(),
-            warmup: 0,
+            milestones: vec![1],
             seed: 3,
-            no_augment: false,
+            augment: Some(DatasetName::Digits.default_augment()),
+            ..TrainConfig::default()
         },
         save_dir: save_dir.to_path_buf(),
         resume: false,
@@ -82,7 +75,7 @@ fn kept_weights(model: &Classifier, mask: &Mask) -> Vec<Tensor> {
 fn omp_with_rewinding_writes_every_state_and_keeps_masks_through_unlearning() {
     let dir = tempfile::tempdir().unwrap();
     let save = dir.path().join("omp");
-    let summary = prune_job(&args(&save, PruneMethod::Omp, 0.5, 1)).unwrap();
+    let summary = gunlearn::prune::run(&args(&save, PruneMethod::Omp, 0.5, 1)).unwrap();
 
     // Layout: dense state with rewind weights, sparse state, summary file.
     for f in [
@@ -208,7 +201,7 @@ fn imp_and_synflow_states() {
     let mut a = args(&dir.path().join("imp"), PruneMethod::Imp, 0.2, 2);
     a.train.epochs = 1;
     a.rewind_epoch = 1;
-    let imp = prune_job(&a).unwrap();
+    let imp = gunlearn::prune::run(&a).unwrap();
     let sparsities: Vec<f64> = imp.states.iter().map(|s| s.sparsity).collect();
     assert_eq!(sparsities.len(), 3);
     assert!(
@@ -236,7 +229,7 @@ fn imp_and_synflow_states() {
 
     let mut s = args(&dir.path().join("synflow"), PruneMethod::Synflow, 0.8, 1);
     s.train.epochs = 1;
-    let syn = prune_job(&s).unwrap();
+    let syn = gunlearn::prune::run(&s).unwrap();
     assert_eq!(syn.states.len(), 1);
     assert!((syn.states[0].sparsity - 80.0).abs() < 0.01);
     let ck = checkpoint::load(&dir.path().join("synflow/state1"), Device::Cpu).unwrap();
@@ -250,7 +243,7 @@ fn imp_and_synflow_states() {
     let model_file = dir.path().join("synflow/state1/model.safetensors");
     let written = std::fs::metadata(&model_file).unwrap().modified().unwrap();
     s.resume = true;
-    let again = prune_job(&s).unwrap();
+    let again = gunlearn::prune::run(&s).unwrap();
     assert_eq!(again.states.len(), 1);
     assert_eq!(
         (again.states[0].state, again.states[0].test),
@@ -267,14 +260,14 @@ fn imp_and_synflow_states() {
 fn bad_flags_are_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let mut a = args(dir.path(), PruneMethod::Omp, 1.5, 1);
-    assert!(format!("{:#}", prune_job(&a).unwrap_err()).contains("--rate"));
+    assert!(format!("{:#}", gunlearn::prune::run(&a).unwrap_err()).contains("--rate"));
     a.rate = 0.5;
     a.rewind_epoch = 5;
-    assert!(format!("{:#}", prune_job(&a).unwrap_err()).contains("--rewind_epoch"));
+    assert!(format!("{:#}", gunlearn::prune::run(&a).unwrap_err()).contains("--rewind_epoch"));
     // The subset flags reach the data loader (they were once ignored by prune).
     a.rewind_epoch = 1;
     a.data.train_subset = Some(0);
-    assert!(format!("{:#}", prune_job(&a).unwrap_err()).contains("--train_subset"));
+    assert!(format!("{:#}", gunlearn::prune::run(&a).unwrap_err()).contains("--train_subset"));
 }
 
 /// Every tensor of the checkpoint at `path` (a folder's `model.*` or a named file).
@@ -290,7 +283,7 @@ fn resume_after_an_interruption_gives_the_uninterrupted_result() {
     let dir = tempfile::tempdir().unwrap();
     let full_dir = dir.path().join("full");
     let a = args(&full_dir, PruneMethod::Imp, 0.2, 2);
-    let full = prune_job(&a).unwrap();
+    let full = gunlearn::prune::run(&a).unwrap();
     assert_eq!(full.states.len(), 3);
 
     // An interruption after state 1's last epoch, before its summary was written, and before
@@ -316,7 +309,7 @@ fn resume_after_an_interruption_gives_the_uninterrupted_result() {
 
     let mut r = args(&cut, PruneMethod::Imp, 0.2, 2);
     r.resume = true;
-    let resumed = prune_job(&r).unwrap();
+    let resumed = gunlearn::prune::run(&r).unwrap();
     assert_eq!(resumed.states.len(), 3);
     for (x, y) in full.states.iter().zip(&resumed.states) {
         assert_eq!(
@@ -341,7 +334,7 @@ fn resume_after_an_interruption_gives_the_uninterrupted_result() {
     // Resuming with other flags is refused, naming the file.
     let mut other = args(&cut, PruneMethod::Imp, 0.3, 2);
     other.resume = true;
-    let err = format!("{:#}", prune_job(&other).unwrap_err());
+    let err = format!("{:#}", gunlearn::prune::run(&other).unwrap_err());
     assert!(
         err.contains("pruning.json") && err.contains("different pruning run"),
         "{err}"

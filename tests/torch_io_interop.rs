@@ -4,22 +4,14 @@
 mod common;
 
 use gunlearn::checkpoint;
-use gunlearn::cli::DeviceFlag;
 use gunlearn::model::{Arch, Classifier, ModelSpec};
-use gunlearn::torch_io::{self, ExportTorchArgs, ImportOptions, ImportTorchArgs};
+use gunlearn::torch_io::{self, ExportTorchJob, ImportOptions, ImportTorchJob};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 /// Pins libtorch's intra-op threads (the test machine's cores are shared).
 fn setup_threads() {
     common::pin_threads();
-}
-
-/// `--device cpu`.
-fn cpu() -> DeviceFlag {
-    DeviceFlag {
-        device: "cpu".into(),
-    }
 }
 
 fn s(p: &Path) -> &str {
@@ -150,14 +142,16 @@ fn command_writes_checkpoint_and_export_reproduces_logits_in_pytorch() {
     let pth = dir.path().join("pruned.pth.tar");
     let result = dir.path().join("pruned.result.safetensors");
     let ckpt_path = dir.path().join("imported.safetensors");
-    torch_io::run_import_torch(ImportTorchArgs {
+    torch_io::run_import_torch(ImportTorchJob {
         input: pth,
-        arch: Some("resnet20".into()),
-        num_classes: Some(10),
-        dataset: gunlearn::data::DatasetName::Cifar10,
-        mask_from_zeros: false,
+        options: ImportOptions {
+            arch: Some(Arch::Resnet20),
+            num_classes: Some(10),
+            dataset: gunlearn::data::DatasetName::Cifar10,
+            mask_from_zeros: false,
+        },
         output: ckpt_path.clone(),
-        device: cpu(),
+        device: "cpu".into(),
     })
     .unwrap();
     let ckpt = checkpoint::load(&ckpt_path, Device::Cpu).unwrap();
@@ -178,10 +172,10 @@ fn command_writes_checkpoint_and_export_reproduces_logits_in_pytorch() {
         .collect();
     let mut args = vec!["load", "resnet20", "10", "3", s(&input)];
     for (path, back) in &paths {
-        torch_io::run_export_torch(ExportTorchArgs {
+        torch_io::run_export_torch(ExportTorchJob {
             checkpoint: ckpt_path.clone(),
             output: path.clone(),
-            device: cpu(),
+            device: "cpu".into(),
         })
         .unwrap();
         args.extend([s(path), s(back)]);
@@ -268,14 +262,16 @@ fn vgg16_bn_import_export_round_trip() {
         ],
     );
     let ckpt_path = dir.path().join("imported.safetensors");
-    torch_io::run_import_torch(ImportTorchArgs {
+    torch_io::run_import_torch(ImportTorchJob {
         input: dir.path().join("pruned.pth.tar"),
-        arch: None,
-        num_classes: None,
-        dataset: gunlearn::data::DatasetName::Cifar10,
-        mask_from_zeros: false,
+        options: ImportOptions {
+            arch: None,
+            num_classes: None,
+            dataset: gunlearn::data::DatasetName::Cifar10,
+            mask_from_zeros: false,
+        },
         output: ckpt_path.clone(),
-        device: cpu(),
+        device: "cpu".into(),
     })
     .unwrap();
     let ckpt = checkpoint::load(&ckpt_path, Device::Cpu).unwrap();
@@ -296,10 +292,10 @@ fn vgg16_bn_import_export_round_trip() {
         })
         .collect();
     for (path, back) in &outs {
-        torch_io::run_export_torch(ExportTorchArgs {
+        torch_io::run_export_torch(ExportTorchJob {
             checkpoint: ckpt_path.clone(),
             output: path.clone(),
-            device: cpu(),
+            device: "cpu".into(),
         })
         .unwrap();
         args.extend([s(path), s(back)]);

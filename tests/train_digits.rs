@@ -3,8 +3,9 @@
 mod common;
 
 use gunlearn::checkpoint;
-use gunlearn::cli::{run_train_job, Common, DataArgs, TrainJob};
 use gunlearn::data::DatasetName;
+use gunlearn::jobs::train::TrainJob;
+use gunlearn::jobs::{DataConfig, Runner};
 use gunlearn::model::Arch;
 use gunlearn::train::TrainConfig;
 use std::path::Path;
@@ -16,13 +17,7 @@ fn threads() -> usize {
 
 fn job(dir: &Path, epochs: usize, resume: bool) -> TrainJob {
     TrainJob {
-        data: DataArgs {
-            dataset: DatasetName::Digits,
-            data: None,
-            val_set_seed: 1,
-            train_subset: None,
-            test_subset: None,
-        },
+        data: DataConfig::default(),
         arch: Arch::Resnet20,
         config: TrainConfig {
             epochs,
@@ -35,7 +30,7 @@ fn job(dir: &Path, epochs: usize, resume: bool) -> TrainJob {
         },
         save_dir: dir.to_path_buf(),
         resume,
-        common: Common {
+        runner: Runner {
             device: "cpu".into(),
             threads: Some(threads()),
             quiet: true,
@@ -55,7 +50,7 @@ fn csv_rows(path: &Path) -> Vec<String> {
 #[test]
 fn resnet20_reaches_90_percent_test_accuracy_on_digits_and_writes_its_outputs() {
     let dir = tempfile::tempdir().unwrap();
-    let info = run_train_job(&job(dir.path(), 15, false)).unwrap();
+    let info = gunlearn::jobs::train::run(&job(dir.path(), 15, false)).unwrap();
     let test = info.accuracy["test"];
     assert!(test >= 90.0, "test accuracy {test:.2}% < 90%");
     assert!(info.accuracy["train"] >= 90.0);
@@ -105,10 +100,10 @@ fn resnet20_reaches_90_percent_test_accuracy_on_digits_and_writes_its_outputs() 
 #[test]
 fn resume_continues_an_interrupted_run_from_its_last_epoch() {
     let dir = tempfile::tempdir().unwrap();
-    run_train_job(&job(dir.path(), 2, false)).unwrap();
+    gunlearn::jobs::train::run(&job(dir.path(), 2, false)).unwrap();
     let before = csv_rows(&dir.path().join("train_log.csv"));
     assert_eq!(before.len(), 2);
-    run_train_job(&job(dir.path(), 4, true)).unwrap();
+    gunlearn::jobs::train::run(&job(dir.path(), 4, true)).unwrap();
     let after = csv_rows(&dir.path().join("train_log.csv"));
     assert_eq!(
         after.len(),

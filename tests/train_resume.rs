@@ -27,7 +27,7 @@ fn setup() -> Setup {
     common::pin_threads();
     let ds = data::load(DatasetName::Digits, None).unwrap();
     let splits = make_splits(&ds, &SplitConfig::default()).unwrap();
-    let spec = gunlearn::cli::model_spec(&ds, Arch::Resnet20).unwrap();
+    let spec = gunlearn::jobs::model_spec(&ds, Arch::Resnet20).unwrap();
     let config = TrainConfig {
         epochs: EPOCHS,
         lr: 0.05,

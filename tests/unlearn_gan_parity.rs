@@ -6,8 +6,8 @@
 
 mod common;
 
+use gunlearn::bench::mia::find_python;
 use gunlearn::checkpoint::{named_tensors, read_safetensors, write_safetensors};
-use gunlearn::eval::bench_mia::find_python;
 use gunlearn::model::attacker::Attacker;
 use gunlearn::model::{Arch, Classifier, ModelSpec};
 use gunlearn::optim::{Adam, Sgd};

@@ -1,6 +1,5 @@
 //! Evaluation: accuracies, the SVC membership-inference attack, results and reports.
 
-pub mod bench_mia;
 pub mod mia;
 pub mod outputs;
 pub mod report;

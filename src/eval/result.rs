@@ -238,3 +238,15 @@ pub fn evaluate(req: &EvalRequest) -> anyhow::Result<EvalResult> {
         },
     })
 }
+
+/// SPEC §6's Avg. gap of `run` to `retrain`: the mean of |Δ| over UA, MIA-efficacy, RA and TA
+/// (percentage points); `None` when either lacks a forget set.
+pub fn avg_gap(run: &EvalResult, retrain: &EvalResult) -> Option<f64> {
+    let pairs = [
+        (run.ua?, retrain.ua?),
+        (run.mia_efficacy?, retrain.mia_efficacy?),
+        (run.ra, retrain.ra),
+        (run.ta, retrain.ta),
+    ];
+    Some(pairs.iter().map(|(a, b)| (a - b).abs()).sum::<f64>() / pairs.len() as f64)
+}

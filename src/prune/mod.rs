@@ -18,15 +18,15 @@
 pub mod synflow;
 
 use crate::checkpoint::{self, copy_into, ModelInfo, FORMAT};
-use crate::cli::{model_spec, Common, DataArgs, TrainFlags};
 use crate::data::splits::{make_splits, ForgetRequest, SplitConfig};
 use crate::data::ImageSet;
-use crate::device::{device_name, parse_device, set_threads};
+use crate::device::device_name;
+use crate::jobs::{model_spec, DataConfig, Runner};
 use crate::model::mask::Mask;
 use crate::model::{Arch, Classifier};
 use crate::train::{train, RunOutput, TrainConfig};
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::ValueEnum;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,55 +63,55 @@ pub enum PruneType {
     Pt,
 }
 
-/// `gunlearn prune` (reference flag names; hyphenated aliases accepted).
-#[derive(Args, Debug, Clone)]
-pub struct PruneArgs {
+/// Everything a pruning run needs (SPEC §3).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PruneJob {
     /// Data set and split seed.
-    #[command(flatten)]
-    pub data: DataArgs,
+    pub data: DataConfig,
     /// Device, threads, quiet.
-    #[command(flatten)]
-    pub common: Common,
+    pub runner: Runner,
     /// Architecture.
-    #[arg(long, value_enum, default_value = "resnet18")]
     pub arch: Arch,
     /// Pruning algorithm.
-    #[arg(long, value_enum, default_value = "omp")]
     pub prune: PruneMethod,
     /// Fraction of conv weights to prune (per round for IMP).
-    #[arg(long, default_value_t = 0.2)]
     pub rate: f64,
     /// IMP: number of prune-rewind-retrain rounds.
-    #[arg(long = "pruning_times", alias = "pruning-times", default_value_t = 1)]
     pub pruning_times: usize,
     /// Epoch whose weights `rewind_lt` rewinds to.
-    #[arg(long = "rewind_epoch", alias = "rewind-epoch", default_value_t = 8)]
     pub rewind_epoch: usize,
     /// rewind_lt, lt or pt.
-    #[arg(
-        long = "prune_type",
-        alias = "prune-type",
-        value_enum,
-        default_value = "rewind_lt"
-    )]
     pub prune_type: PruneType,
     /// SynFlow rounds.
-    #[arg(
-        long = "synflow_rounds",
-        alias = "synflow-rounds",
-        default_value_t = 100
-    )]
     pub synflow_rounds: usize,
-    /// Training hyper-parameters of every state.
-    #[command(flatten)]
-    pub train: TrainFlags,
+    /// Training hyper-parameters of every state; `augment: Some(_)` asks for the data set's
+    /// augmentation.
+    pub train: TrainConfig,
     /// Output folder.
-    #[arg(long = "save_dir", alias = "save-dir")]
     pub save_dir: PathBuf,
-    /// Continue an interrupted run in `--save_dir`: finished states (those in `pruning.json`)
+    /// Continue an interrupted run in `save_dir`: finished states (those in `pruning.json`)
     /// are kept, the interrupted one continues from its `last.*` checkpoint.
-    #[arg(long)]
     pub resume: bool,
+}
+
+impl PruneJob {
+    /// The reference's pruning settings (`main_imp.py`) for `data`, written to `save_dir`.
+    pub fn new(data: DataConfig, save_dir: PathBuf) -> PruneJob {
+        PruneJob {
+            data,
+            runner: Runner::default(),
+            arch: crate::jobs::DEFAULT_ARCH,
+            prune: PruneMethod::Omp,
+            rate: 0.2,
+            pruning_times: 1,
+            rewind_epoch: 8,
+            prune_type: PruneType::RewindLt,
+            synflow_rounds: 100,
+            train: TrainConfig::default(),
+            save_dir,
+            resume: false,
+        }
+    }
 }
 
 /// One trained state in `pruning.json`.
@@ -208,15 +208,14 @@ fn restore(model: &Classifier, weights: &HashMap<String, Tensor>) -> Result<()> 
     )
 }
 
-/// Runs `gunlearn prune`.
-pub fn run_prune(args: PruneArgs) -> Result<()> {
-    let summary = prune_job(&args)?;
-    println!(
-        "| state | sparsity (%) | best val (%) | test (%) | checkpoint |\n|---|---|---|---|---|"
+/// The per-state Markdown table `gunlearn prune` prints.
+pub fn summary_table(summary: &PruningSummary) -> String {
+    let mut table = String::from(
+        "| state | sparsity (%) | best val (%) | test (%) | checkpoint |\n|---|---|---|---|---|",
     );
     for s in &summary.states {
-        println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {} |",
+        table += &format!(
+            "\n| {} | {:.2} | {:.2} | {:.2} | {} |",
             s.state,
             s.sparsity,
             s.best_val,
@@ -224,10 +223,10 @@ pub fn run_prune(args: PruneArgs) -> Result<()> {
             s.dir.join("model.safetensors").display()
         );
     }
-    Ok(())
+    table
 }
 
-fn check_args(args: &PruneArgs) -> Result<()> {
+fn check_args(args: &PruneJob) -> Result<()> {
     if !(0.0..=1.0).contains(&args.rate) || args.rate.is_nan() {
         bail!("--rate {}: must be in [0, 1]", args.rate);
     }
@@ -255,10 +254,10 @@ fn check_args(args: &PruneArgs) -> Result<()> {
 }
 
 /// Does the whole pruning run and writes `pruning.json`; returns its content.
-pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
+pub fn run(args: &PruneJob) -> Result<PruningSummary> {
     check_args(args)?;
-    set_threads(args.common.threads);
-    let device = parse_device(&args.common.device)?;
+    args.train.validate()?;
+    let device = args.runner.start()?;
     let ds = args.data.load()?;
     let splits = make_splits(
         &ds,
@@ -272,7 +271,7 @@ pub fn prune_job(args: &PruneArgs) -> Result<PruningSummary> {
     let spec = model_spec(&ds, args.arch)?;
     let model = Classifier::try_new(&spec, device)?;
     let init = snapshot(&model);
-    let mut config = args.train.config(args.data.dataset)?;
+    let mut config = args.train.clone();
     config.augment = config.augment.map(|_| ds.default_augment());
     std::fs::create_dir_all(&args.save_dir)
         .with_context(|| format!("creating {}", args.save_dir.display()))?;
@@ -462,7 +461,7 @@ fn finished_states(save_dir: &Path, expected: &PruningSummary) -> Result<Vec<Sta
 fn load_last(
     model: &Classifier,
     state: usize,
-    args: &PruneArgs,
+    args: &PruneJob,
     device: Device,
 ) -> Result<Option<Mask>> {
     let path = args
@@ -476,7 +475,7 @@ fn load_last(
 }
 
 struct StateContext<'a> {
-    args: &'a PruneArgs,
+    args: &'a PruneJob,
     device: Device,
     train_set: &'a Arc<ImageSet>,
     test: &'a ImageSet,
@@ -523,7 +522,7 @@ impl StateContext<'_> {
                 save_dir: dir.clone(),
                 info: info.clone(),
                 resume,
-                quiet: args.common.quiet,
+                quiet: args.runner.quiet,
             };
             let c = TrainConfig {
                 epochs,
@@ -593,4 +592,31 @@ fn method_name(m: PruneMethod) -> &'static str {
         PruneMethod::Synflow => "synflow",
         PruneMethod::Random => "random",
     }
+}
+
+/// How many trained states a finished run of `job` has: SynFlow one, OMP and random the dense
+/// one and the pruned one, IMP the dense one and one per round.
+pub fn expected_states(job: &PruneJob) -> usize {
+    match job.prune {
+        PruneMethod::Synflow => 1,
+        PruneMethod::Omp | PruneMethod::Random => 2,
+        PruneMethod::Imp => job.pruning_times + 1,
+    }
+}
+
+/// Whether `job.save_dir` holds a finished pruning run (`pruning.json` lists every state).
+pub fn is_complete(job: &PruneJob) -> bool {
+    std::fs::read_to_string(job.save_dir.join("pruning.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<PruningSummary>(&text).ok())
+        .is_some_and(|s| s.states.len() == expected_states(job))
+}
+
+/// The folder of the last (sparsest) state of a finished run of `job`: the model to unlearn.
+pub fn final_state_dir(job: &PruneJob) -> PathBuf {
+    let last = match job.prune {
+        PruneMethod::Synflow => 1,
+        _ => expected_states(job) - 1,
+    };
+    job.save_dir.join(format!("state{last}"))
 }

@@ -3,7 +3,7 @@
 //! read into a [`Value`] tree whose tensors are materialised on demand; and a writer of the zip
 //! format for a flat state dict.
 
-use super::pickle::{self, DType, TensorRef, Value};
+use crate::pickle::{self, DType, TensorRef, Value};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::fs::File;

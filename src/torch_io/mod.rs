@@ -11,59 +11,42 @@
 //! ours uses them) and written as 0 on export so that a strict `load_state_dict` accepts the file.
 
 pub mod archive;
-pub mod pickle;
 
 use crate::checkpoint::{self, ModelInfo, FORMAT};
-use crate::cli::DeviceFlag;
 use crate::data::DatasetName;
 use crate::device::device_name;
 use crate::model::mask::Mask;
 use crate::model::{Arch, Classifier, ModelSpec};
+use crate::pickle::Value;
 use anyhow::{bail, Context, Result};
 use archive::TorchFile;
-use clap::Args;
-use pickle::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
 /// `gunlearn import-torch FILE.pth[.tar] --arch resnet18 --num_classes C -o CKPT`.
-#[derive(Args, Debug, Clone)]
-pub struct ImportTorchArgs {
+#[derive(Debug, Clone)]
+pub struct ImportTorchJob {
     /// The PyTorch checkpoint: a `torch.save` file (.pth, .pth.tar, .pt) or a state dict saved
     /// as `.safetensors`.
     pub input: PathBuf,
-    /// Architecture (resnet18, resnet20, vgg16_bn); inferred from the keys when absent.
-    #[arg(long)]
-    pub arch: Option<String>,
-    /// Number of classes; inferred from the last Linear (`fc.weight`, `classifier.4.weight`)
-    /// when absent, checked against it otherwise.
-    #[arg(long = "num_classes", alias = "num-classes")]
-    pub num_classes: Option<usize>,
-    /// Data set the model was trained on (its normalisation is used when the file has none).
-    #[arg(long, value_enum, default_value = "cifar10")]
-    pub dataset: DatasetName,
-    /// Derive the mask from the zero weights when the file has no `*_mask` entries (a pruned
-    /// model after `torch.nn.utils.prune.remove`).
-    #[arg(long = "mask_from_zeros", alias = "mask-from-zeros")]
-    pub mask_from_zeros: bool,
+    /// How to interpret it (architecture, classes, data set, mask).
+    pub options: ImportOptions,
     /// Output: a `.safetensors` file (with its `.json` twin) or a folder (gets `model.*`).
-    #[arg(short = 'o', long)]
     pub output: PathBuf,
-    #[command(flatten)]
-    pub device: DeviceFlag,
+    /// Where the tensors are loaded (`auto`, `cpu`, `cuda`, `cuda:N`).
+    pub device: String,
 }
 
 /// `gunlearn export-torch CKPT -o FILE`.
-#[derive(Args, Debug, Clone)]
-pub struct ExportTorchArgs {
+#[derive(Debug, Clone)]
+pub struct ExportTorchJob {
     /// Our checkpoint: a run folder or a `.safetensors` file.
     pub checkpoint: PathBuf,
     /// Output: `.safetensors`, or `.pt` / `.pth` / `.pth.tar` / `.bin` for a `torch.save` file.
-    #[arg(short = 'o', long)]
     pub output: PathBuf,
-    #[command(flatten)]
-    pub device: DeviceFlag,
+    /// Where the tensors are loaded (`auto`, `cpu`, `cuda`, `cuda:N`).
+    pub device: String,
 }
 
 /// How to interpret a PyTorch state dict.
@@ -476,20 +459,10 @@ pub fn export_torch(model: &Classifier, path: &Path) -> Result<()> {
 }
 
 /// `gunlearn import-torch`.
-pub fn run_import_torch(args: ImportTorchArgs) -> Result<()> {
-    let opts = ImportOptions {
-        arch: args
-            .arch
-            .as_deref()
-            .map(Arch::parse)
-            .transpose()
-            .context("--arch")?,
-        num_classes: args.num_classes,
-        dataset: args.dataset,
-        mask_from_zeros: args.mask_from_zeros,
-    };
-    let device = args.device.parse()?;
-    let imported = import_torch(&args.input, &opts, device)?;
+pub fn run_import_torch(args: ImportTorchJob) -> Result<()> {
+    let opts = &args.options;
+    let device = crate::device::parse_device(&args.device)?;
+    let imported = import_torch(&args.input, opts, device)?;
     for note in &imported.notes {
         tracing::warn!("{note}");
     }
@@ -499,7 +472,7 @@ pub fn run_import_torch(args: ImportTorchArgs) -> Result<()> {
     let info = ModelInfo {
         format: FORMAT.into(),
         model: imported.model.spec.clone(),
-        dataset: args.dataset,
+        dataset: opts.dataset,
         seed: 0,
         epoch: 0,
         accuracy: BTreeMap::new(),
@@ -546,8 +519,8 @@ fn output_location(output: &Path) -> Result<(PathBuf, String)> {
 }
 
 /// `gunlearn export-torch`.
-pub fn run_export_torch(args: ExportTorchArgs) -> Result<()> {
-    let ckpt = checkpoint::load(&args.checkpoint, args.device.parse()?)?;
+pub fn run_export_torch(args: ExportTorchJob) -> Result<()> {
+    let ckpt = checkpoint::load(&args.checkpoint, crate::device::parse_device(&args.device)?)?;
     if let Some(parent) = args.output.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;

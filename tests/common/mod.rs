@@ -156,7 +156,7 @@ pub fn digits_model() -> &'static std::path::Path {
         let dir = std::env::temp_dir().join(format!("gunlearn-fixture-{}", std::process::id()));
         let ds = data::load(DatasetName::Digits, None).unwrap();
         let splits = make_splits(&ds, &SplitConfig::default()).unwrap();
-        let spec = gunlearn::cli::model_spec(&ds, Arch::Resnet20).unwrap();
+        let spec = gunlearn::jobs::model_spec(&ds, Arch::Resnet20).unwrap();
         tch::manual_seed(0);
         let model = Classifier::new(&spec, tch::Device::Cpu);
         let cfg = TrainConfig {

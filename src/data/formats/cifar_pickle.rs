@@ -12,7 +12,7 @@ use std::path::Path;
 use super::cifar::{CifarKind, PIXELS};
 use super::numpy_pickle::{dict_get, dict_keys, np_array};
 use crate::data::ImageSet;
-use crate::torch_io::pickle::{parse_with, Py2Str, Value};
+use crate::pickle::{parse_with, Py2Str, Value};
 
 /// The pixel rows of `data`: a uint8 array N×3072, or a list of N rows of 3 072 values.
 fn pixels(path: &Path, data: &Value) -> Result<(Vec<u8>, usize)> {

@@ -12,7 +12,7 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::torch_io::pickle::Value;
+use crate::pickle::Value;
 
 /// A NumPy element type.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,10 @@
 //! Benchmarks that run the same work in gunlearn and in the PyTorch implementation under
 //! `bench/` within one command, and print the ratio. Speed targets live here, not in tests.
 
+pub mod eval;
+pub mod gan;
+pub mod mia;
+
 use crate::data::batches::Batch;
 use crate::device::{device_name, parse_device, set_threads};
 use crate::model::{Arch, Classifier, ModelSpec};
@@ -134,7 +138,7 @@ impl BenchRow {
 
 /// The Python interpreter for the reference side: `--python` if given, else the venv's.
 pub fn python_path(explicit: Option<&Path>) -> PathBuf {
-    explicit.map_or_else(crate::eval::bench_mia::find_python, Path::to_path_buf)
+    explicit.map_or_else(mia::find_python, Path::to_path_buf)
 }
 
 /// Runs a script under `bench_dir` and parses the JSON object on its last stdout line.

@@ -1,0 +1,230 @@
+//! The local scheduler: runs a plan's jobs stage by stage on `workers` child processes
+//! (`gunlearn run-job DIR/job.json`), splitting the CPU threads between them or giving each
+//! one GPU.
+//!
+//! Each job is its own process because libtorch's seed and thread count are process-wide: two
+//! runs in one process would disturb each other's random streams. A child dies with the sweep
+//! (`PR_SET_PDEATHSIG`), so a killed sweep leaves no run writing behind its back; the killed
+//! runs have no completion mark and are redone on the next start.
+
+use super::{Plan, JOB_FILE};
+use anyhow::Context;
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+/// How to run a plan on this machine.
+#[derive(Debug, Clone, Default)]
+pub struct LocalOptions {
+    /// Jobs run at once (default: one per GPU, else 1).
+    pub workers: Option<usize>,
+    /// libtorch threads per job (default: this machine's cores divided among the workers).
+    pub threads: Option<usize>,
+    /// GPUs to use, one worker each (`CUDA_VISIBLE_DEVICES` of its jobs).
+    pub gpus: Vec<usize>,
+    /// No progress bar; one line per job.
+    pub quiet: bool,
+}
+
+/// What happened to a plan's jobs.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// Jobs run to completion now.
+    pub ran: usize,
+    /// Jobs already complete, skipped.
+    pub skipped: usize,
+    /// Jobs that failed or could not run, with the reason.
+    pub failed: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Status {
+    Done,
+    Failed(String),
+    Pending,
+}
+
+/// Runs every incomplete job of `plan` (written with [`Plan::write`]) in stage order; a job whose
+/// prerequisite failed is not started.
+pub fn run(plan: &Plan, opts: &LocalOptions) -> anyhow::Result<Outcome> {
+    let exe = std::env::current_exe().context("locating the gunlearn binary")?;
+    let workers = opts.workers.unwrap_or(opts.gpus.len().max(1)).max(1);
+    if !opts.gpus.is_empty() && workers > opts.gpus.len() {
+        anyhow::bail!(
+            "--workers {workers} with {} GPUs: each worker needs its own GPU",
+            opts.gpus.len()
+        );
+    }
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| (crate::device::thread_count(None) / workers).max(1));
+    let mut status: HashMap<&str, Status> = HashMap::new();
+    let mut outcome = Outcome::default();
+    for job in &plan.jobs {
+        let s = if job.job.is_complete() {
+            outcome.skipped += 1;
+            Status::Done
+        } else {
+            Status::Pending
+        };
+        status.insert(&job.name, s);
+    }
+    let todo = plan.jobs.len() - outcome.skipped;
+    let bar = progress_bar(todo as u64, opts.quiet);
+    say(
+        &bar,
+        &format!(
+            "sweep {}: {} jobs, {} already complete, {todo} to run on {workers} worker(s) × {threads} thread(s)",
+            plan.out.display(),
+            plan.jobs.len(),
+            outcome.skipped
+        ),
+    );
+    for (stage, ids) in plan.stages() {
+        let mut queue = VecDeque::new();
+        for &i in &ids {
+            let job = &plan.jobs[i];
+            if status[job.name.as_str()] != Status::Pending {
+                continue;
+            }
+            let failed_need = job
+                .needs
+                .iter()
+                .find(|n| matches!(status.get(n.as_str()), Some(Status::Failed(_))));
+            match failed_need {
+                Some(need) => {
+                    let why = format!("not run: its prerequisite {need} failed");
+                    status.insert(&job.name, Status::Failed(why));
+                    bar.inc(1);
+                }
+                None => queue.push_back(i),
+            }
+        }
+        let queue = Mutex::new(queue);
+        let results = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for w in 0..workers {
+                let (queue, results, bar, exe) = (&queue, &results, &bar, &exe);
+                let gpu = opts.gpus.get(w).copied();
+                scope.spawn(move || loop {
+                    let Some(i) = queue.lock().expect("queue lock").pop_front() else {
+                        break;
+                    };
+                    let job = &plan.jobs[i];
+                    let started = std::time::Instant::now();
+                    let result = run_child(exe, job.job.save_dir(), threads, gpu).and_then(|()| {
+                        if job.job.is_complete() {
+                            Ok(())
+                        } else {
+                            anyhow::bail!("it exited without its completion mark")
+                        }
+                    });
+                    let line = match &result {
+                        Ok(()) => format!(
+                            "done   {} ({}, {:.0} s)",
+                            job.name,
+                            job.job.describe(),
+                            started.elapsed().as_secs_f64()
+                        ),
+                        Err(err) => format!("FAILED {}: {err:#}", job.name),
+                    };
+                    say(bar, &line);
+                    bar.inc(1);
+                    results.lock().expect("results lock").push((i, result));
+                });
+            }
+        });
+        for (i, result) in results.into_inner().expect("results lock") {
+            let name = plan.jobs[i].name.as_str();
+            match result {
+                Ok(()) => {
+                    outcome.ran += 1;
+                    status.insert(name, Status::Done);
+                }
+                Err(err) => {
+                    status.insert(name, Status::Failed(format!("{err:#}")));
+                }
+            }
+        }
+        tracing::debug!("stage {stage} finished");
+    }
+    bar.finish_and_clear();
+    for job in &plan.jobs {
+        if let Some(Status::Failed(why)) = status.get(job.name.as_str()) {
+            outcome.failed.push((job.name.clone(), why.clone()));
+        }
+    }
+    Ok(outcome)
+}
+
+/// Runs `gunlearn run-job DIR/job.json` with its output in `DIR/run.log`.
+fn run_child(exe: &Path, dir: &Path, threads: usize, gpu: Option<usize>) -> anyhow::Result<()> {
+    let log_path = dir.join("run.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("run-job")
+        .arg(dir.join(JOB_FILE))
+        .arg("--threads")
+        .arg(threads.to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    if let Some(gpu) = gpu {
+        cmd.env("CUDA_VISIBLE_DEVICES", gpu.to_string())
+            .args(["--device", "cuda:0"]);
+    }
+    die_with_parent(&mut cmd);
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    if !status.success() {
+        let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let last = tail
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        anyhow::bail!("{status}: {last} (log: {})", log_path.display());
+    }
+    Ok(())
+}
+
+/// Asks the kernel to kill the child when the thread that started it (and so the sweep) dies.
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// One bar over all jobs to run, with ETA; hidden when quiet or not on a terminal.
+fn progress_bar(len: u64, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "sweep [{elapsed_precise}] {wide_bar} {pos}/{len} jobs, ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+/// A line above the bar, or on stderr when the bar is hidden.
+fn say(bar: &indicatif::ProgressBar, line: &str) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}

@@ -1,0 +1,104 @@
+//! `gunlearn sweep FILE.toml --out DIR`: a grid of data set × scenarios × seeds × methods (with
+//! hyper-parameter grids) expanded into plain jobs ([`crate::jobs::Job`]), each in its own run
+//! folder with a stable, readable name, run in dependency order: the trained (and pruned)
+//! model, then each forget request's Retrain and pre-trained attacker, then the methods.
+//!
+//! A finished job is never redone ([`crate::jobs::Job::is_complete`]); an interrupted one is
+//! redone from the start. Every run folder holds its `job.json`, so the same plan runs locally
+//! ([`local`]), on Slurm ([`crate::slurm`]) or by hand (`gunlearn run-job DIR/job.json`).
+
+pub mod local;
+pub mod spec;
+
+use crate::jobs::Job;
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// One planned job: its stage (prerequisites run in earlier stages), the jobs it needs, and the
+/// job itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlannedJob {
+    /// Stable name: the run folder relative to the sweep folder.
+    pub name: String,
+    /// 0: the trained model; 1: the pruned model; 2: Retrain and attackers; 3: the methods.
+    pub stage: usize,
+    /// Names of the jobs whose outputs this one reads.
+    pub needs: Vec<String>,
+    /// What to run.
+    pub job: Job,
+}
+
+/// Every job of a sweep, in stage order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    /// The sweep folder.
+    pub out: PathBuf,
+    /// The jobs, sorted by stage.
+    pub jobs: Vec<PlannedJob>,
+}
+
+/// The file each run folder gets: the job as plain data.
+pub const JOB_FILE: &str = "job.json";
+
+impl Plan {
+    /// The stages in order, each with the indices of its jobs.
+    pub fn stages(&self) -> Vec<(usize, Vec<usize>)> {
+        let mut stages: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (i, job) in self.jobs.iter().enumerate() {
+            match stages.last_mut() {
+                Some((stage, ids)) if *stage == job.stage => ids.push(i),
+                _ => stages.push((job.stage, vec![i])),
+            }
+        }
+        stages
+    }
+
+    /// Writes `plan.json` and every run folder's `job.json`. A folder whose `job.json` describes
+    /// a different job is an error (the sweep file changed under the same names): finished
+    /// results are never silently mixed with new settings.
+    pub fn write(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("creating {}", self.out.display()))?;
+        for planned in &self.jobs {
+            let dir = planned.job.save_dir();
+            let path = dir.join(JOB_FILE);
+            let wanted = serde_json::to_value(&planned.job)?;
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let existing: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?;
+                if without_runner(existing) != without_runner(wanted.clone()) {
+                    bail!(
+                        "{} was planned with other settings than this sweep file gives it; \
+                         use another --out, or delete that folder to redo it",
+                        dir.display()
+                    );
+                }
+            }
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            crate::fsutil::write_json_atomic(&path, &planned.job)?;
+        }
+        crate::fsutil::write_json_atomic(&self.out.join("plan.json"), self)
+    }
+}
+
+/// A job's JSON without its runner (threads, device and quiet may differ between runs).
+fn without_runner(mut job: serde_json::Value) -> serde_json::Value {
+    if let Some(map) = job.as_object_mut() {
+        map.remove("runner");
+    }
+    job
+}
+
+/// Reads `DIR/plan.json`.
+pub fn read_plan(out: &Path) -> anyhow::Result<Plan> {
+    let path = out.join("plan.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {}: run `gunlearn sweep FILE --out {}` first",
+            path.display(),
+            out.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}

@@ -1,0 +1,576 @@
+//! The sweep file (TOML) and its expansion into a [`Plan`].
+//!
+//! ```toml
+//! dataset = "digits"
+//! arch = "resnet20"
+//! epochs = 6                      # for the shared trained model
+//! scenarios = ["random", "class:3"]
+//! seeds = [1, 2]
+//! methods = ["FT", "GA", "Gan"]   # or tables with per-method hyper-parameters and grids
+//! ```
+//! Method tables: `{ name = "FT", unlearn_lr = [0.01, 0.05], unlearn_epochs = 5 }`; a list
+//! where one value is expected is a grid over it (for list-valued settings such as
+//! `decreasing_lr`, a list of lists). `[train]` overrides the trained model's schedule,
+//! `[unlearn]` every method's settings, `[prune]` adds a pruning stage; `model = PATH` starts
+//! from an existing checkpoint instead of training.
+
+use super::{Plan, PlannedJob};
+use crate::data::DatasetName;
+use crate::jobs::train::TrainJob;
+use crate::jobs::unlearn::UnlearnJob;
+use crate::jobs::{DataConfig, ForgetConfig, Job, Runner, DEFAULT_ARCH};
+use crate::model::Arch;
+use crate::prune::PruneJob;
+use crate::train::TrainConfig;
+use crate::unlearn::UnlearnConfig;
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The sweep file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    /// Data set (`digits`, `fashion-mnist`, `cifar10`, …).
+    pub dataset: DatasetName,
+    /// Folder with the data set's files (not needed for digits).
+    #[serde(default)]
+    pub data: Option<PathBuf>,
+    /// Architecture of the trained model.
+    #[serde(default)]
+    pub arch: Option<Arch>,
+    /// Training epochs of the shared trained model (and Retrain's, unless overridden).
+    #[serde(default)]
+    pub epochs: Option<usize>,
+    /// Start from this checkpoint (run folder, `.safetensors` or the reference's `.pth.tar`)
+    /// instead of training one.
+    #[serde(default)]
+    pub model: Option<PathBuf>,
+    /// Forget requests: `random` (10 %), `random:F`, `class:K`, `class:K:N` (N samples of K).
+    pub scenarios: Vec<String>,
+    /// Run seeds: the forget set of a random scenario is drawn with RandomState(seed − 1), and
+    /// every method is seeded with it.
+    pub seeds: Vec<u64>,
+    /// Methods: names, or tables with `name` and per-method settings (lists are grids).
+    pub methods: Vec<MethodSpec>,
+    /// Seed of the validation split.
+    #[serde(default)]
+    pub val_set_seed: Option<u32>,
+    /// Use only the first N official training images.
+    #[serde(default)]
+    pub train_subset: Option<usize>,
+    /// Use only the first N official test images.
+    #[serde(default)]
+    pub test_subset: Option<usize>,
+    /// Overrides of the trained model's schedule (`lr`, `batch_size`, `decreasing_lr`, `seed`, …).
+    #[serde(default)]
+    pub train: toml::Table,
+    /// A pruning stage before unlearning (`prune = "omp"`, `rate`, `rewind_epoch`, …).
+    #[serde(default)]
+    pub prune: Option<toml::Table>,
+    /// Settings of every method (`batch_size`, `attacker_iters`, …), before each method's own.
+    #[serde(default)]
+    pub unlearn: toml::Table,
+}
+
+/// One entry of `methods`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MethodSpec {
+    /// Just the method's name: its reference settings.
+    Name(String),
+    /// The name and settings; a list value is a grid.
+    Table {
+        /// Method name.
+        name: String,
+        /// Settings by flag name (`unlearn_lr`, `unlearn_epochs`, `alpha`, …).
+        #[serde(flatten)]
+        settings: toml::Table,
+    },
+}
+
+impl MethodSpec {
+    fn name(&self) -> &str {
+        match self {
+            MethodSpec::Name(n) | MethodSpec::Table { name: n, .. } => n,
+        }
+    }
+    fn settings(&self) -> toml::Table {
+        match self {
+            MethodSpec::Name(_) => toml::Table::new(),
+            MethodSpec::Table { settings, .. } => settings.clone(),
+        }
+    }
+}
+
+/// A forget request of the sweep, with its folder name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Folder name: `random0.1`, `class3`, `class3-n100`.
+    pub name: String,
+    /// The request (seed filled in per run).
+    pub forget: ForgetConfig,
+}
+
+/// Parses `random`, `random:F`, `class:K` or `class:K:N`.
+pub fn parse_scenario(text: &str) -> anyhow::Result<Scenario> {
+    let parts: Vec<&str> = text.split(':').map(str::trim).collect();
+    let bad = || {
+        anyhow::anyhow!(
+            "scenarios: {text:?} is not a scenario; write \"random\", \"random:0.1\", \"class:3\" or \"class:3:100\""
+        )
+    };
+    let forget = match parts.as_slice() {
+        ["random"] => ForgetConfig {
+            indexes_to_replace: true,
+            ..ForgetConfig::default()
+        },
+        ["random", f] => ForgetConfig {
+            indexes_to_replace: true,
+            forget_fraction: f.parse().map_err(|_| bad())?,
+            ..ForgetConfig::default()
+        },
+        ["class", k] => ForgetConfig {
+            class_to_replace: Some(k.parse().map_err(|_| bad())?),
+            ..ForgetConfig::default()
+        },
+        ["class", k, n] => ForgetConfig {
+            class_to_replace: Some(k.parse().map_err(|_| bad())?),
+            num_indexes_to_replace: Some(n.parse().map_err(|_| bad())?),
+            ..ForgetConfig::default()
+        },
+        _ => return Err(bad()),
+    };
+    forget
+        .request()
+        .with_context(|| format!("scenarios: {text:?}"))?;
+    let name = match (forget.class_to_replace, forget.num_indexes_to_replace) {
+        (Some(k), Some(n)) => format!("class{k}-n{n}"),
+        (Some(k), None) => format!("class{k}"),
+        _ => format!("random{}", forget.forget_fraction),
+    };
+    Ok(Scenario { name, forget })
+}
+
+/// Flag names accepted for a config's field names (the reference's flags, as on the CLI).
+const ALIASES: &[(&str, &str)] = &[
+    ("unlearn_lr", "lr"),
+    ("unlearn_epochs", "epochs"),
+    ("decreasing_lr", "milestones"),
+    ("gamma", "scrub_gamma"),
+    ("kd_T", "kd_t"),
+];
+
+/// `base` with `overrides` applied (keys are field names or their flag aliases), checked by
+/// deserialising; `what` names the table in errors.
+fn apply<T: serde::Serialize + serde::de::DeserializeOwned>(
+    base: &T,
+    overrides: &Map<String, Value>,
+    what: &str,
+) -> anyhow::Result<T> {
+    let mut value = serde_json::to_value(base)?;
+    let fields = value.as_object_mut().expect("configs serialise to objects");
+    for (key, v) in overrides {
+        let field = field_name(key);
+        if !fields.contains_key(field) {
+            let mut known: Vec<&String> = fields.keys().collect();
+            known.sort();
+            bail!(
+                "{what}: unknown key {key:?}; known keys: {}",
+                known
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        fields.insert(field.to_string(), milestones_from_text(v.clone()));
+    }
+    serde_json::from_value(value).with_context(|| format!("{what}: a value has the wrong type"))
+}
+
+/// The config field a key names.
+fn field_name(key: &str) -> &str {
+    ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == key)
+        .map_or(key, |(_, field)| field)
+}
+
+/// `"91,136"` → `[91, 136]` (the CLI's spelling of epoch lists); other values unchanged.
+fn milestones_from_text(v: Value) -> Value {
+    match &v {
+        Value::String(s) if s.split(',').all(|p| p.trim().parse::<usize>().is_ok()) => {
+            Value::Array(
+                s.split(',')
+                    .map(|p| Value::from(p.trim().parse::<usize>().expect("checked")))
+                    .collect(),
+            )
+        }
+        _ => v,
+    }
+}
+
+/// A TOML table as JSON.
+fn json_table(table: &toml::Table) -> Map<String, Value> {
+    match serde_json::to_value(table).expect("TOML values are JSON values") {
+        Value::Object(map) => map,
+        _ => unreachable!("a table serialises to an object"),
+    }
+}
+
+/// Every combination of a method table's settings: a list where the config has a scalar (or a
+/// list of lists where it has a list) is a grid axis.
+fn grid(
+    settings: &Map<String, Value>,
+    base: &Map<String, Value>,
+) -> anyhow::Result<Vec<Map<String, Value>>> {
+    let mut points = vec![Map::new()];
+    for (key, value) in settings {
+        let field_is_list = base.get(field_name(key)).is_some_and(Value::is_array);
+        let values = match value {
+            Value::Array(items) if !field_is_list || items.iter().all(Value::is_array) => {
+                if items.is_empty() {
+                    bail!("{key}: an empty list gives no runs");
+                }
+                items.clone()
+            }
+            other => vec![other.clone()],
+        };
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                values.iter().map(move |v| {
+                    let mut p = p.clone();
+                    p.insert(key.clone(), v.clone());
+                    p
+                })
+            })
+            .collect();
+    }
+    Ok(points)
+}
+
+/// A setting's value as it appears in a folder name.
+fn label_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => items.iter().map(label_value).collect::<Vec<_>>().join("_"),
+        other => other.to_string(),
+    }
+}
+
+/// Reads and checks a sweep file.
+pub fn read(path: &Path) -> anyhow::Result<SweepSpec> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the sweep file {}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
+        .with_context(|| format!("{} is not a valid sweep file", path.display()))
+}
+
+/// Expands `spec` into the jobs of a sweep in `out`, every setting checked.
+pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
+    if spec.scenarios.is_empty() || spec.seeds.is_empty() || spec.methods.is_empty() {
+        bail!("scenarios, seeds and methods each need at least one entry");
+    }
+    let data = DataConfig {
+        dataset: spec.dataset,
+        data: spec.data.clone(),
+        val_set_seed: spec
+            .val_set_seed
+            .unwrap_or(DataConfig::default().val_set_seed),
+        train_subset: spec.train_subset,
+        test_subset: spec.test_subset,
+    };
+    if spec.dataset != DatasetName::Digits && spec.data.is_none() {
+        bail!(
+            "data: {} needs the folder of its files (data = \"PATH\")",
+            spec.dataset.cli_name()
+        );
+    }
+    let mut train_base = TrainConfig {
+        augment: Some(spec.dataset.default_augment()),
+        ..TrainConfig::default()
+    };
+    if let Some(epochs) = spec.epochs {
+        train_base.epochs = epochs;
+    }
+    let mut train_over = json_table(&spec.train);
+    let no_augment = train_over
+        .remove("no_augment")
+        .map(|v| {
+            v.as_bool()
+                .context("train.no_augment: expected true or false")
+        })
+        .transpose()?
+        .unwrap_or(false);
+    let mut train_config: TrainConfig = apply(&train_base, &train_over, "[train]")?;
+    if no_augment {
+        train_config.augment = None;
+    }
+    train_config.validate().context("[train]")?;
+
+    let runner = Runner {
+        quiet: true,
+        ..Runner::default()
+    };
+    let mut jobs = Vec::new();
+    let (model, model_job): (PathBuf, Option<String>) = match &spec.model {
+        Some(path) => {
+            if !path.exists() {
+                bail!("model: {} does not exist", path.display());
+            }
+            (path.clone(), None)
+        }
+        None => {
+            let dir = out.join("original");
+            jobs.push(PlannedJob {
+                name: "original".into(),
+                stage: 0,
+                needs: vec![],
+                job: Job::Train(TrainJob {
+                    data: data.clone(),
+                    arch: spec.arch.unwrap_or(DEFAULT_ARCH),
+                    config: train_config.clone(),
+                    save_dir: dir.clone(),
+                    resume: true,
+                    runner: runner.clone(),
+                }),
+            });
+            (dir, Some("original".into()))
+        }
+    };
+    let (model, model_job) = match &spec.prune {
+        None => (model, model_job),
+        Some(table) => {
+            if spec.model.is_some() {
+                bail!("prune: a sweep prunes the model it trains; drop `model` or `[prune]`");
+            }
+            let base = PruneJob {
+                arch: spec.arch.unwrap_or(DEFAULT_ARCH),
+                train: train_config.clone(),
+                runner: runner.clone(),
+                resume: true,
+                ..PruneJob::new(data.clone(), out.join("pruned"))
+            };
+            let mut over = json_table(table);
+            for fixed in ["data", "runner", "arch", "train", "save_dir", "resume"] {
+                if over.remove(fixed).is_some() {
+                    bail!("[prune]: {fixed:?} is set by the sweep, not here");
+                }
+            }
+            let prune: PruneJob = apply(&base, &over, "[prune]")?;
+            let state = crate::prune::final_state_dir(&prune);
+            jobs.push(PlannedJob {
+                name: "pruned".into(),
+                stage: 1,
+                needs: vec![],
+                job: Job::Prune(prune),
+            });
+            // Pruning trains its own dense state: the separate trained model is not needed.
+            jobs.retain(|j| j.name != "original");
+            (state, Some("pruned".into()))
+        }
+    };
+    let model_needs: Vec<String> = model_job.into_iter().collect();
+
+    let unlearn_over = json_table(&spec.unlearn);
+    let unlearn_base: UnlearnConfig = apply(&UnlearnConfig::default(), &unlearn_over, "[unlearn]")?;
+    let base_map = match serde_json::to_value(&unlearn_base)? {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    };
+    let scenarios = spec
+        .scenarios
+        .iter()
+        .map(|s| parse_scenario(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut names = std::collections::BTreeSet::new();
+    for s in &scenarios {
+        if !names.insert(s.name.clone()) {
+            bail!("scenarios: {} is listed twice", s.name);
+        }
+    }
+    for &seed in &spec.seeds {
+        u32::try_from(seed).context("seeds: each must fit in 32 bits (NumPy RandomState)")?;
+    }
+
+    // Methods with their grid points, checked once.
+    struct Run {
+        method: String,
+        label: String,
+        config: UnlearnConfig,
+    }
+    let mut runs: Vec<Run> = Vec::new();
+    let mut retrain_entry: Option<UnlearnConfig> = None;
+    for (i, entry) in spec.methods.iter().enumerate() {
+        let method = crate::unlearn::find(entry.name()).with_context(|| format!("methods[{i}]"))?;
+        let name = method.name().to_string();
+        let what = format!("methods[{i}] ({name})");
+        let settings = json_table(&entry.settings());
+        let points = grid(&settings, &base_map).with_context(|| what.clone())?;
+        let varied: Vec<&String> = settings.keys().collect();
+        for point in points {
+            // Retrain repeats the schedule of the model this sweep trains; from a given
+            // checkpoint it keeps the method's reference defaults.
+            let retrain_defaults = name == "retrain" && spec.model.is_none();
+            let mut base = unlearn_base.clone();
+            if retrain_defaults {
+                base.lr = Some(train_config.lr);
+                base.epochs = Some(train_config.epochs);
+                base.milestones = train_config.milestones.clone();
+                base.batch_size = train_config.batch_size;
+            }
+            let config: UnlearnConfig = apply(&base, &point, &what)?;
+            config.validate().with_context(|| what.clone())?;
+            let label = std::iter::once(name.clone())
+                .chain(
+                    varied
+                        .iter()
+                        .map(|k| format!("{}{}", field_name(k), label_value(&point[k.as_str()]))),
+                )
+                .collect::<Vec<_>>()
+                .join("-");
+            if name == "retrain" {
+                if retrain_entry.is_some() {
+                    bail!("{what}: Retrain is the reference of every gap; give it one setting");
+                }
+                retrain_entry = Some(config);
+                continue;
+            }
+            if runs.iter().any(|r| r.label == label) {
+                bail!("{what}: {label} is listed twice");
+            }
+            runs.push(Run {
+                method: name.clone(),
+                label,
+                config,
+            });
+        }
+    }
+    let retrain_config = match retrain_entry {
+        Some(c) => c,
+        None if spec.model.is_some() => unlearn_base.clone(),
+        None => {
+            let c = UnlearnConfig {
+                lr: Some(train_config.lr),
+                epochs: Some(train_config.epochs),
+                milestones: train_config.milestones.clone(),
+                batch_size: train_config.batch_size,
+                ..unlearn_base.clone()
+            };
+            c.validate().context("[unlearn] (for Retrain)")?;
+            c
+        }
+    };
+
+    let unlearn_job =
+        |config: &UnlearnConfig, method: &str, forget: &ForgetConfig, dir: PathBuf| UnlearnJob {
+            model: model.clone(),
+            method: method.into(),
+            data: data.clone(),
+            forget: forget.clone(),
+            config: UnlearnConfig {
+                seed: forget.seed,
+                ..config.clone()
+            },
+            save_dir: dir,
+            runner: runner.clone(),
+            num_classes: None,
+            retrain_dir: None,
+        };
+    let mut method_jobs = Vec::new();
+    for scenario in &scenarios {
+        for &seed in &spec.seeds {
+            let forget = ForgetConfig {
+                seed,
+                ..scenario.forget.clone()
+            };
+            let base = format!("runs/{}/seed{seed}", scenario.name);
+            let retrain_name = format!("{base}/retrain");
+            let retrain_dir = out.join(&retrain_name);
+            jobs.push(PlannedJob {
+                name: retrain_name.clone(),
+                stage: 2,
+                needs: model_needs.clone(),
+                job: Job::Unlearn(unlearn_job(
+                    &retrain_config,
+                    "retrain",
+                    &forget,
+                    retrain_dir.clone(),
+                )),
+            });
+            // One attacker per distinct pre-training setting of this request's Gan runs.
+            let mut attackers: BTreeMap<String, String> = BTreeMap::new();
+            for run in runs
+                .iter()
+                .filter(|r| r.method == "Gan" && r.config.attacker.is_none())
+            {
+                let n = attackers.len();
+                if let std::collections::btree_map::Entry::Vacant(slot) =
+                    attackers.entry(attacker_key(&run.config)?)
+                {
+                    let name = if n == 0 {
+                        format!("attackers/{}/seed{seed}", scenario.name)
+                    } else {
+                        format!("attackers/{}/seed{seed}-{n}", scenario.name)
+                    };
+                    jobs.push(PlannedJob {
+                        name: name.clone(),
+                        stage: 2,
+                        needs: model_needs.clone(),
+                        job: Job::Attacker(unlearn_job(
+                            &run.config,
+                            "Gan",
+                            &forget,
+                            out.join(&name),
+                        )),
+                    });
+                    slot.insert(name);
+                }
+            }
+            for run in &runs {
+                let name = format!("{base}/{}", run.label);
+                let mut job = unlearn_job(&run.config, &run.method, &forget, out.join(&name));
+                job.retrain_dir = Some(retrain_dir.clone());
+                let mut needs = model_needs.clone();
+                needs.push(retrain_name.clone());
+                if run.method == "Gan" && run.config.attacker.is_none() {
+                    needs.push(attackers[&attacker_key(&run.config)?].clone());
+                }
+                method_jobs.push(PlannedJob {
+                    name,
+                    stage: 3,
+                    needs,
+                    job: Job::Unlearn(job),
+                });
+            }
+        }
+    }
+    jobs.extend(method_jobs);
+    jobs.sort_by_key(|j| j.stage);
+    Ok(Plan {
+        out: out.to_path_buf(),
+        jobs,
+    })
+}
+
+/// The settings that decide a pre-trained attacker (everything but the game's own schedule).
+fn attacker_key(config: &UnlearnConfig) -> anyhow::Result<String> {
+    let mut v = serde_json::to_value(config)?;
+    for game_only in [
+        "lr",
+        "epochs",
+        "stop_iter",
+        "stop_unlearn_lr",
+        "milestones",
+        "amp",
+        "gan_memory",
+    ] {
+        v[game_only] = Value::Null;
+    }
+    Ok(v.to_string())
+}
