@@ -16,6 +16,7 @@ pub mod model;
 pub mod optim;
 pub mod plot;
 pub mod prune;
+pub mod slurm;
 pub mod torch_io;
 pub mod train;
 pub mod unlearn;
