@@ -94,6 +94,7 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
+# The logs still show mpi/pmix errors at start (the plugin is tried and not installed); harmless.
 MpiDefault=none
 # Cores are the consumable; memory is not tracked, so a job without --mem does not claim
 # the whole node's memory and block the others.
@@ -107,6 +108,8 @@ ReturnToService=2
 # Finished jobs stay visible to scontrol show job (there is no accounting database) for 10 min.
 MinJobAge=600
 KillWait=5
+# No mail on this cluster (the default mail program is not installed).
+MailProg=/bin/true
 InactiveLimit=0
 $node_line State=UNKNOWN NodeAddr=127.0.0.1
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP

@@ -46,6 +46,16 @@ pub struct ArrayStage {
     pub command: String,
 }
 
+/// `s` as one bash word: unchanged when it is plain, otherwise single-quoted (for commands).
+pub fn shell_quote(s: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !s.is_empty() && s.chars().all(plain) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 /// Checks a value that must be one word: not empty, no white space, quotes or control characters.
 fn check_word(flag: &str, value: &str) -> anyhow::Result<()> {
     if value.is_empty() {
@@ -527,6 +537,26 @@ mod tests {
         // Spaces are fine: the path is quoted.
         let text = script_text(&stage("s", 1, "true"), &o, Path::new("/a b")).unwrap();
         assert!(text.contains("--output=\"/a b/%x-%A_%a.out\""), "{text}");
+    }
+
+    #[test]
+    fn shell_quote_makes_one_word() {
+        assert_eq!(shell_quote("a/b-c.d"), "a/b-c.d");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's $x"), r"'it'\''s $x'");
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "printf %s {}",
+                shell_quote("it's \"$HOME\" `x` \\n")
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "it's \"$HOME\" `x` \\n"
+        );
     }
 
     /// A stand-in sbatch that logs its arguments and prints job ids 101, 102, ...
