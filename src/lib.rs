@@ -16,6 +16,7 @@ pub mod optim;
 pub mod pickle;
 pub mod plot;
 pub mod prune;
+pub mod slurm;
 pub mod sweep;
 pub mod torch_io;
 pub mod train;
