@@ -580,9 +580,29 @@ struct SweepArgs {
     /// Comma-separated GPU indices, one worker each.
     #[arg(long, value_delimiter = ',')]
     gpus: Vec<usize>,
-    /// Write the plan (plan.json, each run's job.json) and list it, without running anything.
+    /// Write the plan (plan.json, each run's job.json; with --slurm the sbatch scripts) and
+    /// list it, without running or submitting anything.
     #[arg(long = "dry-run", alias = "dry_run")]
     dry_run: bool,
+    /// Submit the runs to Slurm as job arrays (one per stage, each after the one before
+    /// succeeded) instead of running them here.
+    #[arg(long)]
+    slurm: bool,
+    /// Slurm: partition of every task.
+    #[arg(long, requires = "slurm")]
+    partition: Option<String>,
+    /// Slurm: generic resources of every task (e.g. gpu:1).
+    #[arg(long, requires = "slurm")]
+    gres: Option<String>,
+    /// Slurm: time limit of every task (e.g. 4:00:00).
+    #[arg(long, requires = "slurm")]
+    time: Option<String>,
+    /// Slurm: CPUs of every task (also its libtorch threads).
+    #[arg(long = "cpus-per-task", alias = "cpus_per_task", requires = "slurm")]
+    cpus_per_task: Option<usize>,
+    /// Slurm: memory of every task (e.g. 16G).
+    #[arg(long, requires = "slurm")]
+    mem: Option<String>,
     /// No progress bar; one line per finished job.
     #[arg(long)]
     quiet: bool,
@@ -817,7 +837,35 @@ fn run_unlearn(args: UnlearnArgs) -> anyhow::Result<()> {
 fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
     let spec = crate::sweep::spec::read(&args.file)?;
     let plan = crate::sweep::spec::plan(&spec, &args.out)?;
+    let slurm = crate::slurm::SlurmOptions {
+        partition: args.partition,
+        gres: args.gres,
+        time: args.time,
+        cpus_per_task: args.cpus_per_task,
+        mem: args.mem,
+        extra: Vec::new(),
+    };
+    slurm.validate()?;
     plan.write()?;
+    if args.slurm {
+        let exe = std::env::current_exe().context("locating the gunlearn binary")?;
+        let stages = crate::sweep::slurm_stages(&plan, &exe)?;
+        let scripts = crate::slurm::write_scripts(&plan.out, &stages, &slurm)?;
+        for script in &scripts {
+            println!("wrote {}", script.display());
+        }
+        if args.dry_run {
+            return Ok(());
+        }
+        let ids = crate::slurm::submit(&scripts)?;
+        println!(
+            "submitted {} job arrays ({}); when they finish: gunlearn report {}",
+            ids.len(),
+            ids.join(", "),
+            args.out.display()
+        );
+        return Ok(());
+    }
     if args.dry_run {
         for job in &plan.jobs {
             let state = if job.job.is_complete() {

@@ -102,3 +102,42 @@ pub fn read_plan(out: &Path) -> anyhow::Result<Plan> {
     })?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
+
+/// The Slurm form of a plan: one job array per stage over the stage's incomplete jobs, listed
+/// one `job.json` per line in `DIR/slurm/stage-<S>.jobs`; array task `i` runs line `i + 1` with
+/// `gunlearn run-job` (`exe`), which skips a job finished in the meantime.
+pub fn slurm_stages(plan: &Plan, exe: &Path) -> anyhow::Result<Vec<crate::slurm::ArrayStage>> {
+    let dir = std::path::absolute(plan.out.join("slurm"))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut stages = Vec::new();
+    for (stage, ids) in plan.stages() {
+        let files: Vec<String> = ids
+            .iter()
+            .map(|&i| &plan.jobs[i].job)
+            .filter(|job| !job.is_complete())
+            .map(|job| std::path::absolute(job.save_dir().join(JOB_FILE)))
+            .map(|p| p.map(|p| p.to_string_lossy().into_owned()))
+            .collect::<Result<_, _>>()?;
+        let list = dir.join(format!("stage-{stage}.jobs"));
+        crate::fsutil::write_bytes_atomic(&list, (files.join("\n") + "\n").as_bytes())?;
+        let command = format!(
+            "{exe} run-job \"$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {list})\" \
+             ${{SLURM_CPUS_PER_TASK:+--threads $SLURM_CPUS_PER_TASK}}",
+            exe = crate::slurm::shell_quote(&exe.to_string_lossy()),
+            list = crate::slurm::shell_quote(&list.to_string_lossy()),
+        );
+        stages.push(crate::slurm::ArrayStage {
+            name: STAGE_NAMES
+                .get(stage)
+                .copied()
+                .unwrap_or("stage")
+                .to_string(),
+            tasks: files.len(),
+            command,
+        });
+    }
+    Ok(stages)
+}
+
+/// Names of the stages, by number, for Slurm's job names.
+const STAGE_NAMES: [&str; 4] = ["train", "prune", "prerequisites", "runs"];
