@@ -4,5 +4,6 @@ pub mod bench_mia;
 pub mod mia;
 pub mod outputs;
 pub mod report;
+pub mod report_html;
 pub mod result;
 pub mod svc;
