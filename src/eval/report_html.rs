@@ -24,12 +24,12 @@ const BINS: usize = 25;
 const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;\
 max-width:1200px;padding:0 1em;color:#222}h1{font-size:1.6em}h2{font-size:1.3em;margin-top:1.6em;\
 border-bottom:1px solid #ddd}table{border-collapse:collapse;font-size:.9em;margin:.5em 0}\
-th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right}td{white-space:nowrap}th{background:#f3f3f3}\
-td.name,th.name{text-align:left}tr.setting th{text-align:left;background:#e8eef6}\
-caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}.note{color:#555;\
+th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right}td{white-space:nowrap}\
+th{background:#f3f3f3}td.name,th.name{text-align:left}\
+tr.setting th{text-align:left;background:#e8eef6}caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}.note{color:#555;\
 font-size:.9em;max-width:60em}.grid{display:flex;flex-wrap:wrap;gap:1em}figure{margin:.5em 0;\
-border:1px solid #eee;padding:.5em}figcaption{font-size:.85em;color:#444;max-width:760px}.grid figure{width:min-content}.grid svg{max-width:none}\
-.panels{display:flex}\
+border:1px solid #eee;padding:.5em}figcaption{font-size:.85em;color:#444;max-width:760px}\
+.grid figure{width:min-content}.grid svg{max-width:none}.panels{display:flex}\
 svg{max-width:100%;height:auto}svg text{font-family:sans-serif;fill:#222}\
 table.runs td{font-size:.85em}details{margin:.5em 0}";
 
@@ -271,8 +271,8 @@ fn unlearning_curve(run: &Run, g: &Group) -> Option<String> {
         return None;
     }
     Some(format!(
-        "<figure class=\"unlearning-curve\">\n<div class=\"panels\">{svgs}</div>\n<figcaption>{}, seed {}: unlearning log \
-         per iteration ({}).</figcaption>\n</figure>\n",
+        "<figure class=\"unlearning-curve\">\n<div class=\"panels\">{svgs}</div>\n\
+         <figcaption>{}, seed {}: unlearning log per iteration ({}).</figcaption>\n</figure>\n",
         esc(&g.label()),
         run.result.seed,
         esc(&path.display().to_string())
@@ -325,8 +325,9 @@ fn training_curves(h: &mut String, report: &Report) {
         if !svgs.is_empty() {
             let _ = writeln!(
                 figs,
-                "<figure class=\"training-curve\">\n<div class=\"panels\">{svgs}</div>\n<figcaption>Training of the \
-                 original model: loss and accuracy per epoch ({}).</figcaption>\n</figure>",
+                "<figure class=\"training-curve\">\n<div class=\"panels\">{svgs}</div>\n\
+                 <figcaption>Training of the original model: loss and accuracy per epoch ({}).\
+                 </figcaption>\n</figure>",
                 esc(&path.display().to_string())
             );
         }
