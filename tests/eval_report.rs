@@ -1,4 +1,5 @@
 //! `report`: gaps to Retrain on fake runs, mean ± std over seeds, error cases, written files.
+//! (Sweep folders and report.html: tests/report_html.rs.)
 
 use gunlearn::eval::report::report;
 use serde_json::json;
@@ -62,7 +63,7 @@ fn gaps_to_retrain_are_hand_computed() {
     // FT: (|2−5| + |6−10| + |99−100| + |93−94|) / 4 = 9/4; GA: (3 + 5 + 3 + 3) / 4 = 3.5.
     assert_eq!(
         row(&md, "FT"),
-        ["FT", "2.00", "6.00", "99.00", "93.00", "2.25", "10.00"]
+        ["FT", "2.00", "6.00", "99.00", "93.00", "2.25", "10.00", "0.10", "1"]
     );
     assert_eq!(row(&md, "GA")[5], "3.50");
     assert_eq!(row(&md, "Retrain")[5], "0.00");
@@ -70,6 +71,7 @@ fn gaps_to_retrain_are_hand_computed() {
     for f in [
         "report.md",
         "report.csv",
+        "report.html",
         "gap.svg",
         "gap.png",
         "mia_confidence.svg",
@@ -84,9 +86,11 @@ fn gaps_to_retrain_are_hand_computed() {
     let png = std::fs::read(out.join("gap.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
     let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
+    // A single run has no sample std: its std cells are empty.
     assert!(
-        csv.lines()
-            .any(|l| l.starts_with("GA,1,8.000000,0.000000,15.000000") && l.contains(",3.500000,")),
+        csv.lines().any(|l| l
+            .starts_with("cifar10,class 3 (4500 samples),GA,GA,,1,1,8.000000,,15.000000,")
+            && l.contains(",3.500000,,")),
         "{csv}"
     );
     assert!(std::fs::read_to_string(out.join("report.md"))
@@ -109,7 +113,9 @@ fn several_seeds_give_mean_and_sample_std() {
     ];
     let md = report(&dirs, None, &t.path().join("out")).unwrap();
     // UA: mean 3, sample std √2; MIA 7 ± √2; RA 98 ± √2; TA 93 ± 0.
-    // Gap of the means: (2 + 3 + 2 + 1) / 4 = 2.
+    // Gap per run: seed 1 against Retrain seed 1: (3 + 4 + 1 + 1) / 4 = 2.25; seed 2 has no
+    // Retrain of its own, so the mean over Retrain runs (seed 1): (1 + 2 + 3 + 1) / 4 = 1.75;
+    // 2 ± 0.354. RTE / Retrain: 0.10 and 0.14.
     assert_eq!(
         row(&md, "FT"),
         [
@@ -118,9 +124,16 @@ fn several_seeds_give_mean_and_sample_std() {
             "7.00 ± 1.41",
             "98.00 ± 1.41",
             "93.00 ± 0.00",
-            "2.00",
-            "12.00 ± 2.83"
+            "2.00 ± 0.35",
+            "12.00 ± 2.83",
+            "0.12 ± 0.03",
+            "2"
         ]
+    );
+    let doc = std::fs::read_to_string(t.path().join("out/report.md")).unwrap();
+    assert!(
+        doc.contains("1 run(s) had no Retrain of their seed"),
+        "{doc}"
     );
     // Without any Retrain run the gap is not available but the table still renders.
     let md = report(&dirs[1..], None, &t.path().join("out3")).unwrap();
@@ -148,9 +161,20 @@ fn bad_inputs_name_the_directories() {
         .unwrap()
         .replace("cifar10", "cifar100");
     std::fs::write(&p, s).unwrap();
+    // Runs of two data sets make two tables; a given Retrain must share every run's setting.
+    let md = report(&[good.clone(), other.clone()], None, &t.path().join("o")).unwrap();
+    assert!(
+        md.contains("### cifar10, forget class 3") && md.contains("### cifar100, forget class 3"),
+        "{md}"
+    );
     let err = format!(
         "{:#}",
-        report(&[good.clone(), other.clone()], None, &t.path().join("o")).unwrap_err()
+        report(
+            std::slice::from_ref(&good),
+            Some(&other),
+            &t.path().join("o")
+        )
+        .unwrap_err()
     );
     assert!(
         err.contains("different datasets") && err.contains("ft") && err.contains("c100"),

@@ -3,5 +3,6 @@
 pub mod mia;
 pub mod outputs;
 pub mod report;
+pub mod report_html;
 pub mod result;
 pub mod svc;

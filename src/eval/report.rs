@@ -1,73 +1,27 @@
 //! `gunlearn report`: compares runs against Retrain (SPEC §6 "Avg. gap") and writes
-//! `report.md`, `report.csv`, `gap.{png,svg}` and `mia_confidence.{png,svg}`.
+//! `report.md`, `report.csv`, `report.html`, `gap.{png,svg}` and `mia_confidence.{png,svg}`.
+//!
+//! The arguments are run folders (holding `eval_result.json`) or sweep folders, searched
+//! recursively for run folders. Runs are grouped by data set, forget set ("scenario"), method
+//! and hyper-parameters, so that the seeds of one setting make one row: mean ± sample standard
+//! deviation over the group's runs. Each run's Avg. gap is measured against the Retrain run of
+//! the same data set, forget set and seed.
 
+use crate::eval::result::{EvalResult, ForgetRecord};
 use crate::plot;
 use anyhow::{bail, ensure, Context, Result};
-use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// The forget-set description of `eval_result.json`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct ForgetSpec {
-    /// `class`, `random` or `none`.
-    pub kind: String,
-    /// Forgotten class for class-wise forgetting.
-    #[serde(default)]
-    pub class: Option<i64>,
-    /// Number of forgotten samples.
-    #[serde(default)]
-    pub count: Option<u64>,
-    /// Forgotten fraction for random forgetting.
-    #[serde(default)]
-    pub fraction: Option<f64>,
-}
-
-/// Confidence features kept for histograms.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct ConfidenceFeatures {
-    /// Confidence p_y of forget samples.
-    #[serde(default)]
-    pub forget: Vec<f64>,
-    /// Confidence p_y of test samples.
-    #[serde(default)]
-    pub test: Vec<f64>,
-}
-
-/// The fields of `eval_result.json` the report needs.
-#[derive(Debug, Clone, Deserialize)]
-pub struct RunSummary {
-    /// Unlearning method (`retrain` for the reference run).
-    pub method: String,
-    /// Dataset name.
-    pub dataset: String,
-    /// Seed of the run.
-    #[serde(default)]
-    pub seed: Option<i64>,
-    /// Forget set.
-    pub forget: ForgetSpec,
-    /// Unlearning accuracy, 100 − forget accuracy.
-    #[serde(rename = "UA")]
-    pub ua: f64,
-    /// Retain accuracy.
-    #[serde(rename = "RA")]
-    pub ra: f64,
-    /// Test accuracy.
-    #[serde(rename = "TA")]
-    pub ta: f64,
-    /// Forget-efficacy confidence score × 100.
-    #[serde(rename = "MIA_efficacy")]
-    pub mia_efficacy: f64,
-    /// Wall-clock of the unlearning step.
-    #[serde(rename = "RTE_seconds", default)]
-    pub rte_seconds: Option<f64>,
-    /// Optional confidence features for histograms.
-    #[serde(default)]
-    pub mia_confidence_features: Option<ConfidenceFeatures>,
-}
+/// Folders a sweep search never enters (besides hidden ones and `*.tmp`).
+const SKIPPED_DIRS: [&str; 1] = ["attackers"];
+/// How deep a sweep search goes below each argument.
+const MAX_DEPTH: usize = 16;
 
 /// Reads `dir/eval_result.json`.
-pub fn load_run(dir: &Path) -> Result<RunSummary> {
+pub fn load_run(dir: &Path) -> Result<EvalResult> {
     let path = dir.join("eval_result.json");
     ensure!(
         path.is_file(),
@@ -79,193 +33,605 @@ pub fn load_run(dir: &Path) -> Result<RunSummary> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-/// Mean and sample standard deviation (0 for a single value).
-fn mean_std(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    if v.len() < 2 {
-        return (m, 0.0);
+/// The run folders named by `paths`: each path holding `eval_result.json` is a run; any other
+/// folder is searched recursively for run folders (never entering `attackers`, hidden folders,
+/// `*.tmp` or a run folder's subfolders). Fails when a path yields no run.
+pub fn find_runs(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut runs = Vec::new();
+    for p in paths {
+        if p.join("eval_result.json").is_file() {
+            runs.push(p.clone());
+            continue;
+        }
+        ensure!(
+            p.is_dir(),
+            "{} is neither a run folder (with eval_result.json) nor a sweep folder",
+            p.display()
+        );
+        let before = runs.len();
+        search(p, 0, &mut runs)?;
+        ensure!(
+            runs.len() > before,
+            "no run folder (one holding eval_result.json) found in {}",
+            p.display()
+        );
     }
-    let var = v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0);
-    (m, var.sqrt())
+    Ok(runs)
 }
 
-/// One method's aggregate over its seeds.
+fn search(dir: &Path, depth: usize, runs: &mut Vec<PathBuf>) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return Ok(());
+    }
+    let mut children: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into());
+            !(name.starts_with('.') || name.ends_with(".tmp") || SKIPPED_DIRS.contains(&&*name))
+        })
+        .collect();
+    children.sort();
+    for c in children {
+        if c.join("eval_result.json").is_file() {
+            runs.push(c);
+        } else {
+            search(&c, depth + 1, runs)?;
+        }
+    }
+    Ok(())
+}
+
+/// One run folder and its evaluation.
 #[derive(Debug, Clone)]
-struct Group {
-    method: String,
-    runs: Vec<RunSummary>,
+pub struct Run {
+    /// The run folder.
+    pub dir: PathBuf,
+    /// Its `eval_result.json`.
+    pub result: EvalResult,
+}
+
+impl Run {
+    /// UA, MIA-efficacy, RA and TA, in table order.
+    pub fn metrics(&self) -> [Option<f64>; 4] {
+        let r = &self.result;
+        [r.ua, r.mia_efficacy, Some(r.ra), Some(r.ta)]
+    }
+
+    /// The (data set, scenario) this run belongs to.
+    fn setting(&self) -> (String, String) {
+        (
+            self.result.dataset.cli_name().to_string(),
+            scenario(&self.result.forget),
+        )
+    }
+}
+
+/// The forget set as the report names it: `class K (N samples)`, `random P %` or the kind.
+pub fn scenario(f: &ForgetRecord) -> String {
+    match (f.kind.as_str(), f.class, f.fraction) {
+        ("class", Some(c), _) => format!("class {c} ({} samples)", f.count),
+        ("random", _, Some(p)) => format!("random {} %", trim_number(100.0 * p)),
+        (k, _, _) => k.to_string(),
+    }
+}
+
+/// `v` with up to 4 decimals and no trailing zeros.
+fn trim_number(v: f64) -> String {
+    let s = format!("{v:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}
+
+/// The hyper-parameters a run's `config` records: `unlearn_lr`, `unlearn_epochs` and every key
+/// of `settings` except `seed` (and `lr`/`epochs`, which `unlearn_lr`/`unlearn_epochs` give as
+/// resolved), rendered as text.
+pub fn hyper_parameters(config: &Value) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for key in ["unlearn_lr", "unlearn_epochs"] {
+        if let Some(v) = config.get(key) {
+            out.insert(key.to_string(), value_text(v));
+        }
+    }
+    if let Some(settings) = config.get("settings").and_then(Value::as_object) {
+        for (k, v) in settings {
+            if !matches!(k.as_str(), "seed" | "lr" | "epochs") {
+                out.insert(k.clone(), value_text(v));
+            }
+        }
+    }
+    out
+}
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Null => "default".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Mean and sample standard deviation (n − 1) of some values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    /// Mean.
+    pub mean: f64,
+    /// Sample standard deviation; `None` for a single value.
+    pub std: Option<f64>,
+}
+
+impl Stat {
+    /// The statistics of `v`; `None` when empty.
+    pub fn of(v: &[f64]) -> Option<Stat> {
+        if v.is_empty() {
+            return None;
+        }
+        let n = v.len() as f64;
+        let mean = v.iter().sum::<f64>() / n;
+        let std = (v.len() > 1)
+            .then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+        Some(Stat { mean, std })
+    }
+
+    /// `mean ± std` with `decimals`, or the mean alone for a single value.
+    pub fn text(&self, decimals: usize) -> String {
+        match self.std {
+            Some(s) => format!("{:.*} ± {:.*}", decimals, self.mean, decimals, s),
+            None => format!("{:.*}", decimals, self.mean),
+        }
+    }
+}
+
+/// One row: the runs of one (data set, scenario, method, hyper-parameters).
+#[derive(Debug, Clone)]
+pub struct Group {
+    /// Unlearning method (`retrain` for the reference).
+    pub method: String,
+    /// Its hyper-parameters (see [`hyper_parameters`]).
+    pub params: BTreeMap<String, String>,
+    /// The hyper-parameters shown: those that differ between this method's groups.
+    pub shown: Vec<(String, String)>,
+    /// Indices of the runs in [`Report::runs`].
+    pub runs: Vec<usize>,
+    /// Seeds of the runs.
+    pub seeds: Vec<u64>,
+    /// UA, MIA-efficacy, RA, TA over the runs.
+    pub metrics: [Option<Stat>; 4],
+    /// Avg. gap of each run to its Retrain, over the runs.
+    pub gap: Option<Stat>,
+    /// RTE in seconds.
+    pub rte: Option<Stat>,
+    /// RTE as a fraction of the reference Retrain's RTE.
+    pub rte_fraction: Option<Stat>,
 }
 
 impl Group {
-    /// (mean, std) of UA, MIA-efficacy, RA, TA in table order.
-    fn metrics(&self) -> [(f64, f64); 4] {
-        let col =
-            |f: fn(&RunSummary) -> f64| mean_std(&self.runs.iter().map(f).collect::<Vec<_>>());
-        [
-            col(|r| r.ua),
-            col(|r| r.mia_efficacy),
-            col(|r| r.ra),
-            col(|r| r.ta),
-        ]
+    /// The table's name for the group: the method (with the papers' name) and the shown
+    /// hyper-parameters.
+    pub fn label(&self) -> String {
+        format!("{}{}", method_label(&self.method), self.params_suffix())
     }
 
-    fn rte(&self) -> Option<(f64, f64)> {
-        let v: Option<Vec<f64>> = self.runs.iter().map(|r| r.rte_seconds).collect();
-        v.map(|v| mean_std(&v))
+    /// A short name for charts: the method's flag name and the shown hyper-parameters.
+    pub fn short_label(&self) -> String {
+        format!("{}{}", self.method, self.params_suffix())
+    }
+
+    fn params_suffix(&self) -> String {
+        if self.shown.is_empty() {
+            return String::new();
+        }
+        let kv: Vec<String> = self.shown.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!(" [{}]", kv.join(", "))
+    }
+
+    /// Whether this is the Retrain reference.
+    pub fn is_retrain(&self) -> bool {
+        is_retrain(&self.method)
     }
 }
 
-fn fmt_ms((m, s): (f64, f64), n: usize) -> String {
-    if n > 1 {
-        format!("{m:.2} ± {s:.2}")
-    } else {
-        format!("{m:.2}")
+/// The groups of one data set and forget set.
+#[derive(Debug, Clone)]
+pub struct Section {
+    /// Data set name.
+    pub dataset: String,
+    /// Forget set, as [`scenario`] names it.
+    pub scenario: String,
+    /// Groups, Retrain and the original first, then the registry's order.
+    pub groups: Vec<Group>,
+}
+
+impl Section {
+    /// `dataset, forget scenario`.
+    pub fn title(&self) -> String {
+        format!("{}, forget {}", self.dataset, self.scenario)
     }
 }
 
-/// Builds the comparison table for `run_dirs`, with Retrain taken from `retrain` or from the
-/// runs whose method is `retrain`; writes the report files into `out_dir` and returns the
-/// Markdown table.
-pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> Result<String> {
-    ensure!(!run_dirs.is_empty(), "report: no run directories given");
-    let mut runs: Vec<(PathBuf, RunSummary)> = Vec::new();
-    for d in run_dirs {
-        runs.push((d.clone(), load_run(d)?));
+/// Everything a report shows.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The runs, in the order found.
+    pub runs: Vec<Run>,
+    /// One section per (data set, scenario), in the order first found.
+    pub sections: Vec<Section>,
+    /// Each run's Avg. gap and RTE fraction of its Retrain (parallel to `runs`).
+    pub per_run: Vec<(Option<f64>, Option<f64>)>,
+    /// How the gaps were measured (for the notes).
+    pub reference_note: String,
+}
+
+fn is_retrain(m: &str) -> bool {
+    m.eq_ignore_ascii_case("retrain")
+}
+
+/// Mean of each metric over `runs` (a metric missing from every run stays `None`).
+fn mean_metrics(runs: &[&Run]) -> ([Option<f64>; 4], f64) {
+    let mut out = [None; 4];
+    for (k, o) in out.iter_mut().enumerate() {
+        let v: Vec<f64> = runs.iter().filter_map(|r| r.metrics()[k]).collect();
+        *o = Stat::of(&v).map(|s| s.mean);
+    }
+    let rte = runs.iter().map(|r| r.result.rte_seconds).sum::<f64>() / runs.len().max(1) as f64;
+    (out, rte)
+}
+
+/// SPEC §6 Avg. gap: mean of |x − Retrain's x| over UA, MIA-efficacy, RA and TA.
+fn avg_gap(x: &[Option<f64>; 4], reference: &[Option<f64>; 4]) -> Option<f64> {
+    let mut sum = 0.0;
+    for k in 0..4 {
+        sum += (x[k]? - reference[k]?).abs();
+    }
+    Some(sum / 4.0)
+}
+
+/// Loads, groups and measures the runs found under `paths`.
+pub fn build(paths: &[PathBuf], retrain: Option<&Path>) -> Result<Report> {
+    ensure!(!paths.is_empty(), "report: no run directories given");
+    let dirs = find_runs(paths)?;
+    let mut runs = Vec::new();
+    for d in dirs {
+        let result = load_run(&d)?;
+        runs.push(Run { dir: d, result });
     }
     let explicit = match retrain {
-        Some(d) => Some((d.to_path_buf(), load_run(d)?)),
+        Some(d) => Some(Run {
+            dir: d.to_path_buf(),
+            result: load_run(d)?,
+        }),
         None => None,
     };
-    // All runs (and the Retrain reference) must describe the same experiment.
-    let all: Vec<&(PathBuf, RunSummary)> = runs.iter().chain(explicit.iter()).collect();
-    let (d0, r0) = all[0];
-    for (d, r) in &all[1..] {
-        if r.dataset != r0.dataset {
-            bail!(
-                "runs {} ({}) and {} ({}) use different datasets",
-                d0.display(),
-                r0.dataset,
-                d.display(),
-                r.dataset
-            );
-        }
-        if r.forget != r0.forget {
-            bail!(
-                "runs {} ({:?}) and {} ({:?}) use different forget sets",
-                d0.display(),
-                r0.forget,
-                d.display(),
-                r.forget
-            );
+    if let Some(e) = &explicit {
+        // The given Retrain is every run's reference, so all must share its experiment.
+        for r in &runs {
+            if r.result.dataset != e.result.dataset {
+                bail!(
+                    "runs {} ({}) and {} ({}) use different datasets",
+                    r.dir.display(),
+                    r.result.dataset.cli_name(),
+                    e.dir.display(),
+                    e.result.dataset.cli_name()
+                );
+            }
+            if r.setting().1 != e.setting().1 {
+                bail!(
+                    "runs {} ({}) and {} ({}) use different forget sets",
+                    r.dir.display(),
+                    scenario(&r.result.forget),
+                    e.dir.display(),
+                    scenario(&e.result.forget)
+                );
+            }
         }
     }
 
-    let mut groups: Vec<Group> = Vec::new();
-    for (_, r) in &runs {
-        match groups.iter_mut().find(|g| g.method == r.method) {
-            Some(g) => g.runs.push(r.clone()),
+    // Each run's reference: the given Retrain, or the Retrain runs of its setting and seed
+    // (their mean if several), or else the mean over its setting's Retrain runs.
+    let mut fallbacks = 0;
+    let mut any_reference = false;
+    let mut per_run: Vec<(Option<f64>, Option<f64>)> = Vec::new(); // (gap, RTE fraction)
+    for r in &runs {
+        let reference = match &explicit {
+            Some(e) => Some(mean_metrics(&[e])),
+            None => {
+                let same: Vec<&Run> = runs
+                    .iter()
+                    .filter(|o| is_retrain(&o.result.method) && o.setting() == r.setting())
+                    .collect();
+                let seed: Vec<&Run> = same
+                    .iter()
+                    .copied()
+                    .filter(|o| o.result.seed == r.result.seed)
+                    .collect();
+                if !seed.is_empty() {
+                    Some(mean_metrics(&seed))
+                } else if !same.is_empty() {
+                    fallbacks += 1;
+                    Some(mean_metrics(&same))
+                } else {
+                    None
+                }
+            }
+        };
+        any_reference |= reference.is_some();
+        per_run.push(match reference {
+            Some((m, rte)) => (
+                avg_gap(&r.metrics(), &m),
+                (rte > 0.0).then(|| r.result.rte_seconds / rte),
+            ),
+            None => (None, None),
+        });
+    }
+
+    let mut sections: Vec<Section> = Vec::new();
+    for (i, r) in runs.iter().enumerate() {
+        let (dataset, scen) = r.setting();
+        let params = hyper_parameters(&r.result.config);
+        let s = match sections
+            .iter()
+            .position(|s| s.dataset == dataset && s.scenario == scen)
+        {
+            Some(s) => s,
+            None => {
+                sections.push(Section {
+                    dataset,
+                    scenario: scen,
+                    groups: Vec::new(),
+                });
+                sections.len() - 1
+            }
+        };
+        let groups = &mut sections[s].groups;
+        match groups
+            .iter_mut()
+            .find(|g| g.method == r.result.method && g.params == params)
+        {
+            Some(g) => g.runs.push(i),
             None => groups.push(Group {
-                method: r.method.clone(),
-                runs: vec![r.clone()],
+                method: r.result.method.clone(),
+                params,
+                shown: Vec::new(),
+                runs: vec![i],
+                seeds: Vec::new(),
+                metrics: [None; 4],
+                gap: None,
+                rte: None,
+                rte_fraction: None,
             }),
         }
     }
-    // Methods in the registry's order (Retrain and the original first), unknown names last.
-    groups.sort_by_key(|g| method_rank(&g.method));
-    let is_retrain = |m: &str| m.eq_ignore_ascii_case("retrain");
-    let reference: Option<[(f64, f64); 4]> = match &explicit {
-        Some((_, r)) => Some(
-            Group {
-                method: r.method.clone(),
-                runs: vec![r.clone()],
+    for s in &mut sections {
+        let snapshot = s.groups.clone();
+        for g in &mut s.groups {
+            let members: Vec<&Run> = g.runs.iter().map(|&i| &runs[i]).collect();
+            g.seeds = members.iter().map(|r| r.result.seed).collect();
+            for k in 0..4 {
+                let v: Vec<f64> = members.iter().filter_map(|r| r.metrics()[k]).collect();
+                g.metrics[k] = Stat::of(&v);
             }
-            .metrics(),
+            let col = |f: &dyn Fn(usize) -> Option<f64>| {
+                Stat::of(&g.runs.iter().filter_map(|&i| f(i)).collect::<Vec<_>>())
+            };
+            g.gap = col(&|i| per_run[i].0);
+            g.rte = col(&|i| Some(runs[i].result.rte_seconds));
+            g.rte_fraction = col(&|i| per_run[i].1);
+            // Show the hyper-parameters on which this method's groups disagree.
+            let siblings: Vec<&Group> = snapshot.iter().filter(|o| o.method == g.method).collect();
+            let keys: std::collections::BTreeSet<&String> =
+                siblings.iter().flat_map(|o| o.params.keys()).collect();
+            g.shown = keys
+                .into_iter()
+                .filter(|k| {
+                    siblings
+                        .iter()
+                        .any(|o| o.params.get(*k) != g.params.get(*k))
+                })
+                .map(|k| {
+                    let v = g.params.get(k).cloned().unwrap_or_else(|| "—".into());
+                    (k.clone(), v)
+                })
+                .collect();
+        }
+        // Methods in the registry's order (Retrain and the original first), unknown names
+        // last; a method's groups by their shown hyper-parameters.
+        s.groups.sort_by(|a, b| {
+            (method_rank(&a.method), &a.method, a.short_label()).cmp(&(
+                method_rank(&b.method),
+                &b.method,
+                b.short_label(),
+            ))
+        });
+    }
+
+    let reference_note = match (&explicit, any_reference) {
+        (Some(e), _) => format!(
+            "Avg. Gap is relative to the Retrain run {}.",
+            e.dir.display()
         ),
-        None => groups
-            .iter()
-            .find(|g| is_retrain(&g.method))
-            .map(|g| g.metrics()),
+        (None, true) => {
+            let mut s = String::from(
+                "Avg. Gap is each run's gap to the Retrain run of the same data set, forget set \
+                 and seed (their mean if several), averaged over the group's runs.",
+            );
+            if fallbacks > 0 {
+                let _ = write!(
+                    s,
+                    " {fallbacks} run(s) had no Retrain of their seed and were compared with the \
+                     mean over that setting's Retrain runs."
+                );
+            }
+            s
+        }
+        (None, false) => "No Retrain run given: Avg. Gap is not available.".into(),
     };
+    Ok(Report {
+        runs,
+        sections,
+        per_run,
+        reference_note,
+    })
+}
 
-    let gap = |g: &Group| -> Option<f64> {
-        let r = reference?;
-        let m = g.metrics();
-        Some((0..4).map(|k| (m[k].0 - r[k].0).abs()).sum::<f64>() / 4.0)
-    };
+/// What each cell means (written under the tables).
+pub const CELL_NOTE: &str = "Cells are the mean ± the sample standard deviation (n − 1) over \
+the group's runs (one per seed); a group of a single run shows its value alone, and report.csv \
+leaves that std empty. RTE / Retrain is the unlearning time as a fraction of the reference \
+Retrain's.";
 
+/// How runs are grouped (written under the tables).
+pub const GROUP_NOTE: &str = "A group is the runs with the same data set, forget set, method \
+and hyper-parameters (config.unlearn_lr, config.unlearn_epochs and every key of \
+config.settings except seed); a label shows the hyper-parameters that differ between the \
+groups of its method.";
+
+fn opt_text(s: &Option<Stat>, decimals: usize) -> String {
+    s.as_ref().map_or("n/a".into(), |s| s.text(decimals))
+}
+
+/// The Markdown table of one section.
+pub fn markdown_table(section: &Section) -> String {
     let mut md = String::new();
-    md.push_str("| Method | UA | MIA-Efficacy | RA | TA | Avg. Gap | RTE (s) |\n");
-    md.push_str("|---|---|---|---|---|---|---|\n");
-    let mut csv = String::from(
-        "method,seeds,UA_mean,UA_std,MIA_efficacy_mean,MIA_efficacy_std,RA_mean,RA_std,TA_mean,TA_std,avg_gap,RTE_mean,RTE_std\n",
+    md.push_str(
+        "| Method | UA | MIA-Efficacy | RA | TA | Avg. Gap | RTE (s) | RTE / Retrain | n |\n",
     );
-    let mut bars: Vec<(String, f64)> = Vec::new();
-    for g in &groups {
-        let n = g.runs.len();
-        let m = g.metrics();
-        let gp = gap(g);
-        let rte = g.rte();
+    md.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    for g in &section.groups {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            method_label(&g.method),
-            fmt_ms(m[0], n),
-            fmt_ms(m[1], n),
-            fmt_ms(m[2], n),
-            fmt_ms(m[3], n),
-            gp.map_or("n/a".into(), |v| format!("{v:.2}")),
-            rte.map_or("n/a".into(), |v| fmt_ms(v, n)),
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            md_text(&g.label()),
+            opt_text(&g.metrics[0], 2),
+            opt_text(&g.metrics[1], 2),
+            opt_text(&g.metrics[2], 2),
+            opt_text(&g.metrics[3], 2),
+            opt_text(&g.gap, 2),
+            opt_text(&g.rte, 2),
+            opt_text(&g.rte_fraction, 2),
+            g.runs.len(),
         );
-        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
-        let _ = writeln!(
-            csv,
-            "{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{}",
-            g.method,
-            n,
-            m[0].0,
-            m[0].1,
-            m[1].0,
-            m[1].1,
-            m[2].0,
-            m[2].1,
-            m[3].0,
-            m[3].1,
-            opt(gp),
-            opt(rte.map(|r| r.0)),
-            opt(rte.map(|r| r.1)),
-        );
-        if let Some(v) = gp {
-            if !is_retrain(&g.method) {
-                // The flag's name: short enough to label a bar (the table has the papers' names).
-                bars.push((g.method.clone(), v));
+    }
+    md
+}
+
+/// `s` for a Markdown table cell: no column breaks, no HTML.
+fn md_text(s: &str) -> String {
+    s.replace('|', "\\|")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Column names of `report.csv`.
+pub const CSV_HEADER: &str = "dataset,forget,method,label,hyperparameters,n,seeds,\
+UA_mean,UA_std,MIA_efficacy_mean,MIA_efficacy_std,RA_mean,RA_std,TA_mean,TA_std,\
+avg_gap_mean,avg_gap_std,RTE_mean,RTE_std,RTE_fraction_mean,RTE_fraction_std";
+
+/// `report.csv`: one row per group; numbers with 6 decimals, empty when not available (a
+/// std of a single run included).
+pub fn csv(report: &Report) -> String {
+    let mut out = format!("{CSV_HEADER}\n");
+    let num = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.6}"));
+    for s in &report.sections {
+        for g in &s.groups {
+            let params: Vec<String> = g.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let seeds: Vec<String> = g.seeds.iter().map(u64::to_string).collect();
+            let mut cells = vec![
+                csv_field(&s.dataset),
+                csv_field(&s.scenario),
+                csv_field(&g.method),
+                csv_field(&g.label()),
+                csv_field(&params.join(";")),
+                g.runs.len().to_string(),
+                csv_field(&seeds.join(";")),
+            ];
+            for st in g.metrics.iter().chain([&g.gap, &g.rte, &g.rte_fraction]) {
+                cells.push(num(st.map(|s| s.mean)));
+                cells.push(num(st.and_then(|s| s.std)));
+            }
+            out.push_str(&cells.join(","));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Builds the comparison for the runs in `run_dirs` (run folders or sweep folders searched for
+/// them), with Retrain taken from `retrain` or from the runs whose method is `retrain`; writes
+/// the report files into `out_dir` and returns the Markdown table(s).
+pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> Result<String> {
+    let rep = build(run_dirs, retrain)?;
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let single = rep.sections.len() == 1;
+    let mut tables = String::new();
+    let mut doc = if single {
+        format!("# Unlearning report — {}\n\n", rep.sections[0].title())
+    } else {
+        "# Unlearning report\n\n".to_string()
+    };
+    for s in &rep.sections {
+        let table = markdown_table(s);
+        if single {
+            tables.push_str(&table);
+            doc.push_str(&table);
+        } else {
+            let _ = write!(tables, "### {}\n\n{table}\n", s.title());
+            let _ = write!(doc, "## {}\n\n{table}\n", s.title());
+        }
+    }
+    let _ = write!(
+        doc,
+        "\n{}\n\n{CELL_NOTE}\n\n{GROUP_NOTE}\n",
+        rep.reference_note
+    );
+    crate::fsutil::write_bytes_atomic(&out_dir.join("report.md"), doc.as_bytes())?;
+    crate::fsutil::write_bytes_atomic(&out_dir.join("report.csv"), csv(&rep).as_bytes())?;
+    crate::fsutil::write_bytes_atomic(
+        &out_dir.join("report.html"),
+        crate::eval::report_html::render(&rep).as_bytes(),
+    )?;
+    write_figures(&rep, out_dir)?;
+    Ok(tables)
+}
+
+/// `gap.{png,svg}` and `mia_confidence.{png,svg}` (when there is something to draw).
+fn write_figures(rep: &Report, out_dir: &Path) -> Result<()> {
+    let single = rep.sections.len() == 1;
+    let name = |s: &Section, g: &Group| {
+        if single {
+            g.short_label()
+        } else {
+            format!("{} {}: {}", s.dataset, s.scenario, g.short_label())
+        }
+    };
+    let mut bars: Vec<(String, f64)> = Vec::new();
+    let mut panels: Vec<(String, Vec<f64>, Vec<f64>)> = Vec::new();
+    for s in &rep.sections {
+        for g in &s.groups {
+            if let (Some(gap), false) = (g.gap, g.is_retrain()) {
+                bars.push((name(s, g), gap.mean));
+            }
+            // The attack's view of each group: its first run's forget vs test confidences.
+            if let Some(f) = g
+                .runs
+                .iter()
+                .map(|&i| &rep.runs[i].result.mia_confidence_features)
+                .find(|f| !f.forget.is_empty() || !f.test.is_empty())
+            {
+                panels.push((name(s, g), f.forget.clone(), f.test.clone()));
             }
         }
     }
-
-    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let mut doc = format!(
-        "# Unlearning report — {}, forget {}\n\n",
-        r0.dataset,
-        describe_forget(&r0.forget)
-    );
-    doc.push_str(&md);
-    match (&explicit, reference) {
-        (Some((d, _)), _) => {
-            let _ = writeln!(
-                doc,
-                "\nAvg. Gap is relative to the Retrain run {}.",
-                d.display()
-            );
-        }
-        (None, Some(_)) => {
-            doc.push_str("\nAvg. Gap is relative to the `retrain` runs (mean over seeds).\n")
-        }
-        (None, None) => doc.push_str("\nNo Retrain run given: Avg. Gap is not available.\n"),
-    }
-    crate::fsutil::write_bytes_atomic(&out_dir.join("report.md"), doc.as_bytes())?;
-    crate::fsutil::write_bytes_atomic(&out_dir.join("report.csv"), csv.as_bytes())?;
-
     if !bars.is_empty() {
         let b: Vec<(&str, f64)> = bars.iter().map(|(s, v)| (s.as_str(), *v)).collect();
         plot::bar_chart(
@@ -275,32 +641,27 @@ pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> R
             &b,
         )?;
     }
-    // One panel per method: forget vs test confidence (the attack's view of each model).
-    let panels: Vec<plot::Panel> = groups
-        .iter()
-        .filter_map(|g| {
-            let f = g
-                .runs
-                .iter()
-                .find_map(|r| r.mia_confidence_features.as_ref())?;
-            let series: Vec<plot::Series> = [("forget", &f.forget), ("test", &f.test)]
-                .into_iter()
-                .filter(|(_, v)| !v.is_empty())
-                .map(|(name, v)| (name, v.clone()))
-                .collect();
-            (!series.is_empty()).then_some((g.method.as_str(), series))
-        })
-        .collect();
     if !panels.is_empty() {
+        let p: Vec<plot::Panel> = panels
+            .iter()
+            .map(|(name, forget, test)| {
+                let series: Vec<plot::Series> = [("forget", forget), ("test", test)]
+                    .into_iter()
+                    .filter(|(_, v)| !v.is_empty())
+                    .map(|(n, v)| (n, v.clone()))
+                    .collect();
+                (name.as_str(), series)
+            })
+            .collect();
         plot::histogram_panels(
             &out_dir.join("mia_confidence.png"),
             "MIA confidence feature p_y: forget vs test, per method",
             "confidence p_y",
-            &panels,
+            &p,
             30,
         )?;
     }
-    Ok(md)
+    Ok(())
 }
 
 /// Position of `method` in the unlearning registry (reports list methods in that order).
@@ -324,12 +685,4 @@ pub fn method_label(method: &str) -> String {
         _ => return method.to_string(),
     };
     format!("{method} ({paper})")
-}
-
-fn describe_forget(f: &ForgetSpec) -> String {
-    match (f.kind.as_str(), f.class, f.fraction) {
-        ("class", Some(c), _) => format!("class {c}"),
-        ("random", _, Some(p)) => format!("random {:.0} %", 100.0 * p),
-        (k, _, _) => k.to_string(),
-    }
 }

@@ -27,6 +27,7 @@ pub struct ForgetRecord {
     /// Forgotten fraction of the train split (random).
     pub fraction: Option<f64>,
     /// Whether the class was also removed from the test set.
+    #[serde(default)]
     pub class_removed_from_test: bool,
 }
 
@@ -72,7 +73,8 @@ pub struct ConfidenceSample {
     pub test: Vec<f64>,
 }
 
-/// Everything in `eval_result.json`.
+/// Everything in `eval_result.json`; `gunlearn report` reads it back (the descriptive fields
+/// a hand-written or trimmed file may lack default to empty).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalResult {
     /// Unlearning method (`raw` for an evaluated model, `retrain`, `Gan`, ...).
@@ -86,6 +88,7 @@ pub struct EvalResult {
     /// Forget set.
     pub forget: ForgetRecord,
     /// Split sizes.
+    #[serde(default)]
     pub sizes: BTreeMap<String, usize>,
     /// Accuracies (%).
     pub accuracy: Accuracies,
@@ -111,12 +114,16 @@ pub struct EvalResult {
     #[serde(rename = "RTE_seconds")]
     pub rte_seconds: f64,
     /// Other timings (s): unlearning, prediction, attack.
+    #[serde(default)]
     pub timings: BTreeMap<String, f64>,
     /// Device used.
+    #[serde(default)]
     pub device: String,
     /// The command's configuration (method hyper-parameters, paths, seeds).
+    #[serde(default)]
     pub config: serde_json::Value,
     /// Confidence samples for the report's histogram.
+    #[serde(default)]
     pub mia_confidence_features: ConfidenceSample,
 }
 
