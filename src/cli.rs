@@ -908,7 +908,11 @@ fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
             plan.jobs.len()
         );
     }
-    println!("report: gunlearn report {}", args.out.display());
+    let table = crate::eval::report::report(&[args.out.clone()], None, &args.out)?;
+    println!(
+        "{table}\n(report.md, report.csv and report.html in {})",
+        args.out.display()
+    );
     Ok(())
 }
 

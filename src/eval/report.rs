@@ -97,8 +97,7 @@ pub struct Run {
 impl Run {
     /// UA, MIA-efficacy, RA and TA, in table order.
     pub fn metrics(&self) -> [Option<f64>; 4] {
-        let r = &self.result;
-        [r.ua, r.mia_efficacy, Some(r.ra), Some(r.ta)]
+        self.result.metrics()
     }
 
     /// The (data set, scenario) this run belongs to.
@@ -280,15 +279,6 @@ fn mean_metrics(runs: &[&Run]) -> ([Option<f64>; 4], f64) {
     (out, rte)
 }
 
-/// SPEC §6 Avg. gap: mean of |x − Retrain's x| over UA, MIA-efficacy, RA and TA.
-fn avg_gap(x: &[Option<f64>; 4], reference: &[Option<f64>; 4]) -> Option<f64> {
-    let mut sum = 0.0;
-    for k in 0..4 {
-        sum += (x[k]? - reference[k]?).abs();
-    }
-    Some(sum / 4.0)
-}
-
 /// Loads, groups and measures the runs found under `paths`.
 pub fn build(paths: &[PathBuf], retrain: Option<&Path>) -> Result<Report> {
     ensure!(!paths.is_empty(), "report: no run directories given");
@@ -360,7 +350,7 @@ pub fn build(paths: &[PathBuf], retrain: Option<&Path>) -> Result<Report> {
         any_reference |= reference.is_some();
         per_run.push(match reference {
             Some((m, rte)) => (
-                avg_gap(&r.metrics(), &m),
+                crate::eval::result::avg_gap(&r.metrics(), &m),
                 (rte > 0.0).then(|| r.result.rte_seconds / rte),
             ),
             None => (None, None),

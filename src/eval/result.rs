@@ -246,14 +246,19 @@ pub fn evaluate(req: &EvalRequest) -> anyhow::Result<EvalResult> {
     })
 }
 
-/// SPEC §6's Avg. gap of `run` to `retrain`: the mean of |Δ| over UA, MIA-efficacy, RA and TA
-/// (percentage points); `None` when either lacks a forget set.
-pub fn avg_gap(run: &EvalResult, retrain: &EvalResult) -> Option<f64> {
-    let pairs = [
-        (run.ua?, retrain.ua?),
-        (run.mia_efficacy?, retrain.mia_efficacy?),
-        (run.ra, retrain.ra),
-        (run.ta, retrain.ta),
-    ];
-    Some(pairs.iter().map(|(a, b)| (a - b).abs()).sum::<f64>() / pairs.len() as f64)
+impl EvalResult {
+    /// UA, MIA-efficacy, RA and TA (%), the four metrics of SPEC §6's Avg. gap.
+    pub fn metrics(&self) -> [Option<f64>; 4] {
+        [self.ua, self.mia_efficacy, Some(self.ra), Some(self.ta)]
+    }
+}
+
+/// SPEC §6's Avg. gap: the mean of |x − Retrain's x| over UA, MIA-efficacy, RA and TA
+/// (percentage points); `None` when a metric is missing from either side.
+pub fn avg_gap(x: &[Option<f64>; 4], retrain: &[Option<f64>; 4]) -> Option<f64> {
+    let mut sum = 0.0;
+    for (a, b) in x.iter().zip(retrain) {
+        sum += (a.as_ref()? - b.as_ref()?).abs();
+    }
+    Some(sum / x.len() as f64)
 }

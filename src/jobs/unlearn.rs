@@ -220,7 +220,7 @@ pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
         })?;
         let retrain: EvalResult = serde_json::from_str(&text)
             .with_context(|| format!("parsing {}/eval_result.json", dir.display()))?;
-        audit.gap_to_retrain = crate::eval::result::avg_gap(&result, &retrain);
+        audit.gap_to_retrain = crate::eval::result::avg_gap(&result.metrics(), &retrain.metrics());
     }
     crate::audit::write(&job.save_dir, &audit)?;
     Ok(result)

@@ -186,9 +186,24 @@ fn apply<T: serde::Serialize + serde::de::DeserializeOwned>(
                     .join(", ")
             );
         }
+        if v.is_null() {
+            // TOML's nan and inf have no JSON form; no setting accepts them anyway.
+            bail!("{what}: {key} must be a finite number");
+        }
         fields.insert(field.to_string(), milestones_from_text(v.clone()));
     }
-    serde_json::from_value(value).with_context(|| format!("{what}: a value has the wrong type"))
+    serde_json::from_value(value).map_err(|err| {
+        // Name the key: the first override that fails on its own.
+        let key = overrides.iter().find_map(|(key, v)| {
+            let mut one = serde_json::to_value(base).ok()?;
+            one[field_name(key)] = milestones_from_text(v.clone());
+            serde_json::from_value::<T>(one).is_err().then_some(key)
+        });
+        match key {
+            Some(key) => anyhow::anyhow!("{what}: {key}: {err}"),
+            None => anyhow::anyhow!("{what}: {err}"),
+        }
+    })
 }
 
 /// The config field a key names.
@@ -267,7 +282,7 @@ pub fn read(path: &Path) -> anyhow::Result<SweepSpec> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the sweep file {}", path.display()))?;
     toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message()))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
         .with_context(|| format!("{} is not a valid sweep file", path.display()))
 }
 

@@ -1,0 +1,388 @@
+//! `gunlearn sweep`: the sweep file expands into the planned jobs (prerequisites before the runs
+//! that read them, stable names, grids), bad files are refused naming the key before anything is
+//! written, and a sweep killed with SIGKILL loses nothing finished, leaves nothing half-written
+//! that looks complete, and finishes on the next start without redoing finished runs.
+
+mod common;
+
+use common::{gunlearn, ok, read_json};
+use gunlearn::jobs::Job;
+use gunlearn::sweep::spec;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples")
+}
+
+fn plan_of(text: &str) -> anyhow::Result<gunlearn::sweep::Plan> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sweep.toml");
+    std::fs::write(&file, text).unwrap();
+    spec::plan(&spec::read(&file)?, Path::new("/sweep"))
+}
+
+fn unlearn(job: &Job) -> &gunlearn::jobs::unlearn::UnlearnJob {
+    match job {
+        Job::Unlearn(j) | Job::Attacker(j) => j,
+        other => panic!("not an unlearning job: {other:?}"),
+    }
+}
+
+#[test]
+fn the_minimal_file_plans_the_model_each_requests_prerequisites_and_the_runs() {
+    let file = examples().join("digits-minimal.toml");
+    let plan = spec::plan(&spec::read(&file).unwrap(), Path::new("/sweep")).unwrap();
+    let names: Vec<&str> = plan.jobs.iter().map(|j| j.name.as_str()).collect();
+    // 1 model + 4 requests × (Retrain + attacker) + 4 × 3 methods.
+    assert_eq!(plan.jobs.len(), 1 + 4 * 2 + 4 * 3, "{names:?}");
+    assert_eq!(names[0], "original");
+    let Job::Train(train) = &plan.jobs[0].job else {
+        panic!("stage 0 trains")
+    };
+    assert_eq!(train.config.epochs, 6);
+    assert_eq!(train.arch, gunlearn::model::Arch::Resnet20);
+    assert!(train.resume, "an interrupted training continues");
+    // Stages never go back, and every job's prerequisites come in earlier stages.
+    for (i, job) in plan.jobs.iter().enumerate() {
+        for need in &job.needs {
+            let n = plan.jobs.iter().position(|j| &j.name == need).unwrap();
+            assert!(plan.jobs[n].stage < job.stage, "{} needs {need}", job.name);
+            assert!(n < i);
+        }
+    }
+    let get = |name: &str| {
+        plan.jobs
+            .iter()
+            .find(|j| j.name == name)
+            .unwrap_or_else(|| panic!("{name} not planned: {names:?}"))
+    };
+    let gan = get("runs/class3/seed2/Gan");
+    assert_eq!(
+        gan.needs,
+        [
+            "original",
+            "runs/class3/seed2/retrain",
+            "attackers/class3/seed2"
+        ]
+    );
+    let gan_job = unlearn(&gan.job);
+    assert_eq!(gan_job.forget.class_to_replace, Some(3));
+    assert_eq!(gan_job.forget.seed, 2);
+    assert_eq!(gan_job.config.seed, 2, "the method runs with the run seed");
+    assert_eq!(gan_job.model, Path::new("/sweep/original"));
+    assert_eq!(
+        gan_job.retrain_dir.as_deref(),
+        Some(Path::new("/sweep/runs/class3/seed2/retrain"))
+    );
+    let ft = unlearn(&get("runs/random0.1/seed1/FT").job);
+    assert!(ft.forget.indexes_to_replace);
+    assert_eq!(ft.forget.forget_fraction, 0.1);
+    // Retrain repeats the trained model's schedule.
+    let retrain = unlearn(&get("runs/random0.1/seed1/retrain").job);
+    assert_eq!(retrain.config.epochs, Some(6));
+    assert_eq!(retrain.config.lr, Some(0.1));
+    assert_eq!(get("attackers/random0.1/seed1").stage, 2);
+}
+
+#[test]
+fn grids_expand_into_readable_run_names_and_list_settings_stay_single() {
+    // Settings appear in a run's name in alphabetical order, so names do not depend on how the
+    // file orders them.
+    let plan = plan_of(
+        r#"
+dataset = "digits"
+arch = "resnet20"
+epochs = 2
+scenarios = ["class:3:50"]
+seeds = [1]
+methods = [
+  { name = "FT", unlearn_lr = [0.01, 0.1], unlearn_epochs = 1 },
+  { name = "GA", decreasing_lr = [1, 2] },
+  { name = "SCRUB", lr_decay_epochs = [[1], [2, 3]] },
+]
+[unlearn]
+batch_size = 32
+"#,
+    )
+    .unwrap();
+    let runs: Vec<&str> = plan
+        .jobs
+        .iter()
+        .filter(|j| j.stage == 3)
+        .map(|j| j.name.as_str())
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            "runs/class3-n50/seed1/FT-epochs1-lr0.01",
+            "runs/class3-n50/seed1/FT-epochs1-lr0.1",
+            "runs/class3-n50/seed1/GA-milestones1_2",
+            "runs/class3-n50/seed1/SCRUB-lr_decay_epochs1",
+            "runs/class3-n50/seed1/SCRUB-lr_decay_epochs2_3",
+        ]
+    );
+    let ft = unlearn(
+        &plan
+            .jobs
+            .iter()
+            .find(|j| j.name.ends_with("FT-epochs1-lr0.1"))
+            .unwrap()
+            .job,
+    );
+    assert_eq!(ft.config.lr, Some(0.1));
+    assert_eq!(
+        ft.config.batch_size, 32,
+        "[unlearn] applies to every method"
+    );
+    assert_eq!(ft.forget.num_indexes_to_replace, Some(50));
+    let ga = unlearn(
+        &plan
+            .jobs
+            .iter()
+            .find(|j| j.name.ends_with("GA-milestones1_2"))
+            .unwrap()
+            .job,
+    );
+    assert_eq!(ga.config.milestones, [1, 2]);
+}
+
+#[test]
+fn bad_sweep_files_are_refused_naming_the_key() {
+    let base = "dataset = \"digits\"\nscenarios = [\"class:3\"]\nseeds = [1]\n";
+    let cases = [
+        (format!("{base}methods = [\"FT\"]\nepoch = 3\n"), "epoch"),
+        (
+            format!("{base}methods = [{{ name = \"FT\", unlearn_lrr = 0.1 }}]\n"),
+            "unlearn_lrr",
+        ),
+        (
+            format!("{base}methods = [\"NoSuchMethod\"]\n"),
+            "NoSuchMethod",
+        ),
+        (
+            format!("{base}methods = [\"FT\"]\nepochs = \"six\"\n"),
+            "epochs",
+        ),
+        (
+            format!("{base}methods = [{{ name = \"FT\", unlearn_lr = -1.0 }}]\n"),
+            "lr",
+        ),
+        (
+            format!("{base}methods = [\"FT\"]\n[train]\nlr = nan\n"),
+            "lr must be a finite number",
+        ),
+        (
+            format!("{base}methods = [{{ name = \"FT\", unlearn_epochs = [] }}]\n"),
+            "unlearn_epochs",
+        ),
+        (
+            "dataset = \"digits\"\nscenarios = [\"klass:3\"]\nseeds = [1]\nmethods = [\"FT\"]\n"
+                .into(),
+            "klass:3",
+        ),
+        (
+            "dataset = \"digits\"\nscenarios = [\"class:3\"]\nseeds = []\nmethods = [\"FT\"]\n"
+                .into(),
+            "seeds",
+        ),
+        (
+            "dataset = \"cifar10\"\nscenarios = [\"random\"]\nseeds = [1]\nmethods = [\"FT\"]\n"
+                .into(),
+            "data",
+        ),
+    ];
+    for (text, key) in &cases {
+        let err = format!("{:#}", plan_of(text).expect_err(text));
+        assert!(err.contains(key), "{text}\n-> {err}\n(should name {key})");
+    }
+    // Through the binary: an error naming the key, and nothing written.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, &cases[0].0).unwrap();
+    let out = dir.path().join("out");
+    let o = gunlearn(&[
+        "sweep",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("epoch"), "{stderr}");
+    assert!(
+        !out.exists(),
+        "a refused sweep file wrote {}",
+        out.display()
+    );
+}
+
+#[test]
+fn the_example_sweep_files_parse() {
+    for entry in std::fs::read_dir(examples()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let s = spec::read(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            assert!(!s.methods.is_empty(), "{}", path.display());
+        }
+    }
+}
+
+/// Every run folder under `dir` (those with a job.json).
+fn job_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if d.join("job.json").is_file() {
+            out.push(d.clone());
+        }
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Whether `run-job` processes of this sweep are still alive.
+fn children_alive(dir: &Path) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+            let c = String::from_utf8_lossy(&c);
+            c.contains("run-job") && c.contains(dir.to_str().unwrap())
+        })
+    })
+}
+
+const SMALL_SWEEP: &str = r#"
+dataset = "digits"
+arch = "resnet20"
+epochs = 2
+scenarios = ["class:3", "random"]
+seeds = [1]
+methods = [
+  { name = "FT", unlearn_epochs = [1, 2] },
+  { name = "GA", unlearn_epochs = 1 },
+  { name = "Gan", unlearn_epochs = 1, attacker_iters = 10 },
+]
+[train]
+batch_size = 128
+[unlearn]
+batch_size = 128
+"#;
+
+#[test]
+fn a_killed_sweep_loses_nothing_finished_and_resumes_without_redoing_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("sweep.toml");
+    std::fs::write(&file, SMALL_SWEEP).unwrap();
+    let out = tmp.path().join("out");
+    let args = [
+        "sweep",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+        "--quiet",
+    ];
+    let mut sweep = std::process::Command::new(env!("CARGO_BIN_EXE_gunlearn"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as the first unlearning run is complete, others still running.
+    let start = Instant::now();
+    let complete_runs = || {
+        job_dirs(&out)
+            .into_iter()
+            .filter(|d| d.join("audit.json").is_file())
+            .collect::<Vec<_>>()
+    };
+    while complete_runs().is_empty() {
+        assert!(
+            sweep.try_wait().unwrap().is_none(),
+            "the sweep ended before it was killed"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "no run finished in 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sweep.kill().unwrap(); // SIGKILL
+    sweep.wait().unwrap();
+    let before: Vec<(PathBuf, Vec<u8>)> = complete_runs()
+        .into_iter()
+        .map(|d| {
+            let audit = std::fs::read(d.join("audit.json")).unwrap();
+            (d, audit)
+        })
+        .collect();
+    // The runs it had started die with it: nothing goes on writing behind the next start.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !children_alive(&out),
+        "run-job processes survived the sweep"
+    );
+    // Whatever looks complete is: its audit record checks out against its files.
+    for (dir, _) in &before {
+        ok(&["verify-audit", dir.to_str().unwrap()]);
+    }
+    let jobs = job_dirs(&out);
+    assert_eq!(jobs.len(), 1 + 2 * 2 + 2 * 4, "{jobs:?}");
+    assert!(
+        before.len() < jobs.len() - 1,
+        "killed too late to test anything"
+    );
+
+    // The next start finishes the sweep and leaves the finished runs as they were.
+    let o = ok(&args);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("already complete"), "{stdout}");
+    for (dir, audit) in &before {
+        assert_eq!(
+            &std::fs::read(dir.join("audit.json")).unwrap(),
+            audit,
+            "{} was redone",
+            dir.display()
+        );
+    }
+    for dir in job_dirs(&out) {
+        let job = gunlearn::jobs::read_job(&dir.join("job.json")).unwrap();
+        assert!(job.is_complete(), "{} is not complete", dir.display());
+    }
+    // Each method run's audit record carries its gap to its own request's Retrain.
+    let run = out.join("runs/class3/seed1/GA-epochs1");
+    let gap = read_json(&run.join("audit.json"))["gap_to_retrain"]
+        .as_f64()
+        .expect("gap_to_retrain filled");
+    let metrics = |dir: &Path| {
+        let r = read_json(&dir.join("eval_result.json"));
+        ["UA", "MIA_efficacy", "RA", "TA"].map(|k| r[k].as_f64().unwrap())
+    };
+    let (m, r) = (
+        metrics(&run),
+        metrics(&out.join("runs/class3/seed1/retrain")),
+    );
+    let expected = m.iter().zip(&r).map(|(a, b)| (a - b).abs()).sum::<f64>() / 4.0;
+    assert!((gap - expected).abs() < 1e-9, "gap {gap} vs {expected}");
+    // The report of the sweep folder covers every method of both scenarios.
+    let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
+    for method in ["FT", "GA", "Gan", "Retrain"] {
+        assert!(
+            csv.contains(method),
+            "{method} missing from report.csv:\n{csv}"
+        );
+    }
+    assert!(out.join("report.html").is_file());
+    // A third start has nothing left to do.
+    let o = ok(&args);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("0 run now"), "{stdout}");
+}
