@@ -1,8 +1,9 @@
 //! `gunlearn::slurm` against a real single-node Slurm that `scripts/slurm-local.sh` installs
 //! (if missing) and starts on this machine's loopback: job arrays run every task, a stage starts
 //! only after every task of the one before succeeded, a failed task stops the stages after it,
-//! and a job started by slurmd runs the `gunlearn` binary. Slurm not starting fails the test,
-//! with the script's output; it is never skipped.
+//! a job started by slurmd runs the `gunlearn` binary, and `gunlearn sweep --slurm` runs a
+//! whole sweep through it. Slurm not starting fails the test, with the script's output; it is
+//! never skipped.
 
 use gunlearn::slurm::{shell_quote, submit, write_scripts, ArrayStage, SlurmOptions};
 use std::path::{Path, PathBuf};
@@ -277,4 +278,102 @@ fn job_arrays_run_in_dependency_order_and_a_failure_stops_the_chain() {
     let _ = run("scancel", &[&fail_ids[1]]);
     assert!(out.join("fails-0").exists());
     assert!(!out.join("never").exists(), "the dependent stage ran");
+
+    a_sweep_runs_on_slurm_and_reports_as_locally(dir);
+}
+
+/// `gunlearn sweep FILE --slurm`: every run of a small sweep completes through the job arrays,
+/// Retrain before the runs that read it, and `gunlearn report DIR` reads the result.
+fn a_sweep_runs_on_slurm_and_reports_as_locally(dir: &Path) {
+    let file = dir.join("sweep.toml");
+    std::fs::write(
+        &file,
+        "dataset = \"digits\"\narch = \"resnet20\"\nepochs = 1\nscenarios = [\"class:3\"]\n\
+         seeds = [1]\nmethods = [{ name = \"FT\", unlearn_epochs = 1 }, { name = \"GA\", unlearn_epochs = 1 }]\n\
+         [train]\nbatch_size = 128\n[unlearn]\nbatch_size = 128\n",
+    )
+    .unwrap();
+    let sweep = dir.join("sweep");
+    let bin = env!("CARGO_BIN_EXE_gunlearn");
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "sweep",
+            file.to_str().unwrap(),
+            "--out",
+            sweep.to_str().unwrap(),
+            "--slurm",
+            "--cpus-per-task",
+            "1",
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let o = Command::new(bin).args(args(&[])).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ids: Vec<String> = stdout
+        .lines()
+        .find_map(|l| l.split_once('(').and_then(|(_, r)| r.split_once(')')))
+        .map(|(ids, _)| ids.split(", ").map(String::from).collect())
+        .unwrap_or_else(|| panic!("no job ids in: {stdout}"));
+    assert_eq!(ids.len(), 3, "train, prerequisites, runs: {stdout}");
+    let runs = [
+        "runs/class3/seed1/retrain",
+        "runs/class3/seed1/FT-epochs1",
+        "runs/class3/seed1/GA-epochs1",
+    ];
+    let start = Instant::now();
+    loop {
+        let states: Vec<_> = ids.iter().map(|id| job_states(id)).collect();
+        if states
+            .iter()
+            .all(|t| !t.is_empty() && t.iter().all(|(s, _)| finished(s)))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(900),
+            "the sweep's jobs did not finish: {states:?}\n{}",
+            diagnostics(&ids, &sweep)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    for run in runs {
+        assert!(
+            sweep.join(run).join("audit.json").is_file(),
+            "{run} did not complete\n{}",
+            diagnostics(&ids, &sweep)
+        );
+    }
+    // The runs started after their Retrain finished: each audit record has its gap.
+    let audit = std::fs::read_to_string(sweep.join(runs[1]).join("audit.json")).unwrap();
+    let audit: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    assert!(audit["gap_to_retrain"].is_f64(), "{audit}");
+    let report = dir.join("report");
+    let o = Command::new(bin)
+        .args([
+            "report",
+            sweep.to_str().unwrap(),
+            "-o",
+            report.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csv = std::fs::read_to_string(report.join("report.csv")).unwrap();
+    assert!(csv.contains("FT") && csv.contains("GA"), "{csv}");
+    // Submitting again finds nothing to do: no stage has an incomplete job.
+    let o = Command::new(bin)
+        .args(args(&["--dry-run"]))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && !stdout.contains(".sbatch"),
+        "{stdout}"
+    );
 }
