@@ -148,6 +148,41 @@ batch_size = 32
 }
 
 #[test]
+fn a_method_entry_can_be_limited_to_some_scenarios() {
+    let plan = plan_of(
+        r#"
+dataset = "digits"
+scenarios = ["class:3", "random"]
+seeds = [1]
+methods = [
+  { name = "Gan", scenarios = ["class:3"], unlearn_lr = 0.02, stop_iter = 20 },
+  { name = "Gan", scenarios = ["random"], unlearn_lr = 0.01 },
+]
+"#,
+    )
+    .unwrap();
+    let runs: Vec<(&str, Option<f64>)> = plan
+        .jobs
+        .iter()
+        .filter(|j| j.stage == 3)
+        .map(|j| (j.name.as_str(), unlearn(&j.job).config.lr))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            ("runs/class3/seed1/Gan-lr0.02-stop_iter20", Some(0.02)),
+            ("runs/random0.1/seed1/Gan-lr0.01", Some(0.01)),
+        ]
+    );
+    let err = plan_of(
+        "dataset = \"digits\"\nscenarios = [\"random\"]\nseeds = [1]\n\
+         methods = [{ name = \"FT\", scenarios = [\"class:2\"] }]\n",
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("class:2"), "{err:#}");
+}
+
+#[test]
 fn bad_sweep_files_are_refused_naming_the_key() {
     let base = "dataset = \"digits\"\nscenarios = [\"class:3\"]\nseeds = [1]\n";
     let cases = [
@@ -223,7 +258,15 @@ fn the_example_sweep_files_parse() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let s = spec::read(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-            assert!(!s.methods.is_empty(), "{}", path.display());
+            // Planned with a stand-in model and data folder where the file names a real one.
+            let tmp = tempfile::tempdir().unwrap();
+            let s = spec::SweepSpec {
+                model: s.model.as_ref().map(|_| tmp.path().to_path_buf()),
+                ..s
+            };
+            let plan =
+                spec::plan(&s, tmp.path()).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+            assert!(plan.jobs.iter().any(|j| j.stage == 3), "{}", path.display());
         }
     }
 }

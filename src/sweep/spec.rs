@@ -10,7 +10,8 @@
 //! ```
 //! Method tables: `{ name = "FT", unlearn_lr = [0.01, 0.05], unlearn_epochs = 5 }`; a list
 //! where one value is expected is a grid over it (for list-valued settings such as
-//! `decreasing_lr`, a list of lists). `[train]` overrides the trained model's schedule,
+//! `decreasing_lr`, a list of lists); `scenarios = ["class:3"]` limits an entry to some of the
+//! sweep's scenarios. `[train]` overrides the trained model's schedule,
 //! `[unlearn]` every method's settings, `[prune]` adds a pruning stage; `model = PATH` starts
 //! from an existing checkpoint instead of training.
 
@@ -418,6 +419,8 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
         method: String,
         label: String,
         config: UnlearnConfig,
+        /// The scenarios this run is limited to (`None`: all).
+        only: Option<Vec<String>>,
     }
     let mut runs: Vec<Run> = Vec::new();
     let mut retrain_entry: Option<UnlearnConfig> = None;
@@ -425,9 +428,31 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
         let method = crate::unlearn::find(entry.name()).with_context(|| format!("methods[{i}]"))?;
         let name = method.name().to_string();
         let what = format!("methods[{i}] ({name})");
-        let settings = json_table(&entry.settings());
+        let mut settings = json_table(&entry.settings());
+        // `scenarios = [...]` in a method's table limits it to those forget requests.
+        let only = match settings.remove("scenarios") {
+            None => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .map(|v| {
+                        let text = v.as_str().with_context(|| {
+                            format!("{what}: scenarios: expected strings like \"class:3\"")
+                        })?;
+                        let s = parse_scenario(text).with_context(|| what.clone())?;
+                        if !scenarios.iter().any(|t| t.name == s.name) {
+                            bail!("{what}: scenario {text:?} is not in the sweep's scenarios");
+                        }
+                        Ok(s.name)
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?,
+            ),
+            Some(_) => bail!("{what}: scenarios: expected a list like [\"class:3\"]"),
+        };
         let points = grid(&settings, &base_map).with_context(|| what.clone())?;
-        let varied: Vec<&String> = settings.keys().collect();
+        // Named in a run's folder in the order of the settings' field names.
+        let mut varied: Vec<&String> = settings.keys().collect();
+        varied.sort_by_key(|k| field_name(k));
         for point in points {
             // Retrain repeats the schedule of the model this sweep trains; from a given
             // checkpoint it keeps the method's reference defaults.
@@ -456,13 +481,18 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
                 retrain_entry = Some(config);
                 continue;
             }
-            if runs.iter().any(|r| r.label == label) {
+            let overlaps = |r: &Run| match (&r.only, &only) {
+                (Some(a), Some(b)) => a.iter().any(|x| b.contains(x)),
+                _ => true,
+            };
+            if runs.iter().any(|r| r.label == label && overlaps(r)) {
                 bail!("{what}: {label} is listed twice");
             }
             runs.push(Run {
                 method: name.clone(),
                 label,
                 config,
+                only: only.clone(),
             });
         }
     }
@@ -520,8 +550,10 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
             });
             // One attacker per distinct pre-training setting of this request's Gan runs.
             let mut attackers: BTreeMap<String, String> = BTreeMap::new();
+            let in_scenario = |r: &&Run| r.only.as_ref().is_none_or(|o| o.contains(&scenario.name));
             for run in runs
                 .iter()
+                .filter(in_scenario)
                 .filter(|r| r.method == "Gan" && r.config.attacker.is_none())
             {
                 let n = attackers.len();
@@ -547,7 +579,7 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
                     slot.insert(name);
                 }
             }
-            for run in &runs {
+            for run in runs.iter().filter(in_scenario) {
                 let name = format!("{base}/{}", run.label);
                 let mut job = unlearn_job(&run.config, &run.method, &forget, out.join(&name));
                 job.retrain_dir = Some(retrain_dir.clone());
