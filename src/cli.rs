@@ -908,7 +908,7 @@ fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
             plan.jobs.len()
         );
     }
-    let table = crate::eval::report::report(&[args.out.clone()], None, &args.out)?;
+    let table = crate::eval::report::report(std::slice::from_ref(&args.out), None, &args.out)?;
     println!(
         "{table}\n(report.md, report.csv and report.html in {})",
         args.out.display()
