@@ -584,6 +584,14 @@ pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> R
         "\n{}\n\n{CELL_NOTE}\n\n{GROUP_NOTE}\n",
         rep.reference_note
     );
+    let warnings = health_warnings(&rep);
+    if !warnings.is_empty() {
+        doc.push_str("\n## Health checks\n\n");
+        for (warning, n) in &warnings {
+            tracing::warn!("{warning} ({n} run(s))");
+            let _ = writeln!(doc, "- {warning} ({n} run(s))");
+        }
+    }
     crate::fsutil::write_bytes_atomic(&out_dir.join("report.md"), doc.as_bytes())?;
     crate::fsutil::write_bytes_atomic(&out_dir.join("report.csv"), csv(&rep).as_bytes())?;
     crate::fsutil::write_bytes_atomic(
@@ -675,4 +683,20 @@ pub fn method_label(method: &str) -> String {
         _ => return method.to_string(),
     };
     format!("{method} ({paper})")
+}
+
+/// The runs' health warnings (recorded by `unlearn` in `config.warnings`), each with how many
+/// runs gave it, in the order first found.
+pub fn health_warnings(rep: &Report) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for run in &rep.runs {
+        let warnings = run.result.config.get("warnings").and_then(|w| w.as_array());
+        for w in warnings.into_iter().flatten().filter_map(|w| w.as_str()) {
+            match out.iter_mut().find(|(x, _)| x == w) {
+                Some((_, n)) => *n += 1,
+                None => out.push((w.to_string(), 1)),
+            }
+        }
+    }
+    out
 }

@@ -121,6 +121,18 @@ pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
         .with_context(|| format!("creating {}", job.save_dir.display()))?;
     let audit_inputs = crate::audit::begin(&job.save_dir, &run.ckpt.path, &job.data)?;
     let ctx = context(job, &run);
+    // The original's UA, for the check that the method changed anything (before the seed is
+    // set: evaluation draws no random numbers, but nothing here should move the method's).
+    let ua_before = (!run.splits.forget.is_empty()).then(|| {
+        100.0
+            - crate::eval::outputs::accuracy(
+                &run.ckpt.model,
+                &run.ds.train,
+                &run.splits.forget,
+                512,
+                run.device,
+            )
+    });
     let (lr, epochs) = crate::unlearn::lr_epochs(method.as_ref(), &job.config);
     let config = serde_json::json!({
         "command": "unlearn",
@@ -186,6 +198,12 @@ pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     result
         .timings
         .extend(log.excluded_seconds.iter().map(|(k, v)| (k.clone(), *v)));
+    let warnings = health_warnings(&run, method.as_ref(), &job.config, ua_before, result.ua);
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    result.config["ua_before"] = serde_json::json!(ua_before);
+    result.config["warnings"] = serde_json::json!(warnings);
     info.accuracy = BTreeMap::from([
         ("retain".to_string(), result.accuracy.retain),
         ("val".to_string(), result.accuracy.val),
@@ -224,4 +242,30 @@ pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     }
     crate::audit::write(&job.save_dir, &audit)?;
     Ok(result)
+}
+
+/// The health checks of a finished run ([`crate::eval::health`]): the original model's
+/// memorisation (from its recorded train and test accuracies, when it has them), a UA left
+/// where it was, and settings other than the method's reference defaults.
+fn health_warnings(
+    run: &Loaded,
+    method: &dyn crate::unlearn::Unlearner,
+    config: &UnlearnConfig,
+    ua_before: Option<f64>,
+    ua_after: Option<f64>,
+) -> Vec<String> {
+    use crate::eval::health;
+    let acc = &run.ckpt.info.accuracy;
+    let memorises = match (acc.get("train"), acc.get("test")) {
+        (Some(&train), Some(&test)) => health::memorisation(train, test),
+        _ => None,
+    };
+    let unchanged = match (ua_before, ua_after) {
+        (Some(b), Some(a)) => health::unchanged_ua(method.name(), b, a),
+        _ => None,
+    };
+    [memorises, unchanged, health::non_default(method, config)]
+        .into_iter()
+        .flatten()
+        .collect()
 }
