@@ -42,6 +42,9 @@ enum Command {
     Report(ReportArgs),
     /// Run a grid of scenarios × seeds × methods (a TOML sweep file) into one folder, resumably.
     Sweep(SweepArgs),
+    /// Per-example forgetting audit (SPEC §6b): F, F_null, final score and U-LiRA per method,
+    /// against a cached pool of retrained models.
+    Audit(AuditArgs),
     /// Run one job of a sweep from its job.json (what `sweep` and its Slurm tasks call).
     #[command(name = "run-job")]
     RunJob(RunJobArgs),
@@ -609,6 +612,57 @@ struct SweepArgs {
 }
 
 #[derive(Args, Debug)]
+struct AuditArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Architecture.
+    #[arg(long, value_enum, default_value_t = DEFAULT_ARCH)]
+    arch: Arch,
+    /// The original's and every retrained model's training recipe.
+    #[command(flatten)]
+    train: TrainFlags,
+    /// The forget set: random:N (N samples), random:F (a fraction), class:K or class:K:N.
+    #[arg(long)]
+    forget: String,
+    /// Seed that draws the forget set (the models' seeds are 0…N−1).
+    #[arg(long = "forget_seed", alias = "forget-seed", default_value_t = 1)]
+    forget_seed: u64,
+    /// Comma-separated methods to audit, at their reference settings.
+    #[arg(long, value_delimiter = ',', required = true)]
+    methods: Vec<String>,
+    /// Unlearning epochs of every method (default: each method's reference value).
+    #[arg(long = "unlearn_epochs", alias = "unlearn-epochs")]
+    unlearn_epochs: Option<usize>,
+    /// Batch size of every method.
+    #[arg(long = "unlearn_batch_size", alias = "unlearn-batch-size", default_value_t = UnlearnConfig::default().batch_size)]
+    unlearn_batch_size: usize,
+    /// The adversarial method's attacker pre-training iterations.
+    #[arg(long = "attacker_iters", alias = "attacker-iters", default_value_t = UnlearnConfig::default().attacker_iters)]
+    attacker_iters: usize,
+    /// Models per pool (N); a larger N later reuses the first ones.
+    #[arg(long, default_value_t = 32)]
+    n: usize,
+    /// Bootstrap replicates of the intervals.
+    #[arg(long, default_value_t = crate::eval::forgetting::AuditSettings::default().resamples)]
+    resamples: usize,
+    /// Output folder: audit_result.json, epsilon_<method>.csv, pools/.
+    #[arg(long)]
+    out: PathBuf,
+    /// Jobs run at once (default: one per GPU, else 1).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// libtorch threads per job.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Comma-separated GPU indices, one worker each.
+    #[arg(long, value_delimiter = ',')]
+    gpus: Vec<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
 struct RunJobArgs {
     /// A job.json written by `gunlearn sweep`.
     job: PathBuf,
@@ -635,6 +689,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Eval(args) => run_eval(args),
         Command::Sweep(args) => run_sweep(args),
         Command::RunJob(args) => run_job(args),
+        Command::Audit(args) => run_audit(args),
         Command::VerifyAudit(args) => {
             parse_device(&args.device)?;
             crate::audit::print_checks(&args.run_dir)
@@ -931,5 +986,78 @@ fn run_job(args: RunJobArgs) -> anyhow::Result<()> {
     }
     job.run()?;
     println!("{} complete", job.save_dir().display());
+    Ok(())
+}
+
+fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
+    use crate::jobs::forget_audit;
+    let data = args.data.config();
+    // The training split's size turns random:N into its fraction.
+    let ds = data.load()?;
+    let splits = crate::data::splits::make_splits(
+        &ds,
+        &crate::data::splits::SplitConfig {
+            val_set_seed: data.val_set_seed,
+            seed: 1,
+            forget: crate::data::splits::ForgetRequest::None,
+        },
+    )?;
+    let forget = forget_audit::parse_forget(&args.forget, splits.train.len(), args.forget_seed)?;
+    let method_config = UnlearnConfig {
+        epochs: args.unlearn_epochs,
+        batch_size: args.unlearn_batch_size,
+        attacker_iters: args.attacker_iters,
+        ..UnlearnConfig::default()
+    };
+    let job = forget_audit::AuditJob {
+        data,
+        forget,
+        arch: args.arch,
+        train: args.train.config(args.data.dataset),
+        methods: args
+            .methods
+            .iter()
+            .map(|m| (m.clone(), method_config.clone()))
+            .collect(),
+        n: args.n,
+        out: args.out.clone(),
+        settings: crate::eval::forgetting::AuditSettings {
+            resamples: args.resamples,
+            ..Default::default()
+        },
+    };
+    let plan = forget_audit::plan(&job)?;
+    plan.write()?;
+    let outcome = crate::sweep::local::run(
+        &plan,
+        &crate::sweep::local::LocalOptions {
+            workers: args.workers,
+            threads: args.threads,
+            gpus: args.gpus,
+            quiet: args.quiet,
+        },
+    )?;
+    if !outcome.failed.is_empty() {
+        for (name, why) in &outcome.failed {
+            println!("  failed {name}: {why}");
+        }
+        anyhow::bail!(
+            "{} pool jobs failed; rerun the same command to retry them",
+            outcome.failed.len()
+        );
+    }
+    crate::device::set_threads(args.threads);
+    let result = forget_audit::score(&job, &plan, tch::Device::Cpu)?;
+    println!("| method | F | F interval | F_null | final score | U-LiRA AUC |\n|---|---|---|---|---|---|");
+    for (name, m) in &result.methods {
+        println!(
+            "| {name} | {:.3} | [{:.3}, {:.3}] | {:.3} | {:.3} | {:.3} |",
+            m.f, m.f_interval.lower, m.f_interval.upper, m.f_null, m.final_score, m.ulira.auc
+        );
+    }
+    for (a, b, cmp) in &result.rankings {
+        println!("{a} vs {b}: {}", cmp.ranking);
+    }
+    println!("-> {}", args.out.join("audit_result.json").display());
     Ok(())
 }

@@ -5,6 +5,7 @@
 
 pub mod demo;
 pub mod eval;
+pub mod forget_audit;
 pub mod train;
 pub mod unlearn;
 

@@ -40,6 +40,9 @@ pub struct UnlearnJob {
 /// The file an attacker job writes last: where the pre-trained attacker is cached.
 pub const ATTACKER_MARK: &str = "attacker.json";
 
+/// The attacker job's own copy of the pre-trained attacker's weights (for `--attacker`).
+pub const ATTACKER_WEIGHTS: &str = "attacker.safetensors";
+
 /// Whether `dir` holds a finished unlearning run: `audit.json` is written last, after a
 /// readable `eval_result.json`.
 pub fn is_complete(dir: &Path) -> bool {
@@ -69,7 +72,11 @@ pub fn pretrain_attacker(job: &UnlearnJob) -> anyhow::Result<PathBuf> {
     let ctx = context(job, &run);
     let cache = crate::unlearn::gan::attacker_cache_path(&ctx, job.config.attacker_iters)?;
     tch::manual_seed(job.config.seed as i64);
-    crate::unlearn::gan::starting_attacker(&ctx)?;
+    let attacker = crate::unlearn::gan::starting_attacker(&ctx)?;
+    crate::checkpoint::write_safetensors(
+        &job.save_dir.join(ATTACKER_WEIGHTS),
+        &crate::checkpoint::named_tensors(&attacker.vs),
+    )?;
     crate::fsutil::write_json_atomic(
         &job.save_dir.join(ATTACKER_MARK),
         &serde_json::json!({ "attacker": cache, "iterations": job.config.attacker_iters }),
