@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod epoch_loop;
 pub mod eval;
 pub mod fsutil;
 pub mod jobs;

@@ -1,6 +1,6 @@
 //! Supervised training: SGD with MultiStepLR and optional linear warm-up (SPEC §3), masks
 //! enforced at every step, best-by-validation and last checkpoints, a CSV log and `--resume`.
-//! The epoch loop here is shared by `train`, `prune` and the fine-tuning style unlearners.
+//! Its epochs run on [`crate::epoch_loop`], as the SGD unlearners' and the adversarial method's do.
 
 use crate::checkpoint::{self, ModelInfo};
 use crate::data::augment::Augment;
@@ -8,15 +8,14 @@ use crate::data::batches::Batch;
 use crate::data::device_batches::BatchSource;
 use crate::data::ImageSet;
 use crate::device::{with_amp, Amp};
+use crate::epoch_loop::{run_epochs, EpochBatches, EpochLoop, StepAt};
 use crate::eval::outputs::accuracy;
 use crate::model::mask::Mask;
 use crate::model::{Classifier, RunningStats};
 use crate::optim::Sgd;
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// Hyper-parameters of a training run; defaults are the reference's.
@@ -142,45 +141,6 @@ pub struct PassStats {
     pub seconds: f64,
 }
 
-/// A progress bar that can be switched off (`--quiet`, tests).
-pub struct Progress {
-    bar: Option<ProgressBar>,
-}
-
-impl Progress {
-    /// A bar of `len` steps titled `title`, or a silent one when `quiet`.
-    pub fn new(len: usize, title: &str, quiet: bool) -> Progress {
-        if quiet {
-            return Progress { bar: None };
-        }
-        let bar = ProgressBar::new(len as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({elapsed}<{eta})",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(title.to_string());
-        Progress { bar: Some(bar) }
-    }
-
-    /// Advances by one step with a status message.
-    pub fn step(&self, msg: impl FnOnce() -> String) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(msg());
-            bar.inc(1);
-        }
-    }
-
-    /// Removes the bar.
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-    }
-}
-
 /// A loss stopped being finite. It is detected before the parameter update, so the model
 /// still holds the last good weights; callers save them and report which loss and iteration.
 #[derive(Debug, thiserror::Error)]
@@ -269,54 +229,58 @@ pub fn l1_norm(model: &Classifier) -> Tensor {
         .expect("a model has parameters")
 }
 
-/// One pass of SGD over `batches`, setting the lr per step from `lr_at_step`.
-pub fn run_pass(
-    model: &Classifier,
-    opt: &mut Sgd,
-    mask: Option<&Mask>,
-    batches: impl Iterator<Item = Batch>,
-    objective: Objective,
-    lr_at_step: impl Fn(usize) -> f64,
-    progress: &Progress,
-) -> anyhow::Result<PassStats> {
-    let start = Instant::now();
-    let device = model.vs.device();
-    let (mut loss_sum, mut correct, mut images) = (0.0, 0i64, 0usize);
-    for (step, batch) in batches.enumerate() {
-        opt.lr = lr_at_step(step);
-        let (loss, ok) = match sgd_step(model, opt, mask, &batch, objective, device) {
-            Ok(v) => v,
-            Err(err) => match err.downcast::<NonFiniteLoss>() {
-                Ok(nan) => {
-                    return Err(NonFiniteLoss {
-                        iteration: step + 1,
-                        ..nan
-                    }
-                    .into())
+/// Running sums of an epoch of [`sgd_step`]s, read as [`PassStats`] when the epoch ends.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PassTally {
+    loss_sum: f64,
+    correct: i64,
+    images: usize,
+}
+
+impl PassTally {
+    /// One [`sgd_step`] on `batch` at `at` (the lr already set), added to the sums; returns the
+    /// progress message. A non-finite loss names its 1-based step within the epoch.
+    pub fn sgd_step(
+        &mut self,
+        model: &Classifier,
+        opt: &mut Sgd,
+        mask: Option<&Mask>,
+        batch: &Batch,
+        objective: Objective,
+        at: StepAt,
+    ) -> anyhow::Result<String> {
+        let (loss, correct) = sgd_step(model, opt, mask, batch, objective, model.vs.device())
+            .map_err(|err| match err.downcast::<NonFiniteLoss>() {
+                Ok(nan) => NonFiniteLoss {
+                    iteration: at.step + 1,
+                    ..nan
                 }
-                Err(err) => return Err(err.context(format!("at step {}", step + 1))),
-            },
-        };
-        loss_sum += loss;
-        correct += ok;
-        images += batch.indices.len();
-        let seconds = start.elapsed().as_secs_f64();
-        progress.step(|| {
-            format!(
-                "loss {:.4} acc {:.2}% {:.0} img/s",
-                loss_sum / images as f64,
-                100.0 * correct as f64 / images as f64,
-                images as f64 / seconds
-            )
-        });
+                .into(),
+                Err(err) => err,
+            })?;
+        self.loss_sum += loss;
+        self.correct += correct;
+        self.images += batch.indices.len();
+        let images = self.images as f64;
+        Ok(format!(
+            "loss {:.4} acc {:.2}% {:.0} img/s",
+            self.loss_sum / images,
+            100.0 * self.correct as f64 / images,
+            images / at.started.elapsed().as_secs_f64()
+        ))
     }
-    let images_f = images.max(1) as f64;
-    Ok(PassStats {
-        loss: loss_sum / images_f,
-        accuracy: 100.0 * correct as f64 / images_f,
-        images,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+
+    /// The epoch's mean loss and accuracy over `seconds`; the sums start again from zero.
+    pub fn take(&mut self, seconds: f64) -> PassStats {
+        let tally = std::mem::take(self);
+        let images = tally.images.max(1) as f64;
+        PassStats {
+            loss: tally.loss_sum / images,
+            accuracy: 100.0 * tally.correct as f64 / images,
+            images: tally.images,
+            seconds,
+        }
+    }
 }
 
 /// One row of `train_log.csv`.
@@ -440,67 +404,82 @@ pub fn train(
     let steps_per_epoch = train_idx.len().div_ceil(cfg.batch_size);
     // On a GPU the images live there for the whole run; on the CPU a producer thread feeds them.
     let source = BatchSource::new(train_set, device);
-    for epoch in log.len()..cfg.epochs {
-        let start = Instant::now();
-        let batches = source.epoch(
-            train_idx.to_vec(),
-            cfg.batch_size,
-            true,
-            false,
-            cfg.augment,
-            cfg.seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64),
-        );
-        let progress = Progress::new(
-            steps_per_epoch,
-            &format!("epoch {}/{}", epoch + 1, cfg.epochs),
-            quiet,
-        );
-        let pass = run_pass(
-            model,
-            &mut opt,
-            mask,
-            batches,
-            Objective {
-                amp: cfg.amp,
-                ..Objective::default()
-            },
-            |step| cfg.lr_at(epoch, step, steps_per_epoch),
-            &progress,
-        )
-        .with_context(|| format!("training epoch {}", epoch + 1))?;
-        progress.finish();
-        let val_acc = accuracy(model, train_set, val_idx, cfg.eval_batch_size, device);
-        let row = EpochLog {
-            epoch: epoch + 1,
-            lr: cfg.lr_at(epoch, steps_per_epoch.saturating_sub(1), steps_per_epoch),
-            loss: pass.loss,
-            train_acc: pass.accuracy,
-            val_acc,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        if !quiet || output.is_some() {
-            tracing::info!(
-                "epoch {:>3}/{}  lr {:.4}  loss {:.4}  train {:.2}%  val {:.2}%  {:.1}s ({:.0} img/s)",
-                row.epoch,
-                cfg.epochs,
-                row.lr,
-                row.loss,
-                row.train_acc,
-                row.val_acc,
-                row.seconds,
-                pass.images as f64 / pass.seconds
-            );
-        }
-        log.push(row.clone());
-        let improved = val_acc > best_val;
-        if improved {
-            best_val = val_acc;
-            best_epoch = epoch + 1;
-        }
-        if let Some(out) = output {
-            save_epoch(model, mask, &opt, out, &log, improved, best_val)?;
-        }
-    }
+    let lr_at = |at: StepAt| cfg.lr_at(at.epoch, at.step, steps_per_epoch);
+    let plan = EpochLoop {
+        first: log.len(),
+        epochs: cfg.epochs,
+        batches: EpochBatches {
+            source: &source,
+            indices: train_idx,
+            batch_size: cfg.batch_size,
+            augment: cfg.augment,
+            seed: cfg.seed,
+            seed_of: train_epoch_seed,
+        },
+        lr_at: &lr_at,
+        quiet,
+    };
+    let objective = Objective {
+        amp: cfg.amp,
+        ..Objective::default()
+    };
+    let mut run = TrainProgress {
+        log,
+        best_val,
+        best_epoch,
+        tally: PassTally::default(),
+    };
+    run_epochs(
+        &plan,
+        &mut opt,
+        &mut run,
+        |run, opt, at, batch| run.tally.sgd_step(model, opt, mask, &batch, objective, at),
+        |run, opt, end| {
+            let pass = run.tally.take(end.pass_seconds);
+            let val_acc = accuracy(model, train_set, val_idx, cfg.eval_batch_size, device);
+            let row = EpochLog {
+                epoch: end.epoch + 1,
+                lr: cfg.lr_at(
+                    end.epoch,
+                    steps_per_epoch.saturating_sub(1),
+                    steps_per_epoch,
+                ),
+                loss: pass.loss,
+                train_acc: pass.accuracy,
+                val_acc,
+                seconds: end.started.elapsed().as_secs_f64(),
+            };
+            if !quiet || output.is_some() {
+                tracing::info!(
+                    "epoch {:>3}/{}  lr {:.4}  loss {:.4}  train {:.2}%  val {:.2}%  {:.1}s ({:.0} img/s)",
+                    row.epoch,
+                    cfg.epochs,
+                    row.lr,
+                    row.loss,
+                    row.train_acc,
+                    row.val_acc,
+                    row.seconds,
+                    pass.images as f64 / pass.seconds
+                );
+            }
+            run.log.push(row);
+            let improved = val_acc > run.best_val;
+            if improved {
+                run.best_val = val_acc;
+                run.best_epoch = end.epoch + 1;
+            }
+            if let Some(out) = output {
+                save_epoch(model, mask, opt, out, &run.log, improved, run.best_val)?;
+            }
+            Ok(())
+        },
+    )?;
+    let TrainProgress {
+        log,
+        best_val,
+        best_epoch,
+        ..
+    } = run;
     if let Some(out) = output {
         write_curves(&out.save_dir, &log)?;
     }
@@ -509,6 +488,19 @@ pub fn train(
         best_val,
         best_epoch,
     })
+}
+
+/// Seed of training epoch `epoch`'s batch order and augmentation.
+pub fn train_epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64)
+}
+
+/// What a training run carries from epoch to epoch.
+struct TrainProgress {
+    log: Vec<EpochLog>,
+    best_val: f64,
+    best_epoch: usize,
+    tally: PassTally,
 }
 
 fn save_epoch(

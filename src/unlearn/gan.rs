@@ -17,11 +17,12 @@ use crate::checkpoint::{copy_into, named_tensors, read_safetensors, write_safete
 use crate::data::batches::Batch;
 use crate::data::device_batches::BatchSource;
 use crate::device::{with_amp, Amp, StrictFp32};
+use crate::epoch_loop::{run_epochs, EpochBatches, EpochLoop, Progress, StepAt};
 use crate::model::attacker::Attacker;
 use crate::model::mask::Mask;
 use crate::model::{Classifier, RunningStats};
 use crate::optim::{Adam, Sgd};
-use crate::train::{masked_step, masked_update, NonFiniteLoss, Progress};
+use crate::train::{masked_step, masked_update, NonFiniteLoss};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
@@ -737,29 +738,36 @@ impl Unlearner for Adversarial {
             "beta",
             "lr",
         ];
-        let steps_per_epoch = ctx.splits.retain.len().div_ceil(cfg.batch_size);
-        let mut iteration = 0;
-        for epoch in 0..epochs {
-            let retain = source.epoch(
-                ctx.splits.retain.clone(),
-                cfg.batch_size,
-                true,
-                false,
-                Some(augment),
-                super::epoch_seed(cfg.seed, epoch),
-            );
-            let progress = Progress::new(
-                steps_per_epoch,
-                &format!("epoch {}/{epochs}", epoch + 1),
-                ctx.quiet,
-            );
-            for retain_batch in retain {
-                iteration += 1;
-                let mut beta = 1.0;
-                if stop_iter.is_some_and(|stop| iteration > stop) {
-                    beta = 0.0;
-                    opt_d.lr = cfg.stop_unlearn_lr.unwrap_or(lr);
-                }
+        let batches = EpochBatches {
+            source: &source,
+            indices: &ctx.splits.retain,
+            batch_size: cfg.batch_size,
+            augment: Some(augment),
+            seed: cfg.seed,
+            seed_of: super::epoch_seed,
+        };
+        // Class-wise: after `stop_iter` iterations β = 0 and D's lr is `stop_unlearn_lr`.
+        let stopped = |iteration: usize| stop_iter.is_some_and(|stop| iteration > stop);
+        let lr_at = |at: StepAt| {
+            if stopped(at.iteration) {
+                cfg.stop_unlearn_lr.unwrap_or(lr)
+            } else {
+                lr
+            }
+        };
+        let plan = EpochLoop {
+            first: 0,
+            epochs,
+            batches,
+            lr_at: &lr_at,
+            quiet: ctx.quiet,
+        };
+        run_epochs(
+            &plan,
+            &mut opt_d,
+            log,
+            |log, opt_d, at, retain_batch| {
+                let beta = if stopped(at.iteration) { 0.0 } else { 1.0 };
                 let forget = forget_stream
                     .next()
                     .context("forget batch producer stopped")?;
@@ -782,12 +790,18 @@ impl Unlearner for Adversarial {
                     memory: cfg.gan_memory,
                 };
                 let s = adversarial_step(
-                    ctx.model, &attacker, &mut opt_d, &mut opt_a, ctx.mask, &inputs, settings,
-                    iteration,
+                    ctx.model,
+                    &attacker,
+                    opt_d,
+                    &mut opt_a,
+                    ctx.mask,
+                    &inputs,
+                    settings,
+                    at.iteration,
                 )?;
                 log.rows.push(vec![
-                    iteration as f64,
-                    (epoch + 1) as f64,
+                    at.iteration as f64,
+                    (at.epoch + 1) as f64,
                     s.attacker_loss,
                     s.attacker_acc,
                     s.retain_loss,
@@ -797,26 +811,27 @@ impl Unlearner for Adversarial {
                     beta,
                     opt_d.lr,
                 ]);
-                progress.step(|| {
-                    format!(
-                        "A {:.3}/{:.0}% R {:.3}/{:.0}% adv {:.3} bt {:.1}",
-                        s.attacker_loss,
-                        s.attacker_acc,
-                        s.retain_loss,
-                        s.retain_acc,
-                        s.adv_loss,
-                        s.bt_loss
-                    )
-                });
-            }
-            progress.finish();
-            let last = log.rows.last().cloned().unwrap_or_default();
-            tracing::info!(
-                "epoch {}/{epochs}: {iteration} iterations, last row {:?}",
-                epoch + 1,
-                last
-            );
-        }
+                Ok(format!(
+                    "A {:.3}/{:.0}% R {:.3}/{:.0}% adv {:.3} bt {:.1}",
+                    s.attacker_loss,
+                    s.attacker_acc,
+                    s.retain_loss,
+                    s.retain_acc,
+                    s.adv_loss,
+                    s.bt_loss
+                ))
+            },
+            |log, _, end| {
+                let last = log.rows.last().cloned().unwrap_or_default();
+                tracing::info!(
+                    "epoch {}/{epochs}: {} iterations, last row {:?}",
+                    end.epoch + 1,
+                    end.iteration,
+                    last
+                );
+                Ok(())
+            },
+        )?;
         // Kept for inspection and for continuing the game later.
         write_safetensors(
             &ctx.save_dir.join("attacker.safetensors"),

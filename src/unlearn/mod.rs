@@ -9,10 +9,11 @@ use crate::data::device_batches::BatchSource;
 use crate::data::splits::Splits;
 use crate::data::{DataSet, ImageSet};
 use crate::device::Amp;
+use crate::epoch_loop::{run_epochs, walk_batches, EpochBatches, EpochLoop, StepAt};
 use crate::model::mask::Mask;
 use crate::model::{Classifier, RunningStats};
 use crate::optim::Sgd;
-use crate::train::{masked_update, run_pass, NonFiniteLoss, Objective, Progress, TrainConfig};
+use crate::train::{masked_step, NonFiniteLoss, Objective, PassTally, TrainConfig};
 use anyhow::{bail, Context};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -374,47 +375,50 @@ pub fn sgd_epochs(
         cfg.momentum,
         cfg.weight_decay,
     );
-    let steps_per_epoch = indices.len().div_ceil(cfg.batch_size);
     log.columns = vec!["iteration", "epoch", "loss", "accuracy", "lr", "seconds"];
-    let source = BatchSource::new(&ctx.train_set, ctx.device);
-    for epoch in 0..epochs {
-        let batches = epoch_batches(ctx, &source, indices, augment, epoch);
-        let progress = Progress::new(
-            steps_per_epoch,
-            &format!("epoch {}/{epochs}", epoch + 1),
-            ctx.quiet,
-        );
-        let pass = run_pass(
-            ctx.model,
-            &mut opt,
-            ctx.mask,
-            batches,
-            Objective {
+    let source = batch_source(ctx);
+    let batches = epoch_batches(ctx, &source, indices, augment);
+    let steps_per_epoch = batches.steps();
+    let lr_at = |at: StepAt| schedule.lr_at(at.epoch, at.step, steps_per_epoch);
+    let plan = EpochLoop {
+        first: 0,
+        epochs,
+        batches,
+        lr_at: &lr_at,
+        quiet: ctx.quiet,
+    };
+    let mut tally = PassTally::default();
+    run_epochs(
+        &plan,
+        &mut opt,
+        &mut tally,
+        |tally, opt, at, batch| {
+            let objective = Objective {
                 amp: cfg.amp,
-                ..objective_at(epoch)
-            },
-            |step| schedule.lr_at(epoch, step, steps_per_epoch),
-            &progress,
-        )
-        .with_context(|| format!("epoch {}", epoch + 1))?;
-        progress.finish();
-        tracing::info!(
-            "epoch {}/{epochs}: loss {:.4}, accuracy {:.2}%, {:.1}s",
-            epoch + 1,
-            pass.loss,
-            pass.accuracy,
-            pass.seconds
-        );
-        log.rows.push(vec![
-            ((epoch + 1) * steps_per_epoch) as f64,
-            (epoch + 1) as f64,
-            pass.loss,
-            pass.accuracy,
-            opt.lr,
-            pass.seconds,
-        ]);
-    }
-    Ok(())
+                ..objective_at(at.epoch)
+            };
+            tally.sgd_step(ctx.model, opt, ctx.mask, &batch, objective, at)
+        },
+        |tally, opt, end| {
+            let pass = tally.take(end.pass_seconds);
+            tracing::info!(
+                "epoch {}/{epochs}: loss {:.4}, accuracy {:.2}%, {:.1}s",
+                end.epoch + 1,
+                pass.loss,
+                pass.accuracy,
+                pass.seconds
+            );
+            log.rows.push(vec![
+                ((end.epoch + 1) * steps_per_epoch) as f64,
+                (end.epoch + 1) as f64,
+                pass.loss,
+                pass.accuracy,
+                opt.lr,
+                pass.seconds,
+            ]);
+            Ok(())
+        },
+    )
 }
 
 /// The (lr, epochs) to use: flags if given, else the method's defaults.
@@ -423,45 +427,101 @@ pub fn lr_epochs(method: &dyn Unlearner, config: &UnlearnConfig) -> (f64, usize)
     (config.lr.unwrap_or(lr), config.epochs.unwrap_or(epochs))
 }
 
-/// One pass over `batches` with one masked SGD step per batch on the loss `loss_of` returns
-/// for it (the batch already on the model's device). The loss is checked before each update,
-/// so a non-finite one leaves the last good weights and BatchNorm statistics. Returns the mean
-/// loss over the batches. Shared by the methods whose loss is not plain cross-entropy on the
-/// true labels (RL, SalUn, BS, BE, SCRUB).
+/// One batch's step in a [`custom_pass`]: the loss to minimise, and what runs around the masked
+/// SGD step (RL and SalUn act on the gradients and the weights there). [`loss_step`] makes one
+/// from a closure that only gives the loss.
+pub trait CustomStep {
+    /// The loss on `batch` (already on the model's device; `index` is 0-based in the pass).
+    fn loss(&mut self, index: usize, batch: &Batch) -> anyhow::Result<Tensor>;
+    /// The loss's name in a [`NonFiniteLoss`] error.
+    fn loss_name(&self) -> &'static str {
+        "unlearning"
+    }
+    /// After the backward pass, before the masked step: the gradients are ready.
+    fn before_step(&mut self, _opt: &mut Sgd) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// After the masked step and the pruning mask's enforcement on the weights.
+    fn after_step(&mut self, _opt: &mut Sgd) -> anyhow::Result<()> {
+        Ok(())
+    }
+    /// The progress bar's message, from the mean loss of the pass so far.
+    fn message(&self, mean_loss: f64) -> String {
+        format!("loss {mean_loss:.4}")
+    }
+}
+
+/// A [`CustomStep`] that is only a loss.
+pub struct LossStep<F>(F);
+
+impl<F: FnMut(&Batch) -> anyhow::Result<Tensor>> CustomStep for LossStep<F> {
+    fn loss(&mut self, _index: usize, batch: &Batch) -> anyhow::Result<Tensor> {
+        (self.0)(batch)
+    }
+}
+
+/// The [`CustomStep`] whose loss on a batch is `loss_of(batch)`, with nothing around the step.
+pub fn loss_step(
+    loss_of: impl FnMut(&Batch) -> anyhow::Result<Tensor>,
+) -> LossStep<impl FnMut(&Batch) -> anyhow::Result<Tensor>> {
+    LossStep(loss_of)
+}
+
+/// One masked SGD step of `step` on `batch` (moved to the model's device), its hooks around the
+/// optimizer step. The loss is checked before the update, so a non-finite one leaves the last
+/// good weights and BatchNorm statistics (the error names iteration `index + 1`). Returns the
+/// loss.
+pub fn custom_step(
+    ctx: &UnlearnContext,
+    opt: &mut Sgd,
+    index: usize,
+    batch: Batch,
+    step: &mut impl CustomStep,
+) -> anyhow::Result<f64> {
+    let batch = Batch {
+        images: batch.images.to_device(ctx.device),
+        labels: batch.labels.to_device(ctx.device),
+        indices: batch.indices,
+    };
+    let running_stats = RunningStats::save(ctx.model);
+    let loss = step.loss(index, &batch)?;
+    let value = loss.double_value(&[]);
+    if !value.is_finite() {
+        running_stats.restore();
+        return Err(NonFiniteLoss {
+            loss: step.loss_name(),
+            value,
+            iteration: index + 1,
+        }
+        .into());
+    }
+    opt.zero_grad();
+    loss.backward();
+    step.before_step(opt)?;
+    masked_step(ctx.model, opt, ctx.mask);
+    step.after_step(opt)?;
+    Ok(value)
+}
+
+/// One pass over `batches` (`steps` of them, under a bar titled `title`) with one
+/// [`custom_step`] per batch. Returns the mean loss over the batches. Shared by the methods
+/// whose loss is not plain cross-entropy on the true labels (RL, SalUn, BS, BE, SCRUB).
 pub fn custom_pass(
     ctx: &UnlearnContext,
     opt: &mut Sgd,
     batches: impl Iterator<Item = Batch>,
     steps: usize,
     title: &str,
-    mut loss_of: impl FnMut(&Batch) -> anyhow::Result<Tensor>,
+    step: &mut impl CustomStep,
 ) -> anyhow::Result<f64> {
     let (mut sum, mut count) = (0.0, 0usize);
-    let progress = Progress::new(steps, title, ctx.quiet);
-    for (step, batch) in batches.enumerate() {
-        let batch = Batch {
-            images: batch.images.to_device(ctx.device),
-            labels: batch.labels.to_device(ctx.device),
-            indices: batch.indices,
-        };
-        let running_stats = RunningStats::save(ctx.model);
-        let loss = loss_of(&batch).with_context(|| format!("{title}, step {}", step + 1))?;
-        let value = loss.double_value(&[]);
-        if !value.is_finite() {
-            running_stats.restore();
-            return Err(NonFiniteLoss {
-                loss: "unlearning",
-                value,
-                iteration: step + 1,
-            }
-            .into());
-        }
-        masked_update(ctx.model, opt, ctx.mask, &loss);
+    walk_batches(batches, steps, title, ctx.quiet, |index, batch| {
+        let value = custom_step(ctx, opt, index, batch, step)
+            .with_context(|| format!("{title}, step {}", index + 1))?;
         sum += value;
         count += 1;
-        progress.step(|| format!("loss {:.4}", sum / count as f64));
-    }
-    progress.finish();
+        Ok(step.message(sum / count as f64))
+    })?;
     Ok(sum / count.max(1) as f64)
 }
 
@@ -482,23 +542,22 @@ pub fn milestone_lr(config: &UnlearnConfig, lr: f64, epoch: usize) -> f64 {
     .lr_at(epoch, 0, 1)
 }
 
-/// One epoch's shuffled batches of `indices` (augmented as in training when `augment`), seeded
+/// Each epoch's shuffled batches of `indices` (augmented as in training when `augment`), seeded
 /// by [`epoch_seed`].
-pub fn epoch_batches(
+pub fn epoch_batches<'a>(
     ctx: &UnlearnContext,
-    source: &BatchSource,
-    indices: &[usize],
+    source: &'a BatchSource,
+    indices: &'a [usize],
     augment: bool,
-    epoch: usize,
-) -> crate::data::device_batches::Batches {
-    source.epoch(
-        indices.to_vec(),
-        ctx.config.batch_size,
-        true,
-        false,
-        augment.then(|| ctx.data.default_augment()),
-        epoch_seed(ctx.config.seed, epoch),
-    )
+) -> EpochBatches<'a> {
+    EpochBatches {
+        source,
+        indices,
+        batch_size: ctx.config.batch_size,
+        augment: augment.then(|| ctx.data.default_augment()),
+        seed: ctx.config.seed,
+        seed_of: epoch_seed,
+    }
 }
 
 /// The epochs of a method that trains on the forget set only (BS, BE): per epoch the
@@ -524,36 +583,65 @@ pub fn forget_set_epochs(
     log.record("forget_batch_size", cfg.batch_size);
     log.record("retain_used", false);
     let source = batch_source(ctx);
-    let steps = forget.len().div_ceil(cfg.batch_size);
+    let batches = epoch_batches(ctx, &source, forget, augment);
+    let steps = batches.steps();
     log.columns = vec!["iteration", "epoch", "loss", hit_column, "lr", "seconds"];
-    for epoch in 0..epochs {
-        let start = std::time::Instant::now();
-        opt.lr = milestone_lr(cfg, lr, epoch);
-        let batches = epoch_batches(ctx, &source, forget, augment, epoch);
-        let (mut hits, mut seen) = (0i64, 0usize);
-        let title = format!("epoch {}/{epochs}", epoch + 1);
-        let loss = custom_pass(ctx, opt, batches, steps, &title, |batch| {
-            let (loss, batch_hits) = step(batch)?;
-            hits += batch_hits;
-            seen += batch.indices.len();
-            Ok(loss)
-        })
-        .with_context(|| format!("epoch {}", epoch + 1))?;
-        let share = 100.0 * hits as f64 / seen.max(1) as f64;
-        tracing::info!(
-            "epoch {}/{epochs}: loss {loss:.4}, {hit_column} {share:.1}%",
-            epoch + 1
-        );
-        log.rows.push(vec![
-            ((epoch + 1) * steps) as f64,
-            (epoch + 1) as f64,
-            loss,
-            share,
-            opt.lr,
-            start.elapsed().as_secs_f64(),
-        ]);
-    }
-    Ok(())
+    // MultiStepLR, stepped once per epoch.
+    let lr_at = |at: StepAt| milestone_lr(cfg, lr, at.epoch);
+    let plan = EpochLoop {
+        first: 0,
+        epochs,
+        batches,
+        lr_at: &lr_at,
+        quiet: ctx.quiet,
+    };
+    let mut sums = ForgetSetSums::default();
+    run_epochs(
+        &plan,
+        opt,
+        &mut sums,
+        |sums, opt, at, batch| {
+            let samples = batch.indices.len();
+            let mut with_hits = loss_step(|batch| {
+                let (loss, hits) = step(batch)?;
+                sums.hits += hits;
+                Ok(loss)
+            });
+            let loss = custom_step(ctx, opt, at.step, batch, &mut with_hits)?;
+            drop(with_hits);
+            sums.loss += loss;
+            sums.steps += 1;
+            sums.seen += samples;
+            Ok(format!("loss {:.4}", sums.loss / sums.steps as f64))
+        },
+        |sums, opt, end| {
+            let sums = std::mem::take(sums);
+            let loss = sums.loss / sums.steps.max(1) as f64;
+            let share = 100.0 * sums.hits as f64 / sums.seen.max(1) as f64;
+            tracing::info!(
+                "epoch {}/{epochs}: loss {loss:.4}, {hit_column} {share:.1}%",
+                end.epoch + 1
+            );
+            log.rows.push(vec![
+                ((end.epoch + 1) * steps) as f64,
+                (end.epoch + 1) as f64,
+                loss,
+                share,
+                opt.lr,
+                end.started.elapsed().as_secs_f64(),
+            ]);
+            Ok(())
+        },
+    )
+}
+
+/// One epoch's sums in [`forget_set_epochs`].
+#[derive(Debug, Default)]
+struct ForgetSetSums {
+    loss: f64,
+    steps: usize,
+    hits: i64,
+    seen: usize,
 }
 
 /// A copy of `model` (weights and BatchNorm statistics) whose parameters take no gradients:

@@ -17,14 +17,14 @@
 //! additions around each optimizer step.
 
 use super::{
-    batch_source, epoch_seed, lr_epochs, milestone_lr, UnlearnContext, UnlearnLog, Unlearner,
+    batch_source, custom_pass, epoch_seed, lr_epochs, milestone_lr, CustomStep, UnlearnContext,
+    UnlearnLog, Unlearner,
 };
 use crate::data::batches::Batch;
-use crate::data::device_batches::BatchSource;
+use crate::data::device_batches::{BatchSource, Batches};
 use crate::data::DatasetName;
-use crate::model::RunningStats;
 use crate::optim::Sgd;
-use crate::train::{masked_step, NonFiniteLoss, Progress};
+use crate::train::NonFiniteLoss;
 use anyhow::{bail, ensure, Context};
 use std::time::Instant;
 use tch::{Device, Kind, Reduction, Tensor};
@@ -247,7 +247,8 @@ fn with_iteration(err: anyhow::Error, done_before: usize) -> anyhow::Error {
 }
 
 /// One random-labelling epoch (0-based `epoch`) with `opt` at its current lr: the hook's
-/// `start_epoch`, then the steps of `layout`, each with the hook around the optimizer step.
+/// `start_epoch`, then the passes of `layout`, each a [`custom_pass`] with the hook around the
+/// optimizer step.
 pub fn rl_epoch(
     ctx: &UnlearnContext,
     source: &BatchSource,
@@ -257,18 +258,12 @@ pub fn rl_epoch(
     hook: &mut dyn StepHook,
 ) -> anyhow::Result<EpochLosses> {
     hook.start_epoch(ctx, epoch)?;
-    let mut stepper = Stepper {
-        ctx,
-        opt,
-        hook,
-        epoch,
-        losses: EpochLosses::default(),
-    };
+    let mut losses = EpochLosses::default();
     match layout {
-        Layout::Separate => separate_epoch(&mut stepper, source)?,
-        Layout::Concatenated => concatenated_epoch(&mut stepper, source)?,
+        Layout::Separate => separate_epoch(ctx, source, opt, epoch, hook, &mut losses)?,
+        Layout::Concatenated => concatenated_epoch(ctx, source, opt, epoch, hook, &mut losses)?,
     }
-    Ok(stepper.losses)
+    Ok(losses)
 }
 
 /// Seeds of an epoch's batch streams: one per stream, distinct across epochs.
@@ -282,53 +277,66 @@ fn stream_seed(seed: u64, epoch: usize, stream: Stream) -> u64 {
 }
 
 /// F with labels drawn per batch, then R with its true labels.
-fn separate_epoch(stepper: &mut Stepper, source: &BatchSource) -> anyhow::Result<()> {
-    let ctx = stepper.ctx;
+fn separate_epoch(
+    ctx: &UnlearnContext,
+    source: &BatchSource,
+    opt: &mut Sgd,
+    epoch: usize,
+    hook: &mut dyn StepHook,
+    losses: &mut EpochLosses,
+) -> anyhow::Result<()> {
     let cfg = ctx.config;
     let (forget, retain) = (&ctx.splits.forget, &ctx.splits.retain);
-    let seed = cfg.seed;
     let forget_batches = source.epoch(
         forget.clone(),
         cfg.batch_size,
         true,
         false,
         ctx.forget_augmented().then(|| ctx.data.default_augment()),
-        stream_seed(seed, stepper.epoch, Stream::Forget),
+        stream_seed(cfg.seed, epoch, Stream::Forget),
     );
-    let title = format!("RL forget {}", stepper.epoch + 1);
-    let progress = Progress::new(batches_in(forget.len(), cfg.batch_size), &title, ctx.quiet);
-    for (index, batch) in forget_batches.enumerate() {
-        let labels = random_labels(batch.indices.len(), ctx.data.num_classes);
-        let batch = Batch { labels, ..batch };
-        let flags = vec![true; batch.indices.len()];
-        stepper.step(Stream::Forget, index, batch, &flags)?;
-        progress.step(|| format!("loss {:.4}", stepper.losses.forget()));
-    }
-    progress.finish();
+    let mut stepper = Stepper {
+        ctx,
+        hook,
+        epoch,
+        stream: Stream::Forget,
+        relabel: Relabel::Random,
+        losses,
+        current: None,
+    };
+    let title = format!("RL forget {}", epoch + 1);
+    let steps = batches_in(forget.len(), cfg.batch_size);
+    custom_pass(ctx, opt, forget_batches, steps, &title, &mut stepper)
+        .map_err(|e| with_iteration(e, 0))?;
     let retain_batches = source.epoch(
         retain.clone(),
         cfg.batch_size,
         true,
         false,
         Some(ctx.data.default_augment()),
-        stream_seed(seed, stepper.epoch, Stream::Retain),
+        stream_seed(cfg.seed, epoch, Stream::Retain),
     );
-    let title = format!("RL retain {}", stepper.epoch + 1);
-    let progress = Progress::new(batches_in(retain.len(), cfg.batch_size), &title, ctx.quiet);
-    for (index, batch) in retain_batches.enumerate() {
-        let flags = vec![false; batch.indices.len()];
-        stepper.step(Stream::Retain, index, batch, &flags)?;
-        progress.step(|| format!("loss {:.4}", stepper.losses.retain()));
-    }
-    progress.finish();
+    stepper.stream = Stream::Retain;
+    stepper.relabel = Relabel::True;
+    let forget_steps = stepper.losses.steps;
+    let title = format!("RL retain {}", epoch + 1);
+    let steps = batches_in(retain.len(), cfg.batch_size);
+    custom_pass(ctx, opt, retain_batches, steps, &title, &mut stepper)
+        .map_err(|e| with_iteration(e, forget_steps))?;
     Ok(())
 }
 
 /// F relabelled once for the epoch and R in one shuffled loader. The retain samples are
 /// augmented; when the forget stream is not, its samples take the un-augmented pixels of a
 /// second stream with the same seed (same batches, same order).
-fn concatenated_epoch(stepper: &mut Stepper, source: &BatchSource) -> anyhow::Result<()> {
-    let ctx = stepper.ctx;
+fn concatenated_epoch(
+    ctx: &UnlearnContext,
+    source: &BatchSource,
+    opt: &mut Sgd,
+    epoch: usize,
+    hook: &mut dyn StepHook,
+    losses: &mut EpochLosses,
+) -> anyhow::Result<()> {
     let cfg = ctx.config;
     let (forget, retain) = (&ctx.splits.forget, &ctx.splits.retain);
     let mut labels = ctx.train_set.labels.clone();
@@ -341,8 +349,8 @@ fn concatenated_epoch(stepper: &mut Stepper, source: &BatchSource) -> anyhow::Re
     }
     let indices: Vec<usize> = forget.iter().chain(retain).copied().collect();
     let steps = batches_in(indices.len(), cfg.batch_size);
-    let seed = stream_seed(cfg.seed, stepper.epoch, Stream::Mixed);
-    let mut plain = (!ctx.forget_augmented())
+    let seed = stream_seed(cfg.seed, epoch, Stream::Mixed);
+    let plain = (!ctx.forget_augmented())
         .then(|| source.epoch(indices.clone(), cfg.batch_size, true, false, None, seed));
     let augmented = source.epoch(
         indices,
@@ -352,101 +360,119 @@ fn concatenated_epoch(stepper: &mut Stepper, source: &BatchSource) -> anyhow::Re
         Some(ctx.data.default_augment()),
         seed,
     );
-    let title = format!("RL mixed {}", stepper.epoch + 1);
-    let progress = Progress::new(steps, &title, ctx.quiet);
-    for (index, batch) in augmented.enumerate() {
-        let flags: Vec<bool> = batch.indices.iter().map(|&i| is_forget[i]).collect();
-        let images = match plain.as_mut() {
-            Some(stream) => {
-                let plain = stream
-                    .next()
-                    .context("the un-augmented stream ended early")?;
-                ensure!(
-                    plain.indices == batch.indices,
-                    "the un-augmented stream's batch {} holds other samples",
-                    index + 1
-                );
-                let rows = Tensor::from_slice(&flags)
-                    .to_device(batch.images.device())
-                    .view([-1, 1, 1, 1]);
-                plain.images.where_self(&rows, &batch.images)
-            }
-            None => batch.images,
-        };
-        let batch_labels: Vec<i64> = batch.indices.iter().map(|&i| labels[i]).collect();
-        let batch = Batch {
-            images,
-            labels: Tensor::from_slice(&batch_labels),
-            indices: batch.indices,
-        };
-        stepper.step(Stream::Mixed, index, batch, &flags)?;
-        progress.step(|| {
-            format!(
-                "forget {:.4} retain {:.4}",
-                stepper.losses.forget(),
-                stepper.losses.retain()
-            )
-        });
-    }
-    progress.finish();
+    let mut stepper = Stepper {
+        ctx,
+        hook,
+        epoch,
+        stream: Stream::Mixed,
+        relabel: Relabel::Mixed {
+            labels: &labels,
+            is_forget: &is_forget,
+            plain,
+        },
+        losses,
+        current: None,
+    };
+    let title = format!("RL mixed {}", epoch + 1);
+    custom_pass(ctx, opt, augmented, steps, &title, &mut stepper)
+        .map_err(|e| with_iteration(e, 0))?;
     Ok(())
 }
 
-/// Takes the steps of one epoch and sums their losses.
+/// How a stream's batches become the batches trained on.
+enum Relabel<'e> {
+    /// Labels drawn uniformly from all classes, per batch (the separate forget pass).
+    Random,
+    /// The true labels (the separate retain pass).
+    True,
+    /// The epoch's labels of F ∪ R (F's drawn once); when `plain` is set, forget samples take
+    /// its un-augmented pixels.
+    Mixed {
+        labels: &'e [i64],
+        is_forget: &'e [bool],
+        plain: Option<Batches>,
+    },
+}
+
+/// The batch a step trains on, with its forget flags and per-sample losses.
+struct Trained {
+    batch: Batch,
+    forget: Vec<bool>,
+    per_sample: Tensor,
+}
+
+/// Random labelling's step in a [`custom_pass`]: the mean cross-entropy of the batch against the
+/// labels it is trained on, in train mode, with the hook around the optimizer step; the
+/// per-sample losses are summed by forget and retain samples.
 struct Stepper<'a, 'c> {
     ctx: &'a UnlearnContext<'c>,
-    opt: &'a mut Sgd,
     hook: &'a mut dyn StepHook,
     epoch: usize,
-    losses: EpochLosses,
+    stream: Stream,
+    relabel: Relabel<'a>,
+    losses: &'a mut EpochLosses,
+    current: Option<(usize, Trained)>,
 }
 
 impl Stepper<'_, '_> {
-    /// One SGD step on the mean cross-entropy of `batch` against its labels, in train mode, with
-    /// the pruning mask enforced and the hook around the optimizer step. The loss is checked
-    /// before the update: a non-finite one leaves the last good weights and BatchNorm statistics.
-    fn step(
-        &mut self,
-        stream: Stream,
-        index: usize,
-        batch: Batch,
-        forget: &[bool],
-    ) -> anyhow::Result<()> {
+    /// The batch trained on for `batch` (on the model's device) and its forget flags.
+    fn trained_batch(&mut self, index: usize, batch: &Batch) -> anyhow::Result<(Batch, Vec<bool>)> {
         let ctx = self.ctx;
-        let batch = Batch {
-            images: batch.images.to_device(ctx.device),
-            labels: batch.labels.to_device(ctx.device),
-            indices: batch.indices,
-        };
-        let running_stats = RunningStats::save(ctx.model);
-        let (logits, _) = ctx.model.forward(&batch.images, true);
-        let per_sample =
-            logits.cross_entropy_loss::<Tensor>(&batch.labels, None, Reduction::None, -100, 0.0);
-        let loss = per_sample.mean(Kind::Float);
-        let value = loss.double_value(&[]);
-        self.losses.steps += 1;
-        if !value.is_finite() {
-            running_stats.restore();
-            return Err(NonFiniteLoss {
-                loss: "random-labelling cross-entropy",
-                value,
-                iteration: self.losses.steps,
+        let n = batch.indices.len();
+        let device = batch.images.device();
+        Ok(match &mut self.relabel {
+            Relabel::Random => {
+                let labels = random_labels(n, ctx.data.num_classes).to_device(device);
+                let batch = Batch {
+                    images: batch.images.shallow_clone(),
+                    labels,
+                    indices: batch.indices.clone(),
+                };
+                (batch, vec![true; n])
             }
-            .into());
-        }
-        let info = StepInfo {
-            epoch: self.epoch,
-            stream,
-            index,
-            batch: &batch,
-            forget,
-        };
-        self.opt.zero_grad();
-        loss.backward();
-        self.hook.before_step(ctx, &info)?;
-        masked_step(ctx.model, self.opt, ctx.mask);
-        self.hook.after_step(ctx, self.opt, &info)?;
-        self.add_losses(&per_sample.detach(), forget)
+            Relabel::True => (
+                Batch {
+                    images: batch.images.shallow_clone(),
+                    labels: batch.labels.shallow_clone(),
+                    indices: batch.indices.clone(),
+                },
+                vec![false; n],
+            ),
+            Relabel::Mixed {
+                labels,
+                is_forget,
+                plain,
+            } => {
+                let flags: Vec<bool> = batch.indices.iter().map(|&i| is_forget[i]).collect();
+                let images = match plain.as_mut() {
+                    Some(stream) => {
+                        let plain = stream
+                            .next()
+                            .context("the un-augmented stream ended early")?;
+                        ensure!(
+                            plain.indices == batch.indices,
+                            "the un-augmented stream's batch {} holds other samples",
+                            index + 1
+                        );
+                        let rows = Tensor::from_slice(&flags)
+                            .to_device(device)
+                            .view([-1, 1, 1, 1]);
+                        plain
+                            .images
+                            .to_device(device)
+                            .where_self(&rows, &batch.images)
+                    }
+                    None => batch.images.shallow_clone(),
+                };
+                let batch_labels: Vec<i64> = batch.indices.iter().map(|&i| labels[i]).collect();
+                let batch = Batch {
+                    images,
+                    labels: Tensor::from_slice(&batch_labels).to_device(device),
+                    indices: batch.indices.clone(),
+                };
+                (batch, flags)
+            }
+        })
     }
 
     /// Adds a step's per-sample losses to the forget and retain sums.
@@ -469,5 +495,70 @@ impl Stepper<'_, '_> {
         self.losses.forget_count += forget_count;
         self.losses.retain_count += forget.len() - forget_count;
         Ok(())
+    }
+}
+
+impl CustomStep for Stepper<'_, '_> {
+    fn loss(&mut self, index: usize, batch: &Batch) -> anyhow::Result<Tensor> {
+        let (batch, forget) = self.trained_batch(index, batch)?;
+        let (logits, _) = self.ctx.model.forward(&batch.images, true);
+        let per_sample =
+            logits.cross_entropy_loss::<Tensor>(&batch.labels, None, Reduction::None, -100, 0.0);
+        let loss = per_sample.mean(Kind::Float);
+        let per_sample = per_sample.detach();
+        self.current = Some((
+            index,
+            Trained {
+                batch,
+                forget,
+                per_sample,
+            },
+        ));
+        Ok(loss)
+    }
+
+    fn loss_name(&self) -> &'static str {
+        "random-labelling cross-entropy"
+    }
+
+    fn before_step(&mut self, _opt: &mut Sgd) -> anyhow::Result<()> {
+        let (index, trained) = self.current.take().context("a step without a loss")?;
+        let info = StepInfo {
+            epoch: self.epoch,
+            stream: self.stream,
+            index,
+            batch: &trained.batch,
+            forget: &trained.forget,
+        };
+        self.hook.before_step(self.ctx, &info)?;
+        self.current = Some((index, trained));
+        Ok(())
+    }
+
+    fn after_step(&mut self, opt: &mut Sgd) -> anyhow::Result<()> {
+        let (index, trained) = self.current.take().context("a step without a loss")?;
+        let info = StepInfo {
+            epoch: self.epoch,
+            stream: self.stream,
+            index,
+            batch: &trained.batch,
+            forget: &trained.forget,
+        };
+        self.hook.after_step(self.ctx, opt, &info)?;
+        self.add_losses(&trained.per_sample, &trained.forget)?;
+        self.losses.steps += 1;
+        Ok(())
+    }
+
+    fn message(&self, _mean_loss: f64) -> String {
+        match self.stream {
+            Stream::Forget => format!("loss {:.4}", self.losses.forget()),
+            Stream::Retain => format!("loss {:.4}", self.losses.retain()),
+            Stream::Mixed => format!(
+                "forget {:.4} retain {:.4}",
+                self.losses.forget(),
+                self.losses.retain()
+            ),
+        }
     }
 }

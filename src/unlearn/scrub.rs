@@ -17,7 +17,8 @@
 //! stream is augmented; only an explicit `--forget_augment` augments F.
 
 use super::{
-    batch_source, custom_pass, frozen_teacher, lr_epochs, UnlearnContext, UnlearnLog, Unlearner,
+    batch_source, custom_pass, frozen_teacher, loss_step, lr_epochs, UnlearnContext, UnlearnLog,
+    Unlearner,
 };
 use crate::model::Classifier;
 use crate::optim::Sgd;
@@ -142,10 +143,18 @@ pub fn scrub(
                 forget_seed,
             );
             let title = format!("max {epoch}/{epochs}");
-            max_loss = custom_pass(ctx, &mut opt, batches, forget_steps, &title, |batch| {
+            let mut away_from_teacher = loss_step(|batch| {
                 let (student, _) = ctx.model.forward(&batch.images, true);
                 Ok(-distill_kl(&student, &teacher_logits(&batch.images), t))
-            })
+            });
+            max_loss = custom_pass(
+                ctx,
+                &mut opt,
+                batches,
+                forget_steps,
+                &title,
+                &mut away_from_teacher,
+            )
             .with_context(|| format!("SCRUB max pass, epoch {epoch}"))?;
             iteration += forget_steps;
         }
@@ -158,7 +167,7 @@ pub fn scrub(
             retain_seed,
         );
         let title = format!("min {epoch}/{epochs}");
-        let min_loss = custom_pass(ctx, &mut opt, batches, retain_steps, &title, |batch| {
+        let mut near_teacher = loss_step(|batch| {
             let (student, _) = ctx.model.forward(&batch.images, true);
             let mut loss = student.cross_entropy_for_logits(&batch.labels) * gamma;
             // With α = 0 the term adds exactly nothing; skipping it saves the teacher's pass.
@@ -166,7 +175,15 @@ pub fn scrub(
                 loss += distill_kl(&student, &teacher_logits(&batch.images), t) * alpha;
             }
             Ok(loss)
-        })
+        });
+        let min_loss = custom_pass(
+            ctx,
+            &mut opt,
+            batches,
+            retain_steps,
+            &title,
+            &mut near_teacher,
+        )
         .with_context(|| format!("SCRUB min pass, epoch {epoch}"))?;
         iteration += retain_steps;
         tracing::info!(
