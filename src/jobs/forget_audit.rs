@@ -90,13 +90,7 @@ pub fn plan(job: &AuditJob) -> anyhow::Result<Plan> {
         num_classes: None,
         retrain_dir: None,
     };
-    let retrain = UnlearnConfig {
-        lr: Some(job.train.lr),
-        epochs: Some(job.train.epochs),
-        milestones: job.train.milestones.clone(),
-        batch_size: job.train.batch_size,
-        ..UnlearnConfig::default()
-    };
+    let retrain = retrain_config(job);
     for seed in 0..job.n as u64 {
         let name = format!("retrain/seed{seed}");
         jobs.push(PlannedJob {
@@ -111,10 +105,14 @@ pub fn plan(job: &AuditJob) -> anyhow::Result<Plan> {
             .validate()
             .with_context(|| format!("--methods {method}"))?;
         let method = crate::unlearn::find(method)?.name().to_string();
-        if method == "retrain" {
-            bail!("--methods retrain: the retrained pool is every audit's reference");
-        }
-        let mut config = config.clone();
+        // Retrain as an unlearner: the reference's recipe with seeds from RETRAIN_AS_METHOD_SEED
+        // on, so its pool is a second draw of the retrained models' distribution — the perfect
+        // unlearner — and grows with N as the reference pool does.
+        let (mut config, first_seed) = if method == "retrain" {
+            (retrain.clone(), RETRAIN_AS_METHOD_SEED)
+        } else {
+            (config.clone(), 0)
+        };
         let mut needs = vec!["original".to_string()];
         if method == "Gan" && config.attacker.is_none() {
             // One attacker pre-trained on the original, shared by the N runs.
@@ -129,7 +127,7 @@ pub fn plan(job: &AuditJob) -> anyhow::Result<Plan> {
             config.attacker = Some(dir.join(super::unlearn::ATTACKER_WEIGHTS));
             needs.push(name);
         }
-        for seed in 0..job.n as u64 {
+        for seed in first_seed..first_seed + job.n as u64 {
             let name = format!("{}/seed{seed}", method_dir(&method, &config)?);
             jobs.push(PlannedJob {
                 name: name.clone(),
@@ -140,6 +138,20 @@ pub fn plan(job: &AuditJob) -> anyhow::Result<Plan> {
         }
     }
     Ok(Plan { out: pools, jobs })
+}
+
+/// First seed of Retrain audited as a method (its reference pool uses 0…N−1).
+pub const RETRAIN_AS_METHOD_SEED: u64 = 1_000_000;
+
+/// Retrain's settings: the original's training recipe on the retain set.
+fn retrain_config(job: &AuditJob) -> UnlearnConfig {
+    UnlearnConfig {
+        lr: Some(job.train.lr),
+        epochs: Some(job.train.epochs),
+        milestones: job.train.milestones.clone(),
+        batch_size: job.train.batch_size,
+        ..UnlearnConfig::default()
+    }
 }
 
 /// A method's pool folder: its name and a short hash of its settings (so differently tuned
@@ -202,6 +214,13 @@ pub fn score(job: &AuditJob, plan: &Plan, device: tch::Device) -> anyhow::Result
             .filter(|j| j.name.starts_with(prefix) && matches!(j.job, Job::Unlearn(_)))
             .map(|j| j.job.save_dir())
             .collect();
+        if dirs.len() != job.n {
+            bail!(
+                "{} models under {prefix} where the audit needs {}",
+                dirs.len(),
+                job.n
+            );
+        }
         let mut confidences = vec![Vec::with_capacity(dirs.len()); forget.len()];
         let (mut retain_accuracy, mut test_accuracy) = (Vec::new(), Vec::new());
         for dir in dirs {
@@ -227,7 +246,11 @@ pub fn score(job: &AuditJob, plan: &Plan, device: tch::Device) -> anyhow::Result
     let mut methods = BTreeMap::new();
     for (method, config) in &job.methods {
         let name = crate::unlearn::find(method)?.name().to_string();
-        let mut config = config.clone();
+        let mut config = if name == "retrain" {
+            retrain_config(job)
+        } else {
+            config.clone()
+        };
         if name == "Gan" && config.attacker.is_none() {
             let label = format!("attacker/{}", attacker_label(&config)?);
             config.attacker = Some(plan.out.join(label).join(super::unlearn::ATTACKER_WEIGHTS));

@@ -42,16 +42,13 @@ pub struct Plan {
 pub const JOB_FILE: &str = "job.json";
 
 impl Plan {
-    /// The stages in order, each with the indices of its jobs.
+    /// The stages in order, each with the indices of its jobs (in plan order).
     pub fn stages(&self) -> Vec<(usize, Vec<usize>)> {
-        let mut stages: Vec<(usize, Vec<usize>)> = Vec::new();
+        let mut stages: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
         for (i, job) in self.jobs.iter().enumerate() {
-            match stages.last_mut() {
-                Some((stage, ids)) if *stage == job.stage => ids.push(i),
-                _ => stages.push((job.stage, vec![i])),
-            }
+            stages.entry(job.stage).or_default().push(i);
         }
-        stages
+        stages.into_iter().collect()
     }
 
     /// Writes `plan.json` and every run folder's `job.json`. A folder whose `job.json` describes
