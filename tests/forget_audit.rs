@@ -77,6 +77,18 @@ fn retrain_scores_at_the_null_and_raw_clearly_below() {
     );
     assert!(csv.starts_with("example,epsilon,points,source\n"));
 
+    // The page: the scores table, both figures, and a ROC curve per method from (0,0) to (1,1).
+    let html = std::fs::read_to_string(out.join("audit_report.html")).unwrap();
+    assert_eq!(html.matches("<tr class=\"method\">").count(), 2);
+    assert!(html.contains("<figure class=\"epsilon\">") && html.contains("<figure class=\"roc\">"));
+    assert!(
+        !html.contains("src=") && !html.contains("<link") && !html.contains("<script"),
+        "the page fetches nothing"
+    );
+    let roc = result["roc"]["raw"].as_array().unwrap();
+    assert_eq!(roc.first().unwrap(), &serde_json::json!([0.0, 0.0]));
+    assert_eq!(roc.last().unwrap(), &serde_json::json!([1.0, 1.0]));
+
     // Growing the pool keeps every finished model as it was.
     let pool = result["pool"].as_str().unwrap().to_string();
     let first = std::path::Path::new(&pool).join("retrain/seed0/audit.json");

@@ -1,5 +1,6 @@
 //! Evaluation: accuracies, the SVC membership-inference attack, results and reports.
 
+pub mod audit_html;
 pub mod forgetting;
 pub mod health;
 pub mod mia;

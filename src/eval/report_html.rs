@@ -21,7 +21,7 @@ const MAX_POINTS: usize = 600;
 /// Histogram bins over the confidence range [0, 1].
 const BINS: usize = 25;
 
-const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;\
+pub(crate) const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;\
 max-width:1200px;padding:0 1em;color:#222}h1{font-size:1.6em}h2{font-size:1.3em;margin-top:1.6em;\
 border-bottom:1px solid #ddd}table{border-collapse:collapse;font-size:.9em;margin:.5em 0}\
 th,td{border:1px solid #ccc;padding:.25em .55em;text-align:right}td{white-space:nowrap}\
@@ -478,7 +478,7 @@ fn hbar_svg(bars: &[(String, Stat)], x_label: &str) -> String {
 }
 
 /// Overlaid histograms (fraction of each series per bin over [0, 1]).
-fn histogram_svg(title: &str, series: &[(&str, &[f64])]) -> String {
+pub(crate) fn histogram_svg(title: &str, series: &[(&str, &[f64])]) -> String {
     let (width, height) = (340.0, 230.0);
     let (left, right, top, bottom) = (44.0, width - 10.0, 26.0, height - 34.0);
     let fractions: Vec<Vec<f64>> = series
@@ -570,7 +570,7 @@ fn histogram_svg(title: &str, series: &[(&str, &[f64])]) -> String {
 }
 
 /// A line chart of named (x, y) series with a legend.
-fn line_svg(title: &str, x_label: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
+pub(crate) fn line_svg(title: &str, x_label: &str, series: &[(String, Vec<(f64, f64)>)]) -> String {
     let (width, height) = (420.0, 260.0);
     let legend = 14.0 * series.len() as f64;
     let (left, right, top, bottom) = (52.0, width - 12.0, 26.0 + legend, height - 34.0);

@@ -191,6 +191,8 @@ pub struct AuditResult {
     pub methods: BTreeMap<String, MethodAudit>,
     /// The paired ranking of every pair of methods (SPEC §6b.3).
     pub rankings: Vec<(String, String, forgetting::PairedComparison)>,
+    /// Each method's pooled U-LiRA ROC curve, (FPR, TPR) with unlearned models as positives.
+    pub roc: BTreeMap<String, Vec<(f64, f64)>>,
 }
 
 /// Scores every method of a finished audit plan; writes `audit_result.json` and
@@ -244,6 +246,7 @@ pub fn score(job: &AuditJob, plan: &Plan, device: tch::Device) -> anyhow::Result
     let retrained = pool_of("retrain/")?;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let mut methods = BTreeMap::new();
+    let mut roc = BTreeMap::new();
     for (method, config) in &job.methods {
         let name = crate::unlearn::find(method)?.name().to_string();
         let mut config = if name == "retrain" {
@@ -259,6 +262,7 @@ pub fn score(job: &AuditJob, plan: &Plan, device: tch::Device) -> anyhow::Result
         let unlearned = pool_of(&prefix)?;
         let audit = forgetting::audit_method(&name, &unlearned, &retrained, &job.settings)?;
         let eps = forgetting::epsilons(&unlearned.confidences, &retrained.confidences)?;
+        roc.insert(name.clone(), ulira_roc(&unlearned, &retrained)?);
         let csv = forgetting::epsilon_csv(forget, &eps, job.n)?;
         crate::fsutil::write_bytes_atomic(
             &job.out.join(format!("epsilon_{name}.csv")),
@@ -284,9 +288,38 @@ pub fn score(job: &AuditJob, plan: &Plan, device: tch::Device) -> anyhow::Result
         ),
         methods,
         rankings,
+        roc,
     };
     crate::fsutil::write_json_atomic(&job.out.join("audit_result.json"), &result)?;
+    crate::fsutil::write_bytes_atomic(
+        &job.out.join("audit_report.html"),
+        crate::eval::audit_html::render(&result).as_bytes(),
+    )?;
     Ok(result)
+}
+
+/// The pooled U-LiRA ROC of one method: every example's leave-one-out scores, unlearned models
+/// positive, at most 201 points from (0, 0) to (1, 1).
+fn ulira_roc(unlearned: &PoolData, retrained: &PoolData) -> anyhow::Result<Vec<(f64, f64)>> {
+    let (mut pos, mut neg) = (Vec::new(), Vec::new());
+    for (u, r) in unlearned.confidences.iter().zip(&retrained.confidences) {
+        let (su, sr) = forgetting::ulira_example_scores(u, r)?;
+        pos.extend(su);
+        neg.extend(sr);
+    }
+    let mut thresholds: Vec<f64> = pos.iter().chain(&neg).copied().collect();
+    thresholds.sort_by(|a, b| b.total_cmp(a));
+    let rate = |v: &[f64], t: f64| v.iter().filter(|&&x| x >= t).count() as f64 / v.len() as f64;
+    let step = (thresholds.len() / 200).max(1);
+    let mut curve = vec![(0.0, 0.0)];
+    curve.extend(
+        thresholds
+            .iter()
+            .step_by(step)
+            .map(|&t| (rate(&neg, t), rate(&pos, t))),
+    );
+    curve.push((1.0, 1.0));
+    Ok(curve)
 }
 
 /// Eval-mode logits of `model` on `set[indices]`, one row per image.
