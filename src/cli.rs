@@ -591,24 +591,11 @@ struct SweepArgs {
     /// succeeded) instead of running them here.
     #[arg(long)]
     slurm: bool,
-    /// Slurm: partition of every task.
-    #[arg(long, requires = "slurm")]
-    partition: Option<String>,
-    /// Slurm: generic resources of every task (e.g. gpu:1).
-    #[arg(long, requires = "slurm")]
-    gres: Option<String>,
-    /// Slurm: time limit of every task (e.g. 4:00:00).
-    #[arg(long, requires = "slurm")]
-    time: Option<String>,
-    /// Slurm: CPUs of every task (also its libtorch threads).
-    #[arg(long = "cpus-per-task", alias = "cpus_per_task", requires = "slurm")]
-    cpus_per_task: Option<usize>,
-    /// Slurm: memory of every task (e.g. 16G).
-    #[arg(long, requires = "slurm")]
-    mem: Option<String>,
     /// No progress bar; one line per finished job.
     #[arg(long)]
     quiet: bool,
+    #[command(flatten)]
+    slurm_options: SlurmFlags,
 }
 
 #[derive(Args, Debug)]
@@ -660,6 +647,48 @@ struct AuditArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Submit the pool's jobs to Slurm as job arrays instead of running them here; run the
+    /// same command without --slurm afterwards to score them.
+    #[arg(long)]
+    slurm: bool,
+    #[command(flatten)]
+    slurm_options: SlurmFlags,
+}
+
+/// sbatch options of every task (with `--slurm`).
+#[derive(Args, Debug)]
+struct SlurmFlags {
+    /// Slurm: partition of every task.
+    #[arg(long, requires = "slurm")]
+    partition: Option<String>,
+    /// Slurm: generic resources of every task (e.g. gpu:1).
+    #[arg(long, requires = "slurm")]
+    gres: Option<String>,
+    /// Slurm: time limit of every task (e.g. 4:00:00).
+    #[arg(long, requires = "slurm")]
+    time: Option<String>,
+    /// Slurm: CPUs of every task (also its libtorch threads).
+    #[arg(long = "cpus-per-task", alias = "cpus_per_task", requires = "slurm")]
+    cpus_per_task: Option<usize>,
+    /// Slurm: memory of every task (e.g. 16G).
+    #[arg(long, requires = "slurm")]
+    mem: Option<String>,
+}
+
+impl SlurmFlags {
+    /// The checked sbatch options.
+    fn options(self) -> anyhow::Result<crate::slurm::SlurmOptions> {
+        let opts = crate::slurm::SlurmOptions {
+            partition: self.partition,
+            gres: self.gres,
+            time: self.time,
+            cpus_per_task: self.cpus_per_task,
+            mem: self.mem,
+            extra: Vec::new(),
+        };
+        opts.validate()?;
+        Ok(opts)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -892,33 +921,18 @@ fn run_unlearn(args: UnlearnArgs) -> anyhow::Result<()> {
 fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
     let spec = crate::sweep::spec::read(&args.file)?;
     let plan = crate::sweep::spec::plan(&spec, &args.out)?;
-    let slurm = crate::slurm::SlurmOptions {
-        partition: args.partition,
-        gres: args.gres,
-        time: args.time,
-        cpus_per_task: args.cpus_per_task,
-        mem: args.mem,
-        extra: Vec::new(),
-    };
-    slurm.validate()?;
+    let slurm = args.slurm_options.options()?;
     plan.write()?;
     if args.slurm {
-        let exe = std::env::current_exe().context("locating the gunlearn binary")?;
-        let stages = crate::sweep::slurm_stages(&plan, &exe)?;
-        let scripts = crate::slurm::write_scripts(&plan.out, &stages, &slurm)?;
-        for script in &scripts {
-            println!("wrote {}", script.display());
+        let ids = submit_to_slurm(&plan, &slurm, args.dry_run)?;
+        if !args.dry_run {
+            println!(
+                "submitted {} job arrays ({}); when they finish: gunlearn report {}",
+                ids.len(),
+                ids.join(", "),
+                args.out.display()
+            );
         }
-        if args.dry_run {
-            return Ok(());
-        }
-        let ids = crate::slurm::submit(&scripts)?;
-        println!(
-            "submitted {} job arrays ({}); when they finish: gunlearn report {}",
-            ids.len(),
-            ids.join(", "),
-            args.out.display()
-        );
         return Ok(());
     }
     if args.dry_run {
@@ -969,6 +983,24 @@ fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// Writes the plan's Slurm scripts and, unless `dry_run`, submits them; returns the job ids.
+fn submit_to_slurm(
+    plan: &crate::sweep::Plan,
+    opts: &crate::slurm::SlurmOptions,
+    dry_run: bool,
+) -> anyhow::Result<Vec<String>> {
+    let exe = std::env::current_exe().context("locating the gunlearn binary")?;
+    let stages = crate::sweep::slurm_stages(plan, &exe)?;
+    let scripts = crate::slurm::write_scripts(&plan.out, &stages, opts)?;
+    for script in &scripts {
+        println!("wrote {}", script.display());
+    }
+    if dry_run {
+        return Ok(Vec::new());
+    }
+    crate::slurm::submit(&scripts)
 }
 
 fn run_job(args: RunJobArgs) -> anyhow::Result<()> {
@@ -1026,8 +1058,19 @@ fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     };
+    let slurm = args.slurm_options.options()?;
     let plan = forget_audit::plan(&job)?;
     plan.write()?;
+    if args.slurm {
+        let ids = submit_to_slurm(&plan, &slurm, false)?;
+        println!(
+            "submitted {} job arrays ({}); when they finish, run this command again without \
+             --slurm to score them",
+            ids.len(),
+            ids.join(", ")
+        );
+        return Ok(());
+    }
     let outcome = crate::sweep::local::run(
         &plan,
         &crate::sweep::local::LocalOptions {
