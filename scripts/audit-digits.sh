@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The per-example forgetting audit on digits (SPEC §6b) for docs/results.md: N = 32 retrained
+# models and, per method, 32 unlearning runs from one original; resumable (finished models are
+# kept). Then rewrites the "Per-example forgetting audit" section of docs/results.md from the
+# results (scripts/audit-md.py); DOC= skips that.
+{
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+BIN=${BIN:-target/release/gunlearn}
+OUT=${OUT:-runs/audit-digits}
+N=${N:-32}
+cmd=("$BIN" audit --dataset digits --arch resnet20 --epochs 6 --forget random:100
+     --methods retrain,raw,FT,Gan,SalUn --n "$N" --out "$OUT" --workers 2 --threads 1 --quiet)
+"${cmd[@]}"
+DOC=${DOC-docs/results.md}
+if [ -n "$DOC" ]; then
+  section=$(python3 scripts/audit-md.py "$OUT" "scripts/audit-digits.sh   # ${cmd[*]:1}")
+  python3 - "$DOC" "$section" <<'PY'
+import sys
+path, section = sys.argv[1], sys.argv[2]
+text = open(path).read()
+head = "## Per-example forgetting audit"
+if head in text:
+    start = text.index(head)
+    nxt = text.find("\n## ", start + len(head))
+    text = text[:start] + section.rstrip() + "\n" + (text[nxt:] if nxt >= 0 else "")
+else:
+    text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
+open(path, "w").write(text)
+PY
+fi
+exit 0
+}
