@@ -384,6 +384,9 @@ struct UnlearnArgs {
         default_value_t = Milestones(UnlearnConfig::default().milestones)
     )]
     decreasing_lr: Milestones,
+    /// No augmentation in any stream (for a model trained with --no_augment).
+    #[arg(long = "no_augment", alias = "no-augment")]
+    no_augment: bool,
     /// Gan: start from this pre-trained attacker instead of pre-training (or reusing a cached one).
     #[arg(long)]
     attacker: Option<PathBuf>,
@@ -883,6 +886,7 @@ impl UnlearnArgs {
             attacker: self.attacker,
             forget_augment,
             seed: self.forget.seed,
+            no_augment: self.no_augment,
             amp: self.amp,
             gan_memory: self.gan_memory,
             mask_ratio: self.mask_ratio,
@@ -1036,6 +1040,7 @@ fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
     )?;
     let forget = forget_audit::parse_forget(&args.forget, splits.train.len(), args.forget_seed)?;
     let method_config = UnlearnConfig {
+        no_augment: args.train.no_augment,
         epochs: args.unlearn_epochs,
         batch_size: args.unlearn_batch_size,
         attacker_iters: args.attacker_iters,

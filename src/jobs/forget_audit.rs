@@ -150,6 +150,7 @@ fn retrain_config(job: &AuditJob) -> UnlearnConfig {
         epochs: Some(job.train.epochs),
         milestones: job.train.milestones.clone(),
         batch_size: job.train.batch_size,
+        no_augment: job.train.augment.is_none(),
         ..UnlearnConfig::default()
     }
 }

@@ -1,4 +1,4 @@
-//! The local scheduler: runs a plan's jobs stage by stage on `workers` child processes
+//! The local scheduler: runs a plan's jobs in dependency order on `workers` child processes
 //! (`gunlearn run-job DIR/job.json`), splitting the CPU threads between them or giving each
 //! one GPU.
 //!
@@ -9,10 +9,10 @@
 
 use super::{Plan, JOB_FILE};
 use anyhow::Context;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
 /// How to run a plan on this machine.
 #[derive(Debug, Clone, Default)]
@@ -43,10 +43,58 @@ enum Status {
     Done,
     Failed(String),
     Pending,
+    Running,
 }
 
-/// Runs every incomplete job of `plan` (written with [`Plan::write`]) in stage order; a job whose
-/// prerequisite failed is not started.
+/// The scheduler's shared state.
+struct Board {
+    status: Vec<Status>,
+    running: usize,
+}
+
+/// The first pending job whose prerequisites are all done, marked running; `None` when nothing
+/// is left to start. Jobs whose prerequisite failed are marked failed on the way.
+fn next_job(
+    board: &Mutex<Board>,
+    changed: &Condvar,
+    needs: &[Vec<usize>],
+    plan: &Plan,
+    bar: &indicatif::ProgressBar,
+) -> Option<usize> {
+    let mut b = board.lock().expect("board lock");
+    loop {
+        let mut waiting = false;
+        for (i, job_needs) in needs.iter().enumerate() {
+            if b.status[i] != Status::Pending {
+                continue;
+            }
+            if let Some(&n) = job_needs
+                .iter()
+                .find(|&&n| matches!(b.status[n], Status::Failed(_)))
+            {
+                let why = format!("not run: its prerequisite {} failed", plan.jobs[n].name);
+                b.status[i] = Status::Failed(why);
+                bar.inc(1);
+                changed.notify_all();
+                continue;
+            }
+            if job_needs.iter().all(|&n| b.status[n] == Status::Done) {
+                b.status[i] = Status::Running;
+                b.running += 1;
+                return Some(i);
+            }
+            waiting = true;
+        }
+        if !waiting || b.running == 0 {
+            // Nothing pending, or pending jobs wait on nothing that can still finish.
+            return None;
+        }
+        b = changed.wait(b).expect("board lock");
+    }
+}
+
+/// Runs every incomplete job of `plan` (written with [`Plan::write`]), each once its
+/// prerequisites are done; a job whose prerequisite failed is not started.
 pub fn run(plan: &Plan, opts: &LocalOptions) -> anyhow::Result<Outcome> {
     let exe = std::env::current_exe().context("locating the gunlearn binary")?;
     let workers = opts.workers.unwrap_or(opts.gpus.len().max(1)).max(1);
@@ -59,17 +107,40 @@ pub fn run(plan: &Plan, opts: &LocalOptions) -> anyhow::Result<Outcome> {
     let threads = opts
         .threads
         .unwrap_or_else(|| (crate::device::thread_count(None) / workers).max(1));
-    let mut status: HashMap<&str, Status> = HashMap::new();
+    let index: HashMap<&str, usize> = plan
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.name.as_str(), i))
+        .collect();
+    let needs: Vec<Vec<usize>> = plan
+        .jobs
+        .iter()
+        .map(|j| {
+            j.needs
+                .iter()
+                .map(|n| {
+                    index
+                        .get(n.as_str())
+                        .copied()
+                        .with_context(|| format!("{} needs {n}, which is not planned", j.name))
+                })
+                .collect()
+        })
+        .collect::<anyhow::Result<_>>()?;
     let mut outcome = Outcome::default();
-    for job in &plan.jobs {
-        let s = if job.job.is_complete() {
-            outcome.skipped += 1;
-            Status::Done
-        } else {
-            Status::Pending
-        };
-        status.insert(&job.name, s);
-    }
+    let status: Vec<Status> = plan
+        .jobs
+        .iter()
+        .map(|job| {
+            if job.job.is_complete() {
+                outcome.skipped += 1;
+                Status::Done
+            } else {
+                Status::Pending
+            }
+        })
+        .collect();
     let todo = plan.jobs.len() - outcome.skipped;
     let bar = progress_bar(todo as u64, opts.quiet);
     say(
@@ -81,36 +152,16 @@ pub fn run(plan: &Plan, opts: &LocalOptions) -> anyhow::Result<Outcome> {
             outcome.skipped
         ),
     );
-    for (stage, ids) in plan.stages() {
-        let mut queue = VecDeque::new();
-        for &i in &ids {
-            let job = &plan.jobs[i];
-            if status[job.name.as_str()] != Status::Pending {
-                continue;
-            }
-            let failed_need = job
-                .needs
-                .iter()
-                .find(|n| matches!(status.get(n.as_str()), Some(Status::Failed(_))));
-            match failed_need {
-                Some(need) => {
-                    let why = format!("not run: its prerequisite {need} failed");
-                    status.insert(&job.name, Status::Failed(why));
-                    bar.inc(1);
-                }
-                None => queue.push_back(i),
-            }
-        }
-        let queue = Mutex::new(queue);
-        let results = Mutex::new(Vec::new());
-        std::thread::scope(|scope| {
-            for w in 0..workers {
-                let (queue, results, bar, exe) = (&queue, &results, &bar, &exe);
-                let gpu = opts.gpus.get(w).copied();
-                scope.spawn(move || loop {
-                    let Some(i) = queue.lock().expect("queue lock").pop_front() else {
-                        break;
-                    };
+    // A job starts as soon as everything it needs is done (in plan order: earlier stages
+    // first), so one slow prerequisite does not hold up the jobs that do not read it.
+    let board = Mutex::new(Board { status, running: 0 });
+    let changed = Condvar::new();
+    std::thread::scope(|scope| {
+        for w in 0..workers {
+            let (board, changed, bar, exe, needs) = (&board, &changed, &bar, &exe, &needs);
+            let gpu = opts.gpus.get(w).copied();
+            scope.spawn(move || {
+                while let Some(i) = next_job(board, changed, needs, plan, bar) {
                     let job = &plan.jobs[i];
                     let started = std::time::Instant::now();
                     let result = run_child(exe, job.job.save_dir(), threads, gpu).and_then(|()| {
@@ -131,27 +182,22 @@ pub fn run(plan: &Plan, opts: &LocalOptions) -> anyhow::Result<Outcome> {
                     };
                     say(bar, &line);
                     bar.inc(1);
-                    results.lock().expect("results lock").push((i, result));
-                });
-            }
-        });
-        for (i, result) in results.into_inner().expect("results lock") {
-            let name = plan.jobs[i].name.as_str();
-            match result {
-                Ok(()) => {
-                    outcome.ran += 1;
-                    status.insert(name, Status::Done);
+                    let mut b = board.lock().expect("board lock");
+                    b.running -= 1;
+                    b.status[i] = match result {
+                        Ok(()) => Status::Done,
+                        Err(err) => Status::Failed(format!("{err:#}")),
+                    };
+                    changed.notify_all();
                 }
-                Err(err) => {
-                    status.insert(name, Status::Failed(format!("{err:#}")));
-                }
-            }
+            });
         }
-        tracing::debug!("stage {stage} finished");
-    }
+    });
+    let status = board.into_inner().expect("board lock").status;
+    outcome.ran = status.iter().filter(|s| **s == Status::Done).count() - outcome.skipped;
     bar.finish_and_clear();
-    for job in &plan.jobs {
-        if let Some(Status::Failed(why)) = status.get(job.name.as_str()) {
+    for (job, s) in plan.jobs.iter().zip(&status) {
+        if let Status::Failed(why) = s {
             outcome.failed.push((job.name.clone(), why.clone()));
         }
     }

@@ -62,8 +62,11 @@ impl Plan {
             let path = dir.join(JOB_FILE);
             let wanted = serde_json::to_value(&planned.job)?;
             if let Ok(text) = std::fs::read_to_string(&path) {
-                let existing: serde_json::Value = serde_json::from_str(&text)
+                // Read back as a job, so settings added since it was written take their
+                // defaults instead of counting as a difference.
+                let existing: Job = serde_json::from_str(&text)
                     .with_context(|| format!("parsing {}", path.display()))?;
+                let existing = serde_json::to_value(&existing)?;
                 if without_runner(existing) != without_runner(wanted.clone()) {
                     bail!(
                         "{} was planned with other settings than this sweep file gives it; \

@@ -393,7 +393,13 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
     };
     let model_needs: Vec<String> = model_job.into_iter().collect();
 
-    let unlearn_over = json_table(&spec.unlearn);
+    let mut unlearn_over = json_table(&spec.unlearn);
+    if no_augment {
+        // A model trained without augmentation is unlearned (and retrained) without it.
+        unlearn_over
+            .entry("no_augment")
+            .or_insert(Value::Bool(true));
+    }
     let unlearn_base: UnlearnConfig = apply(&UnlearnConfig::default(), &unlearn_over, "[unlearn]")?;
     let base_map = match serde_json::to_value(&unlearn_base)? {
         Value::Object(m) => m,

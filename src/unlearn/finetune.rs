@@ -18,7 +18,7 @@ impl Unlearner for FineTune {
     }
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         let (lr, epochs) = lr_epochs(self, ctx.config);
-        log.record("retain_augmented", true);
+        log.record("retain_augmented", ctx.augment().is_some());
         sgd_epochs(ctx, log, &ctx.splits.retain, true, lr, epochs, |_| {
             Objective::default()
         })

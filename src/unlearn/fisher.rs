@@ -78,7 +78,7 @@ impl Unlearner for FisherForgetting {
         let alpha = cfg.alpha.unwrap_or(DEFAULT_ALPHA);
         let row = forgotten_row(ctx);
         log.record("alpha", alpha);
-        log.record("retain_augmented", true);
+        log.record("retain_augmented", ctx.augment().is_some());
         log.record("fisher_batch_size", FISHER_BATCH_SIZE);
         log.record(
             "class_wise_rule",
@@ -271,7 +271,7 @@ pub fn noise_plans(ctx: &UnlearnContext, alpha: f64) -> anyhow::Result<Vec<Noise
         FISHER_BATCH_SIZE,
         false,
         false,
-        Some(ctx.data.default_augment()),
+        ctx.augment(),
         fisher_augment_seed(ctx.config.seed),
     );
     let fisher = diagonal_fisher(ctx.model, &params, batches, ctx.device)?;

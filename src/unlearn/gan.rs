@@ -474,20 +474,15 @@ pub fn pretrain_attacker(ctx: &UnlearnContext, iterations: usize) -> anyhow::Res
         ctx.splits.train.len(),
         ctx.splits.val.len(),
     )?;
-    let augment = ctx.data.default_augment();
+    let augment = ctx.augment();
     let seed = ctx.config.seed;
     let source = BatchSource::new(&ctx.train_set, ctx.device);
-    let members = source.random(
-        ctx.splits.train.clone(),
-        size,
-        Some(augment),
-        seed ^ 0xa11ce,
-    );
+    let members = source.random(ctx.splits.train.clone(), size, augment, seed ^ 0xa11ce);
     // Validation samples are augmented as in the forget scenario (SPEC §1).
     let non_members = source.random(
         ctx.splits.val.clone(),
         size,
-        ctx.forget_augmented().then_some(augment),
+        ctx.forget_augmented().then_some(augment).flatten(),
         seed ^ 0xb0b,
     );
     let progress = Progress::new(iterations, "attacker", ctx.quiet);
@@ -591,8 +586,8 @@ impl AttackerCacheKey {
             members_sha256: crate::audit::indices_sha256(&ctx.splits.train),
             non_members_sha256: crate::audit::indices_sha256(&ctx.splits.val),
             sizes: (ctx.splits.train.len(), ctx.splits.val.len()),
-            members_augment: Some(ctx.data.default_augment()),
-            non_members_augment: ctx.forget_augmented().then(|| ctx.data.default_augment()),
+            members_augment: ctx.augment(),
+            non_members_augment: ctx.forget_augmented().then(|| ctx.augment()).flatten(),
             seed: ctx.config.seed,
             batch_size: paired_batch_size(
                 ctx.config.batch_size,
@@ -711,11 +706,11 @@ impl Unlearner for Adversarial {
             ctx.splits.forget.len(),
             ctx.splits.val.len(),
         )?;
-        let augment = ctx.data.default_augment();
-        let side_augment = ctx.forget_augmented().then_some(augment);
+        let augment = ctx.augment();
+        let side_augment = ctx.forget_augmented().then_some(augment).flatten();
         log.record("forget_augmented", side_augment.is_some());
         log.record("val_augmented", side_augment.is_some());
-        log.record("retain_augmented", true);
+        log.record("retain_augmented", ctx.augment().is_some());
         let source = BatchSource::new(&ctx.train_set, ctx.device);
         let mut forget_stream = source.random(
             ctx.splits.forget.clone(),
@@ -742,7 +737,7 @@ impl Unlearner for Adversarial {
             source: &source,
             indices: &ctx.splits.retain,
             batch_size: cfg.batch_size,
-            augment: Some(augment),
+            augment,
             seed: cfg.seed,
             seed_of: super::epoch_seed,
         };

@@ -65,7 +65,7 @@ impl Unlearner for InfluenceUnlearning {
         let alpha = ctx.config.alpha.unwrap_or(DEFAULT_ALPHA);
         log.record("alpha", alpha);
         log.record("forget_augmented", ctx.forget_augmented());
-        log.record("retain_augmented", true);
+        log.record("retain_augmented", ctx.augment().is_some());
         log.record("woodfisher_augmented", true);
         log.record("woodfisher_n", WOODFISHER_N);
         let step = influence_step(ctx)?;
@@ -201,13 +201,13 @@ pub fn influence_step(ctx: &UnlearnContext) -> anyhow::Result<InfluenceStep> {
     let cfg = ctx.config;
     let params = parameters_with_masks(ctx.model, ctx.mask);
     let source = batch_source(ctx);
-    let augment = ctx.data.default_augment();
+    let augment = ctx.augment();
     let forget_batches = source.epoch(
         forget.clone(),
         cfg.batch_size,
         false,
         false,
-        ctx.forget_augmented().then_some(augment),
+        ctx.forget_augmented().then_some(augment).flatten(),
         forget_seed(cfg.seed),
     );
     let (g_forget, n_forget) = summed_gradient(ctx.model, &params, forget_batches, ctx.device);
@@ -216,7 +216,7 @@ pub fn influence_step(ctx: &UnlearnContext) -> anyhow::Result<InfluenceStep> {
         cfg.batch_size,
         false,
         false,
-        Some(augment),
+        augment,
         retain_seed(cfg.seed),
     );
     let (g_retain, n_retain) = summed_gradient(ctx.model, &params, retain_batches, ctx.device);
@@ -227,7 +227,7 @@ pub fn influence_step(ctx: &UnlearnContext) -> anyhow::Result<InfluenceStep> {
             1,
             false,
             false,
-            Some(augment),
+            augment,
             retain_seed(cfg.seed),
         )
         .map(|b| {

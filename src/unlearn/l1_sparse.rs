@@ -43,7 +43,7 @@ impl Unlearner for L1Sparse {
         let cfg = ctx.config;
         let alpha = cfg.alpha.unwrap_or(DEFAULT_ALPHA);
         log.record("alpha", alpha);
-        log.record("retain_augmented", true);
+        log.record("retain_augmented", ctx.augment().is_some());
         sgd_epochs(ctx, log, &ctx.splits.retain, true, lr, epochs, |epoch| {
             Objective {
                 sign: 1.0,

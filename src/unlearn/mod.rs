@@ -66,6 +66,9 @@ pub struct UnlearnConfig {
     pub forget_augment: Option<bool>,
     /// Seed of this run.
     pub seed: u64,
+    /// No augmentation in any stream (`--no_augment`, as the model's training had it).
+    #[serde(default)]
+    pub no_augment: bool,
     /// Mixed precision of the plain classification losses (FT, GA, ℓ1, Retrain, Gan's L_cls).
     #[serde(default)]
     pub amp: Amp,
@@ -149,6 +152,7 @@ impl Default for UnlearnConfig {
             attacker: None,
             forget_augment: None,
             seed: 2,
+            no_augment: false,
             amp: Amp::Off,
             gan_memory: gan::GanMemory::Keep,
             mask_ratio: default_mask_ratio(),
@@ -237,7 +241,13 @@ pub struct UnlearnContext<'a> {
 impl UnlearnContext<'_> {
     /// Whether forget/val streams are augmented (SPEC §1 quirk by default).
     pub fn forget_augmented(&self) -> bool {
-        self.config.forget_augment.unwrap_or(self.class_wise)
+        !self.config.no_augment && self.config.forget_augment.unwrap_or(self.class_wise)
+    }
+
+    /// The training augmentation of this run's streams: the data set's own, or none with
+    /// `no_augment` (for a model trained without augmentation).
+    pub fn augment(&self) -> Option<crate::data::Augment> {
+        (!self.config.no_augment).then(|| self.data.default_augment())
     }
 }
 
@@ -554,7 +564,7 @@ pub fn epoch_batches<'a>(
         source,
         indices,
         batch_size: ctx.config.batch_size,
-        augment: augment.then(|| ctx.data.default_augment()),
+        augment: augment.then(|| ctx.augment()).flatten(),
         seed: ctx.config.seed,
         seed_of: epoch_seed,
     }

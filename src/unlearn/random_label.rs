@@ -188,7 +188,7 @@ pub fn run_rl(
         bail!("random labelling needs a forget set, and it is empty");
     }
     log.record("forget_augmented", ctx.forget_augmented());
-    log.record("retain_augmented", true);
+    log.record("retain_augmented", ctx.augment().is_some());
     log.record("mode", layout.name());
     let mut opt = Sgd::new(
         ctx.model.vs.trainable_variables(),
@@ -292,7 +292,7 @@ fn separate_epoch(
         cfg.batch_size,
         true,
         false,
-        ctx.forget_augmented().then(|| ctx.data.default_augment()),
+        ctx.forget_augmented().then(|| ctx.augment()).flatten(),
         stream_seed(cfg.seed, epoch, Stream::Forget),
     );
     let mut stepper = Stepper {
@@ -313,7 +313,7 @@ fn separate_epoch(
         cfg.batch_size,
         true,
         false,
-        Some(ctx.data.default_augment()),
+        ctx.augment(),
         stream_seed(cfg.seed, epoch, Stream::Retain),
     );
     stepper.stream = Stream::Retain;
@@ -352,14 +352,7 @@ fn concatenated_epoch(
     let seed = stream_seed(cfg.seed, epoch, Stream::Mixed);
     let plain = (!ctx.forget_augmented())
         .then(|| source.epoch(indices.clone(), cfg.batch_size, true, false, None, seed));
-    let augmented = source.epoch(
-        indices,
-        cfg.batch_size,
-        true,
-        false,
-        Some(ctx.data.default_augment()),
-        seed,
-    );
+    let augmented = source.epoch(indices, cfg.batch_size, true, false, ctx.augment(), seed);
     let mut stepper = Stepper {
         ctx,
         hook,

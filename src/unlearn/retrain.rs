@@ -27,7 +27,7 @@ impl Unlearner for Retrain {
             mask.apply_to_weights(&ctx.model.vs);
         }
         let (lr, epochs) = lr_epochs(self, ctx.config);
-        log.record("retain_augmented", true);
+        log.record("retain_augmented", ctx.augment().is_some());
         sgd_epochs(ctx, log, &ctx.splits.retain, true, lr, epochs, |_| {
             Objective::default()
         })

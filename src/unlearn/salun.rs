@@ -171,7 +171,7 @@ pub fn saliency_scores(ctx: &UnlearnContext) -> anyhow::Result<Vec<Tensor>> {
         cfg.batch_size,
         true,
         false,
-        ctx.forget_augmented().then(|| ctx.data.default_augment()),
+        ctx.forget_augmented().then(|| ctx.augment()).flatten(),
         cfg.seed.wrapping_mul(7_919) ^ 0x7361_6c69_656e_6379,
     );
     for batch in batches {

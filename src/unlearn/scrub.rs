@@ -139,7 +139,7 @@ pub fn scrub(
                 cfg.forget_batch_size,
                 true,
                 false,
-                forget_augment.then(|| ctx.data.default_augment()),
+                forget_augment.then(|| ctx.augment()).flatten(),
                 forget_seed,
             );
             let title = format!("max {epoch}/{epochs}");
