@@ -472,6 +472,10 @@ struct ReportArgs {
     /// Where report.md, report.csv and the figures go (default: the current folder).
     #[arg(long, short = 'o', default_value = ".")]
     out: PathBuf,
+    /// Per method, keep only the hyper-parameters with the smallest gap to Retrain on
+    /// validation data (UA, MIA-efficacy, RA, validation accuracy; never the test set).
+    #[arg(long = "select-on-validation", alias = "select_on_validation")]
+    select_on_validation: bool,
     /// Accepted as on every command and checked; a report reads JSON and draws on the CPU.
     #[arg(long, default_value_t = Runner::default().device)]
     device: String,
@@ -750,8 +754,12 @@ pub fn main() -> anyhow::Result<()> {
         }),
         Command::Report(args) => {
             parse_device(&args.device)?;
-            let table =
-                crate::eval::report::report(&args.runs, args.retrain.as_deref(), &args.out)?;
+            let table = crate::eval::report::report_with(
+                &args.runs,
+                args.retrain.as_deref(),
+                &args.out,
+                args.select_on_validation,
+            )?;
             println!("{table}");
             Ok(())
         }

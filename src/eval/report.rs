@@ -560,7 +560,133 @@ pub fn csv(report: &Report) -> String {
 /// them), with Retrain taken from `retrain` or from the runs whose method is `retrain`; writes
 /// the report files into `out_dir` and returns the Markdown table(s).
 pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> Result<String> {
-    let rep = build(run_dirs, retrain)?;
+    report_with(run_dirs, retrain, out_dir, false)
+}
+
+/// One method's hyper-parameter choice on validation: every candidate group's label and mean
+/// validation gap, and the chosen one.
+#[derive(Debug, Clone)]
+pub struct Choice {
+    /// The section's title.
+    pub section: String,
+    /// The method.
+    pub method: String,
+    /// (label, mean validation gap over its runs) per candidate.
+    pub candidates: Vec<(String, Option<f64>)>,
+    /// Index of the chosen candidate.
+    pub chosen: usize,
+}
+
+/// A run's gap to Retrain with validation accuracy in place of TA: the mean of |Δ| over UA,
+/// MIA-efficacy, RA and validation accuracy, against the Retrain runs of its seed (all of the
+/// section's when none has its seed).
+fn validation_gap(run: &Run, retrains: &[&Run]) -> Option<f64> {
+    let same_seed: Vec<&&Run> = retrains
+        .iter()
+        .filter(|r| r.result.seed == run.result.seed)
+        .collect();
+    let refs: Vec<&Run> = if same_seed.is_empty() {
+        retrains.to_vec()
+    } else {
+        same_seed.into_iter().copied().collect()
+    };
+    if refs.is_empty() {
+        return None;
+    }
+    let with_val = |r: &Run| {
+        let m = r.metrics();
+        [m[0], m[1], m[2], Some(r.result.accuracy.val)]
+    };
+    let mut reference = [Some(0.0); 4];
+    for (k, slot) in reference.iter_mut().enumerate() {
+        let v: Vec<f64> = refs.iter().filter_map(|r| with_val(r)[k]).collect();
+        *slot = (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+    }
+    crate::eval::result::avg_gap(&with_val(run), &reference)
+}
+
+/// Keeps, per section and method, only the hyper-parameter group with the smallest mean
+/// validation gap (no test data involved); returns every choice made.
+pub fn choose_on_validation(rep: &mut Report) -> Vec<Choice> {
+    let mut choices = Vec::new();
+    for section in &mut rep.sections {
+        let retrains: Vec<&Run> = section
+            .groups
+            .iter()
+            .filter(|g| is_retrain(&g.method))
+            .flat_map(|g| g.runs.iter().map(|&i| &rep.runs[i]))
+            .collect();
+        let mut methods: Vec<String> = Vec::new();
+        for g in &section.groups {
+            if !methods.contains(&g.method) {
+                methods.push(g.method.clone());
+            }
+        }
+        let mut drop = Vec::new();
+        for method in methods {
+            let ids: Vec<usize> = (0..section.groups.len())
+                .filter(|&i| section.groups[i].method == method)
+                .collect();
+            if ids.len() < 2 || is_retrain(&method) {
+                continue;
+            }
+            let candidates: Vec<(String, Option<f64>)> = ids
+                .iter()
+                .map(|&i| {
+                    let g = &section.groups[i];
+                    let gaps: Vec<f64> = g
+                        .runs
+                        .iter()
+                        .filter_map(|&r| validation_gap(&rep.runs[r], &retrains))
+                        .collect();
+                    let mean =
+                        (!gaps.is_empty()).then(|| gaps.iter().sum::<f64>() / gaps.len() as f64);
+                    (g.label(), mean)
+                })
+                .collect();
+            let chosen = (0..candidates.len())
+                .min_by(|&a, &b| {
+                    let key = |i: usize| candidates[i].1.unwrap_or(f64::INFINITY);
+                    key(a).total_cmp(&key(b))
+                })
+                .expect("two or more candidates");
+            drop.extend(
+                ids.iter()
+                    .enumerate()
+                    .filter(|&(k, _)| k != chosen)
+                    .map(|(_, &i)| i),
+            );
+            choices.push(Choice {
+                section: section.title(),
+                method,
+                candidates,
+                chosen,
+            });
+        }
+        let mut i = 0;
+        section.groups.retain(|_| {
+            let keep = !drop.contains(&i);
+            i += 1;
+            keep
+        });
+    }
+    choices
+}
+
+/// [`report`], and with `select` only each method's hyper-parameters chosen on validation
+/// ([`choose_on_validation`]), the choices written into `report.md`.
+pub fn report_with(
+    run_dirs: &[PathBuf],
+    retrain: Option<&Path>,
+    out_dir: &Path,
+    select: bool,
+) -> Result<String> {
+    let mut rep = build(run_dirs, retrain)?;
+    let choices = if select {
+        choose_on_validation(&mut rep)
+    } else {
+        Vec::new()
+    };
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let single = rep.sections.len() == 1;
     let mut tables = String::new();
@@ -584,6 +710,25 @@ pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> R
         "\n{}\n\n{CELL_NOTE}\n\n{GROUP_NOTE}\n",
         rep.reference_note
     );
+    if !choices.is_empty() {
+        doc.push_str(
+            "\n## Hyper-parameters chosen on validation\n\nPer method, the setting with the smallest \
+             mean gap to Retrain over UA, MIA-efficacy, RA and validation accuracy (TA, the test \
+             set, plays no part); the tables above show only the chosen one.\n",
+        );
+        for c in &choices {
+            let _ = write!(
+                doc,
+                "\n**{}**, {}:\n\n| setting | validation gap | |\n|---|---|---|\n",
+                c.method, c.section
+            );
+            for (k, (label, gap)) in c.candidates.iter().enumerate() {
+                let gap = gap.map_or("n/a".to_string(), |g| format!("{g:.2}"));
+                let mark = if k == c.chosen { "chosen" } else { "" };
+                let _ = writeln!(doc, "| {} | {gap} | {mark} |", md_text(label));
+            }
+        }
+    }
     let warnings = health_warnings(&rep);
     if !warnings.is_empty() {
         doc.push_str("\n## Health checks\n\n");

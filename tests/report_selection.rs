@@ -1,0 +1,93 @@
+//! `report --select-on-validation`: per method, the hyper-parameters whose runs come closest to
+//! Retrain on UA, MIA-efficacy, RA and *validation* accuracy are kept; the test set plays no
+//! part in the choice.
+
+mod common;
+
+use serde_json::json;
+use std::path::Path;
+
+/// A run's eval_result.json with UA, MIA-efficacy, RA, validation and test accuracy.
+fn write_run(dir: &Path, method: &str, lr: f64, seed: u64, m: [f64; 5]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let [ua, mia, ra, val, ta] = m;
+    let scores = json!({"correctness": 0.5, "confidence": 0.5, "entropy": 0.5,
+        "m_entropy": 0.5, "prob": 0.5});
+    let forget = json!({"kind": "random", "class": null, "count": 100, "fraction": 0.1,
+        "class_removed_from_test": false});
+    let v = json!({
+        "method": method, "dataset": "digits", "arch": "resnet20", "seed": seed,
+        "forget": forget, "sizes": {"train": 1000},
+        "accuracy": {"train": 99.0, "retain": ra, "forget": 100.0 - ua, "val": val, "test": ta},
+        "SVC_MIA_forget_efficacy": scores, "SVC_MIA_training_privacy": scores,
+        "UA": ua, "RA": ra, "TA": ta, "MIA_efficacy": mia, "RTE_seconds": 1.0,
+        "timings": {}, "device": "cpu",
+        "config": {"command": "unlearn", "unlearn_lr": lr, "unlearn_epochs": 5,
+            "settings": {"seed": seed, "batch_size": 64}},
+        "mia_confidence_features": {"forget": [], "test": []}
+    });
+    std::fs::write(dir.join("eval_result.json"), v.to_string()).unwrap();
+}
+
+#[test]
+fn the_choice_uses_validation_accuracy_and_never_the_test_set() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sweep");
+    for seed in [1, 2] {
+        let s = root.join(format!("seed{seed}"));
+        write_run(
+            &s.join("retrain"),
+            "retrain",
+            0.1,
+            seed,
+            [5.0, 12.0, 100.0, 90.0, 90.0],
+        );
+        // lr 0.01: TA equal to Retrain's but validation 10 points off: gap (2 + 10) / 4 = 3.
+        write_run(
+            &s.join("FT-a"),
+            "FT",
+            0.01,
+            seed,
+            [5.0, 12.0, 98.0, 80.0, 90.0],
+        );
+        // lr 0.1: TA 10 points off but validation equal to Retrain's: gap 2 / 4 = 0.5.
+        write_run(
+            &s.join("FT-b"),
+            "FT",
+            0.1,
+            seed,
+            [5.0, 12.0, 98.0, 90.0, 80.0],
+        );
+    }
+    let out = tmp.path().join("report");
+    let (r, o) = (root.to_str().unwrap(), out.to_str().unwrap());
+    common::ok(&["report", r, "-o", o, "--select-on-validation"]);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let chosen = md
+        .split("## Hyper-parameters chosen on validation")
+        .nth(1)
+        .expect("the choices are written");
+    let rows: Vec<&str> = chosen.lines().filter(|l| l.starts_with("| FT")).collect();
+    assert_eq!(rows.len(), 2, "{chosen}");
+    assert!(
+        rows[0].contains("0.01") && rows[0].contains("| 3.00 |") && !rows[0].contains("chosen"),
+        "{chosen}"
+    );
+    assert!(
+        rows[1].contains("0.1") && rows[1].contains("| 0.50 |") && rows[1].contains("chosen"),
+        "{chosen}"
+    );
+    // The table keeps Retrain and the chosen FT only.
+    let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
+    let ft_rows: Vec<&str> = csv.lines().filter(|l| l.contains(",FT,")).collect();
+    assert_eq!(ft_rows.len(), 1, "{csv}");
+    assert!(ft_rows[0].contains("0.1"), "{csv}");
+    // Without the flag both settings stay.
+    common::ok(&["report", r, "-o", o]);
+    let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
+    assert_eq!(
+        csv.lines().filter(|l| l.contains(",FT,")).count(),
+        2,
+        "{csv}"
+    );
+}
