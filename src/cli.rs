@@ -581,15 +581,8 @@ struct SweepArgs {
     /// The sweep folder: one run folder per job, plan.json, the report.
     #[arg(long)]
     out: PathBuf,
-    /// Jobs run at once (default: one per GPU, else 1).
-    #[arg(long)]
-    workers: Option<usize>,
-    /// libtorch threads per job (default: the cores divided among the workers).
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Comma-separated GPU indices, one worker each.
-    #[arg(long, value_delimiter = ',')]
-    gpus: Vec<usize>,
+    #[command(flatten)]
+    workers: WorkerFlags,
     /// Write the plan (plan.json, each run's job.json; with --slurm the sbatch scripts) and
     /// list it, without running or submitting anything.
     #[arg(long = "dry-run", alias = "dry_run")]
@@ -598,9 +591,6 @@ struct SweepArgs {
     /// succeeded) instead of running them here.
     #[arg(long)]
     slurm: bool,
-    /// No progress bar; one line per finished job.
-    #[arg(long)]
-    quiet: bool,
     #[command(flatten)]
     slurm_options: SlurmFlags,
 }
@@ -642,24 +632,43 @@ struct AuditArgs {
     /// Output folder: audit_result.json, epsilon_<method>.csv, pools/.
     #[arg(long)]
     out: PathBuf,
-    /// Jobs run at once (default: one per GPU, else 1).
-    #[arg(long)]
-    workers: Option<usize>,
-    /// libtorch threads per job.
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Comma-separated GPU indices, one worker each.
-    #[arg(long, value_delimiter = ',')]
-    gpus: Vec<usize>,
-    /// No progress bar.
-    #[arg(long)]
-    quiet: bool,
+    #[command(flatten)]
+    workers: WorkerFlags,
     /// Submit the pool's jobs to Slurm as job arrays instead of running them here; run the
     /// same command without --slurm afterwards to score them.
     #[arg(long)]
     slurm: bool,
     #[command(flatten)]
     slurm_options: SlurmFlags,
+}
+
+/// How the local scheduler runs a plan's jobs.
+#[derive(Args, Debug)]
+struct WorkerFlags {
+    /// Jobs run at once (default: one per GPU, else 1).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// libtorch threads per job (default: the cores divided among the workers).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Comma-separated GPU indices, one worker each.
+    #[arg(long, value_delimiter = ',')]
+    gpus: Vec<usize>,
+    /// No progress bar; one line per finished job.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl WorkerFlags {
+    /// The scheduler's options.
+    fn options(&self) -> crate::sweep::local::LocalOptions {
+        crate::sweep::local::LocalOptions {
+            workers: self.workers,
+            threads: self.threads,
+            gpus: self.gpus.clone(),
+            quiet: self.quiet,
+        }
+    }
 }
 
 /// sbatch options of every task (with `--slurm`).
@@ -963,15 +972,7 @@ fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let outcome = crate::sweep::local::run(
-        &plan,
-        &crate::sweep::local::LocalOptions {
-            workers: args.workers,
-            threads: args.threads,
-            gpus: args.gpus,
-            quiet: args.quiet,
-        },
-    )?;
+    let outcome = crate::sweep::local::run(&plan, &args.workers.options())?;
     println!(
         "sweep {}: {} run now, {} already complete, {} failed",
         args.out.display(),
@@ -1084,15 +1085,7 @@ fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let outcome = crate::sweep::local::run(
-        &plan,
-        &crate::sweep::local::LocalOptions {
-            workers: args.workers,
-            threads: args.threads,
-            gpus: args.gpus,
-            quiet: args.quiet,
-        },
-    )?;
+    let outcome = crate::sweep::local::run(&plan, &args.workers.options())?;
     if !outcome.failed.is_empty() {
         for (name, why) in &outcome.failed {
             println!("  failed {name}: {why}");
@@ -1102,7 +1095,7 @@ fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
             outcome.failed.len()
         );
     }
-    crate::device::set_threads(args.threads);
+    crate::device::set_threads(args.workers.threads);
     let result = forget_audit::score(&job, &plan, tch::Device::Cpu)?;
     println!("| method | F | F interval | F_null | final score | U-LiRA AUC |\n|---|---|---|---|---|---|");
     for (name, m) in &result.methods {
