@@ -673,7 +673,7 @@ impl UliraScores {
         })
     }
 
-    /// Mann–Whitney counts: entry [x][y] = #(pos of x > neg of y) + ½ #(ties).
+    /// Mann–Whitney counts: entry `[x][y]` = #(pos of x > neg of y) + ½ #(ties).
     pub fn pair_matrix(&self) -> Vec<Vec<f64>> {
         let negs: Vec<Vec<f64>> = self
             .retrained
