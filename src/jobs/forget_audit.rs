@@ -210,16 +210,19 @@ pub fn score(job: &AuditJob, plan: &Plan, device: tch::Device) -> anyhow::Result
         },
     )?;
     let forget = &splits.forget;
-    let pool_of = |prefix: &str| -> anyhow::Result<PoolData> {
+    // The pools are the plan's own unlearning jobs: the retrained models are stage 2, each
+    // method's runs stage 3.
+    let pool_of = |stage: usize, method: &str| -> anyhow::Result<PoolData> {
         let dirs: Vec<&Path> = plan
             .jobs
             .iter()
-            .filter(|j| j.name.starts_with(prefix) && matches!(j.job, Job::Unlearn(_)))
+            .filter(|j| j.stage == stage)
+            .filter(|j| matches!(&j.job, Job::Unlearn(u) if u.method == method))
             .map(|j| j.job.save_dir())
             .collect();
         if dirs.len() != job.n {
             bail!(
-                "{} models under {prefix} where the audit needs {}",
+                "{} {method} models planned where the audit needs {}",
                 dirs.len(),
                 job.n
             );
@@ -244,23 +247,13 @@ pub fn score(job: &AuditJob, plan: &Plan, device: tch::Device) -> anyhow::Result
             test_accuracy,
         })
     };
-    let retrained = pool_of("retrain/")?;
+    let retrained = pool_of(2, "retrain")?;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let mut methods = BTreeMap::new();
     let mut roc = BTreeMap::new();
-    for (method, config) in &job.methods {
+    for (method, _) in &job.methods {
         let name = crate::unlearn::find(method)?.name().to_string();
-        let mut config = if name == "retrain" {
-            retrain_config(job)
-        } else {
-            config.clone()
-        };
-        if name == "Gan" && config.attacker.is_none() {
-            let label = format!("attacker/{}", attacker_label(&config)?);
-            config.attacker = Some(plan.out.join(label).join(super::unlearn::ATTACKER_WEIGHTS));
-        }
-        let prefix = format!("{}/", method_dir(&name, &config)?);
-        let unlearned = pool_of(&prefix)?;
+        let unlearned = pool_of(3, &name)?;
         let audit = forgetting::audit_method(&name, &unlearned, &retrained, &job.settings)?;
         let eps = forgetting::epsilons(&unlearned.confidences, &retrained.confidences)?;
         roc.insert(name.clone(), ulira_roc(&unlearned, &retrained)?);
