@@ -189,6 +189,9 @@ pub struct TrainFlags {
     /// Train without augmentation.
     #[arg(long = "no_augment", alias = "no-augment")]
     pub no_augment: bool,
+    /// Keep the last epoch's weights as the model (as Retrain's is), not the best by validation.
+    #[arg(long = "keep_last", alias = "keep-last")]
+    pub keep_last: bool,
 }
 
 impl TrainFlags {
@@ -205,6 +208,7 @@ impl TrainFlags {
             warmup: self.warmup,
             seed: self.seed,
             augment: (!self.no_augment).then(|| dataset.default_augment()),
+            keep_last: self.keep_last,
             ..TrainConfig::default()
         }
     }

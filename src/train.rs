@@ -48,6 +48,10 @@ pub struct TrainConfig {
     /// Mixed precision of the training forward pass and loss (CUDA only).
     #[serde(default)]
     pub amp: Amp,
+    /// `model.*` keeps the last epoch's weights (as Retrain's model is) instead of the best by
+    /// validation accuracy (the reference's choice).
+    #[serde(default)]
+    pub keep_last: bool,
 }
 
 impl Default for TrainConfig {
@@ -66,6 +70,7 @@ impl Default for TrainConfig {
             schedule_offset: 0,
             eval_batch_size: 512,
             amp: Amp::Off,
+            keep_last: false,
         }
     }
 }
@@ -364,14 +369,15 @@ pub struct RunOutput {
 pub struct TrainSummary {
     /// The per-epoch log (including epochs before a resume).
     pub log: Vec<EpochLog>,
-    /// Best validation accuracy (%).
+    /// Validation accuracy (%) of the kept model: the best, or the last with `keep_last`.
     pub best_val: f64,
-    /// Epoch (1-based) of the best validation accuracy.
+    /// Epoch (1-based) of the kept model.
     pub best_epoch: usize,
 }
 
 /// Trains `model` on `train_set[train_idx]`, validating on `train_set[val_idx]` each epoch.
-/// With an output, keeps `model.*` = best by validation accuracy and `last.*` = latest.
+/// With an output, keeps `model.*` = best by validation accuracy (or the latest with
+/// `keep_last`) and `last.*` = latest.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     model: &Classifier,
@@ -463,7 +469,7 @@ pub fn train(
                 );
             }
             run.log.push(row);
-            let improved = val_acc > run.best_val;
+            let improved = cfg.keep_last || val_acc > run.best_val;
             if improved {
                 run.best_val = val_acc;
                 run.best_epoch = end.epoch + 1;

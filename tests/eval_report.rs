@@ -1,7 +1,7 @@
 //! `report`: gaps to Retrain on fake runs, mean ± std over seeds, error cases, written files.
 //! (Sweep folders and report.html: tests/report_html.rs.)
 
-use gunlearn::eval::report::report;
+use gunlearn::eval::report::{report, CSV_HEADER};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -89,7 +89,7 @@ fn gaps_to_retrain_are_hand_computed() {
     // A single run has no sample std: its std cells are empty.
     assert!(
         csv.lines().any(|l| l
-            .starts_with("cifar10,class 3 (4500 samples),GA,GA,,1,1,8.000000,,15.000000,")
+            .starts_with("cifar10,class 3 (4500 samples),dense,GA,GA,,1,1,8.000000,,15.000000,")
             && l.contains(",3.500000,,")),
         "{csv}"
     );
@@ -101,6 +101,56 @@ fn gaps_to_retrain_are_hand_computed() {
     let md2 = report(&dirs[1..], Some(&dirs[0]), &t.path().join("out2")).unwrap();
     assert_eq!(row(&md2, "FT")[5], "2.25");
     assert!(!md2.contains("| Retrain |"));
+}
+
+/// Marks the run in `dir` as unlearning a model with `sparsity` % of its conv weights pruned.
+fn set_sparsity(dir: &Path, sparsity: f64) {
+    let path = dir.join("eval_result.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["sparsity"] = json!(sparsity);
+    std::fs::write(&path, v.to_string()).unwrap();
+}
+
+#[test]
+fn dense_and_pruned_runs_are_compared_with_their_own_retrain() {
+    let t = tempfile::tempdir().unwrap();
+    let dirs = vec![
+        run(t.path(), "rt", "retrain", 1, 5.0, 10.0, 100.0, 94.0, 100.0),
+        run(t.path(), "ft", "FT", 1, 2.0, 6.0, 99.0, 93.0, 10.0),
+        run(t.path(), "p-rt", "retrain", 1, 7.0, 12.0, 98.0, 92.0, 80.0),
+        run(t.path(), "p-ft", "FT", 1, 2.0, 6.0, 99.0, 93.0, 10.0),
+    ];
+    set_sparsity(&dirs[2], 90.0);
+    set_sparsity(&dirs[3], 90.0);
+    let out = t.path().join("out");
+    report(&dirs, None, &out).unwrap();
+    let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
+    let gap = |model: &str| {
+        let prefix = format!("cifar10,class 3 (4500 samples),{model},FT,");
+        let line = csv.lines().find(|l| l.starts_with(&prefix)).unwrap();
+        let cells: Vec<&str> = line.split(',').collect();
+        cells[CSV_HEADER
+            .split(',')
+            .position(|c| c == "avg_gap_mean")
+            .unwrap()]
+        .to_string()
+    };
+    // Dense FT against the dense Retrain: (3 + 4 + 1 + 1) / 4; pruned against the pruned one:
+    // (5 + 6 + 1 + 1) / 4.
+    assert_eq!(gap("dense"), "2.250000", "{csv}");
+    assert_eq!(gap("pruned 90 %"), "3.250000", "{csv}");
+    let doc = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        doc.contains("cifar10 (pruned 90 %), forget class 3"),
+        "{doc}"
+    );
+    // One given Retrain cannot serve runs of another model.
+    let err = report(&dirs[3..], Some(&dirs[0]), &t.path().join("out2")).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("unlearn different models"),
+        "{err:#}"
+    );
 }
 
 #[test]

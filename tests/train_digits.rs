@@ -142,3 +142,34 @@ fn learning_rate_schedule_matches_the_reference_warmup_and_multistep() {
     };
     assert!((advanced.lr_at(2, 0, 10) - 0.01).abs() < 1e-15);
 }
+
+#[test]
+fn the_model_is_the_best_by_validation_or_with_keep_last_the_last_epoch() {
+    let val_column = |dir: &Path| -> Vec<f64> {
+        csv_rows(&dir.join("train_log.csv"))
+            .iter()
+            .map(|r| r.split(',').nth(4).unwrap().parse().unwrap())
+            .collect()
+    };
+    let best = tempfile::tempdir().unwrap();
+    gunlearn::jobs::train::run(&job(best.path(), 3, false)).unwrap();
+    let val = val_column(best.path());
+    let first_max = val
+        .iter()
+        .position(|&v| v == val.iter().cloned().fold(f64::MIN, f64::max))
+        .unwrap();
+    let model = checkpoint::load(best.path(), Device::Cpu).unwrap();
+    assert_eq!(model.info.epoch, first_max + 1, "validation column {val:?}");
+
+    let last = tempfile::tempdir().unwrap();
+    let mut keep_last = job(last.path(), 3, false);
+    keep_last.config.keep_last = true;
+    gunlearn::jobs::train::run(&keep_last).unwrap();
+    let model = checkpoint::load(last.path(), Device::Cpu).unwrap();
+    let latest = checkpoint::load(&last.path().join("last.safetensors"), Device::Cpu).unwrap();
+    assert_eq!(model.info.epoch, 3);
+    let x = Tensor::rand([16, 1, 8, 8], (Kind::Float, Device::Cpu));
+    let (a, _) = model.model.forward(&x, false);
+    let (b, _) = latest.model.forward(&x, false);
+    assert_eq!(f64::try_from((&a - &b).abs().max()).unwrap(), 0.0);
+}

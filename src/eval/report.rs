@@ -2,10 +2,10 @@
 //! `report.md`, `report.csv`, `report.html`, `gap.{png,svg}` and `mia_confidence.{png,svg}`.
 //!
 //! The arguments are run folders (holding `eval_result.json`) or sweep folders, searched
-//! recursively for run folders. Runs are grouped by data set, forget set ("scenario"), method
-//! and hyper-parameters, so that the seeds of one setting make one row: mean ± sample standard
-//! deviation over the group's runs. Each run's Avg. gap is measured against the Retrain run of
-//! the same data set, forget set and seed.
+//! recursively for run folders. Runs are grouped by data set, model (dense or its sparsity),
+//! forget set ("scenario"), method and hyper-parameters, so that the seeds of one setting make
+//! one row: mean ± sample standard deviation over the group's runs. Each run's Avg. gap is
+//! measured against the Retrain run of the same data set, model, forget set and seed.
 
 use crate::eval::result::{EvalResult, ForgetRecord};
 use crate::plot;
@@ -100,12 +100,22 @@ impl Run {
         self.result.metrics()
     }
 
-    /// The (data set, scenario) this run belongs to.
-    fn setting(&self) -> (String, String) {
+    /// The (data set, model, scenario) this run belongs to.
+    fn setting(&self) -> (String, String, String) {
         (
             self.result.dataset.cli_name().to_string(),
+            model_label(self.result.sparsity),
             scenario(&self.result.forget),
         )
+    }
+}
+
+/// The unlearned model as the report names it: `dense` or `pruned 95 %` (conv weights).
+pub fn model_label(sparsity: f64) -> String {
+    if sparsity > 0.0 {
+        format!("pruned {} %", trim_number((sparsity * 10.0).round() / 10.0))
+    } else {
+        "dense".to_string()
     }
 }
 
@@ -238,6 +248,8 @@ impl Group {
 pub struct Section {
     /// Data set name.
     pub dataset: String,
+    /// The unlearned model, as [`model_label`] names it.
+    pub model: String,
     /// Forget set, as [`scenario`] names it.
     pub scenario: String,
     /// Groups, Retrain and the original first, then the registry's order.
@@ -245,9 +257,16 @@ pub struct Section {
 }
 
 impl Section {
-    /// `dataset, forget scenario`.
+    /// `dataset, forget scenario`, with the model when it is pruned.
     pub fn title(&self) -> String {
-        format!("{}, forget {}", self.dataset, self.scenario)
+        if self.model == "dense" {
+            format!("{}, forget {}", self.dataset, self.scenario)
+        } else {
+            format!(
+                "{} ({}), forget {}",
+                self.dataset, self.model, self.scenario
+            )
+        }
     }
 }
 
@@ -309,6 +328,15 @@ pub fn build(paths: &[PathBuf], retrain: Option<&Path>) -> Result<Report> {
             }
             if r.setting().1 != e.setting().1 {
                 bail!(
+                    "runs {} ({}) and {} ({}) unlearn different models",
+                    r.dir.display(),
+                    r.setting().1,
+                    e.dir.display(),
+                    e.setting().1
+                );
+            }
+            if r.setting().2 != e.setting().2 {
+                bail!(
                     "runs {} ({}) and {} ({}) use different forget sets",
                     r.dir.display(),
                     scenario(&r.result.forget),
@@ -359,16 +387,17 @@ pub fn build(paths: &[PathBuf], retrain: Option<&Path>) -> Result<Report> {
 
     let mut sections: Vec<Section> = Vec::new();
     for (i, r) in runs.iter().enumerate() {
-        let (dataset, scen) = r.setting();
+        let (dataset, model, scen) = r.setting();
         let params = hyper_parameters(&r.result.config);
         let s = match sections
             .iter()
-            .position(|s| s.dataset == dataset && s.scenario == scen)
+            .position(|s| s.dataset == dataset && s.model == model && s.scenario == scen)
         {
             Some(s) => s,
             None => {
                 sections.push(Section {
                     dataset,
+                    model,
                     scenario: scen,
                     groups: Vec::new(),
                 });
@@ -523,7 +552,7 @@ fn csv_field(s: &str) -> String {
 }
 
 /// Column names of `report.csv`.
-pub const CSV_HEADER: &str = "dataset,forget,method,label,hyperparameters,n,seeds,\
+pub const CSV_HEADER: &str = "dataset,forget,model,method,label,hyperparameters,n,seeds,\
 UA_mean,UA_std,MIA_efficacy_mean,MIA_efficacy_std,RA_mean,RA_std,TA_mean,TA_std,\
 avg_gap_mean,avg_gap_std,RTE_mean,RTE_std,RTE_fraction_mean,RTE_fraction_std";
 
@@ -539,6 +568,7 @@ pub fn csv(report: &Report) -> String {
             let mut cells = vec![
                 csv_field(&s.dataset),
                 csv_field(&s.scenario),
+                csv_field(&s.model),
                 csv_field(&g.method),
                 csv_field(&g.label()),
                 csv_field(&params.join(";")),
@@ -754,7 +784,7 @@ fn write_figures(rep: &Report, out_dir: &Path) -> Result<()> {
         if single {
             g.short_label()
         } else {
-            format!("{} {}: {}", s.dataset, s.scenario, g.short_label())
+            format!("{}: {}", s.title(), g.short_label())
         }
     };
     let mut bars: Vec<(String, f64)> = Vec::new();

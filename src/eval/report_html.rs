@@ -59,7 +59,7 @@ pub fn render(report: &Report) -> String {
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
          <title>Unlearning report</title>\n<style>{CSS}</style>\n</head>\n<body>\n\
          <h1>Unlearning report</h1>\n<p class=\"meta\">{} run(s) in {groups} group(s), {} \
-         setting(s) (data set and forget set).</p>\n",
+         setting(s) (data set, model and forget set).</p>\n",
         report.runs.len(),
         report.sections.len()
     );
@@ -100,9 +100,10 @@ fn results_table(h: &mut String, report: &Report) {
             let seeds: Vec<String> = g.seeds.iter().map(u64::to_string).collect();
             let _ = write!(
                 h,
-                "<tr class=\"group\" data-dataset=\"{}\" data-forget=\"{}\" data-method=\"{}\">\
+                "<tr class=\"group\" data-dataset=\"{}\" data-model=\"{}\" data-forget=\"{}\" data-method=\"{}\">\
                  <td class=\"name\" title=\"{}\">{}</td><td>{}</td>",
                 esc(&s.dataset),
+                esc(&s.model),
                 esc(&s.scenario),
                 esc(&g.method),
                 esc(&all_params(g)),

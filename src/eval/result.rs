@@ -85,6 +85,9 @@ pub struct EvalResult {
     pub arch: Arch,
     /// Run seed (the forget set is drawn with RandomState(seed − 1)).
     pub seed: u64,
+    /// Percentage of the model's conv weights that are pruned (0: dense).
+    #[serde(default)]
+    pub sparsity: f64,
     /// Forget set.
     pub forget: ForgetRecord,
     /// Split sizes.
@@ -141,6 +144,8 @@ pub struct EvalRequest<'a> {
     pub method: String,
     /// Run seed.
     pub seed: u64,
+    /// Percentage of the model's conv weights that are pruned (0: dense).
+    pub sparsity: f64,
     /// Unlearning wall time (s).
     pub rte_seconds: f64,
     /// Batch size of the prediction passes.
@@ -226,6 +231,7 @@ pub fn evaluate(req: &EvalRequest) -> anyhow::Result<EvalResult> {
         dataset: ds.name,
         arch: model.spec.arch,
         seed: req.seed,
+        sparsity: req.sparsity,
         forget: ForgetRecord::new(req.forget, splits),
         sizes,
         ua: forget_acc.map(|a| 100.0 - a),

@@ -39,6 +39,7 @@ pub fn run(job: &EvalJob) -> anyhow::Result<EvalResult> {
         forget: &run.request,
         method,
         seed: job.forget.seed,
+        sparsity: run.ckpt.mask.as_ref().map_or(0.0, |m| m.sparsity().overall),
         rte_seconds: 0.0,
         batch_size: job.batch_size,
         device: run.device,

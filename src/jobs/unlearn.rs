@@ -197,6 +197,7 @@ pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
         forget: &run.request,
         method: method.name().to_string(),
         seed: job.forget.seed,
+        sparsity: info.sparsity,
         rte_seconds,
         batch_size: 512,
         device: run.device,
