@@ -336,6 +336,19 @@ fn bad_input_gives_clear_errors() {
         &["--num_classes 100"],
     );
     fails_with(&with(&["--unlearn", "FT"]), &["nothing to forget"]);
+    // A retain set smaller than the test set leaves the attack without shadow members: refused
+    // before unlearning, with nothing written.
+    fails_with(
+        &with(&[
+            "--unlearn",
+            "FT",
+            "--indexes_to_replace",
+            "--forget_fraction",
+            "0.9",
+        ]),
+        &["shorter than the test set", "--test_subset"],
+    );
+    assert!(!Path::new(save).exists(), "the refused run wrote {save}");
     fails_with(
         &[
             "unlearn",

@@ -1,6 +1,7 @@
 //! `gunlearn audit` on digits: Retrain audited as an unlearner (a second draw of retrained
 //! models) does not score below F_null, `raw` (nothing forgotten) clearly below it, the per-example outputs
-//! cover the forget set, and a larger N reuses the pool's finished models.
+//! cover the forget set, `report` shows the audit, and a larger N reuses the pool's finished
+//! models.
 
 mod common;
 
@@ -88,6 +89,29 @@ fn retrain_scores_at_the_null_and_raw_clearly_below() {
     let roc = result["roc"]["raw"].as_array().unwrap();
     assert_eq!(roc.first().unwrap(), &serde_json::json!([0.0, 0.0]));
     assert_eq!(roc.last().unwrap(), &serde_json::json!([1.0, 1.0]));
+
+    // `gunlearn report` over the audit folder shows the audit as a section of its page and
+    // its table in report.md, with the scores of audit_result.json.
+    let rep = tmp.path().join("report");
+    ok(&["report", out.to_str().unwrap(), "-o", rep.to_str().unwrap()]);
+    let page = std::fs::read_to_string(rep.join("report.html")).unwrap();
+    let audit_part = &page[page
+        .find("<section class=\"audit\">")
+        .expect("an audit section")..];
+    assert_eq!(audit_part.matches("<tr class=\"method\">").count(), 2);
+    assert!(
+        audit_part.contains("<figure class=\"epsilon\">")
+            && audit_part.contains("<figure class=\"roc\">")
+    );
+    let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
+    let raw_row = md
+        .lines()
+        .find(|l| l.starts_with("| raw | "))
+        .unwrap_or_else(|| panic!("no audit row for raw in\n{md}"));
+    assert!(
+        raw_row.contains(&format!("{:.3} [", f("raw", "F"))),
+        "{raw_row}"
+    );
 
     // Growing the pool keeps every finished model as it was.
     let pool = result["pool"].as_str().unwrap().to_string();

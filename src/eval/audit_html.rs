@@ -9,12 +9,29 @@ use std::fmt::Write as _;
 
 /// The whole page for `result`.
 pub fn render(result: &AuditResult) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <title>Forgetting audit</title>\n<style>{CSS}</style>\n</head>\n<body>\n\
+         <h1>Per-example forgetting audit</h1>\n{}</body>\n</html>\n",
+        body(result)
+    )
+}
+
+/// The audit as a section of another page (`gunlearn report`'s), headed by `title`.
+pub fn section(result: &AuditResult, title: &str) -> String {
+    format!(
+        "<section class=\"audit\">\n<h2>{}</h2>\n{}</section>\n",
+        esc(title),
+        body(result)
+    )
+}
+
+/// The scores table, the rankings and both figures.
+fn body(result: &AuditResult) -> String {
     let mut h = String::new();
     let _ = write!(
         h,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <title>Forgetting audit</title>\n<style>{CSS}</style>\n</head>\n<body>\n\
-         <h1>Per-example forgetting audit</h1>\n<p class=\"meta\">N = {} models per pool, {} \
+        "<p class=\"meta\">N = {} models per pool, {} \
          forget examples; the retrained pool's mean RA {:.2} %, TA {:.2} %.</p>\n",
         result.n,
         result.forget_indices.len(),
@@ -22,7 +39,7 @@ pub fn render(result: &AuditResult) -> String {
         result.retrain_accuracy.1
     );
     h.push_str(
-        "<table id=\"audit\"><tr><th>method</th><th>F</th><th>F_null</th><th>final score</th>\
+        "<table class=\"audit\"><tr><th>method</th><th>F</th><th>F_null</th><th>final score</th>\
          <th>U-LiRA AUC</th><th>TPR at 1 % FPR</th><th>median ε</th></tr>\n",
     );
     let iv = |v: f64, i: &crate::eval::forgetting::Interval| {
@@ -90,6 +107,6 @@ pub fn render(result: &AuditResult) -> String {
          positive); the diagonal is a perfect unlearner.</figcaption></figure>",
         line_svg("U-LiRA ROC", "false-positive rate", &curves)
     );
-    h.push_str("</div>\n</body>\n</html>\n");
+    h.push_str("</div>\n");
     h
 }

@@ -236,6 +236,18 @@ fn check_classes(sets: &[(&Outputs, &str)]) -> Result<()> {
     Ok(())
 }
 
+/// The attack's shadow members are the first |test| retain samples, so the retain set must be
+/// at least as large as the test set; unlearning checks this before it starts.
+pub fn check_shadow_sizes(retain: usize, test: usize) -> Result<()> {
+    ensure!(
+        retain >= test,
+        "forget efficacy: retain set ({retain}) is shorter than the test set ({test}); shadow \
+         members are the first |test| retain samples (for a scaled-down run, cut the test set \
+         with --test_subset)"
+    );
+    Ok(())
+}
+
 /// Forget efficacy: shadow members = first |test| of retain, non-members = test; returns per
 /// feature the fraction of `forget` predicted non-member. Errors if retain is shorter than test.
 ///
@@ -248,12 +260,7 @@ pub fn forget_efficacy(retain: &Outputs, test: &Outputs, forget: &Outputs) -> Re
         !forget.is_empty(),
         "forget efficacy: the forget set is empty"
     );
-    ensure!(
-        retain.len() >= n,
-        "forget efficacy: retain set ({}) is shorter than the test set ({n}); shadow members are \
-         the first |test| retain samples (for a scaled-down run, cut the test set with --test_subset)",
-        retain.len()
-    );
+    check_shadow_sizes(retain.len(), n)?;
     let scores = FeatureKind::ALL
         .par_iter()
         .map(|&kind| {

@@ -7,7 +7,9 @@
 //! one row: mean ± sample standard deviation over the group's runs. Each run's Avg. gap is
 //! measured against the Retrain run of the same data set, model, forget set and seed.
 
+use crate::eval::forgetting::Interval;
 use crate::eval::result::{EvalResult, ForgetRecord};
+use crate::jobs::forget_audit::AuditResult;
 use crate::plot;
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
@@ -281,6 +283,70 @@ pub struct Report {
     pub per_run: Vec<(Option<f64>, Option<f64>)>,
     /// How the gaps were measured (for the notes).
     pub reference_note: String,
+    /// The per-example forgetting audits found (`audit_result.json`), with their folders.
+    pub audits: Vec<(PathBuf, AuditResult)>,
+}
+
+/// The folders under `paths` holding an `audit_result.json` (`gunlearn audit`'s output).
+fn find_audits(paths: &[PathBuf]) -> Result<Vec<(PathBuf, AuditResult)>> {
+    fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) {
+        if depth > MAX_DEPTH {
+            return;
+        }
+        if dir.join("audit_result.json").is_file() {
+            out.push(dir.to_path_buf());
+        }
+        let mut children: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir() && !p.join("eval_result.json").is_file())
+            .collect();
+        children.sort();
+        for c in children {
+            walk(&c, depth + 1, out);
+        }
+    }
+    let mut dirs = Vec::new();
+    for p in paths.iter().filter(|p| p.is_dir()) {
+        walk(p, 0, &mut dirs);
+    }
+    dirs.into_iter()
+        .map(|d| {
+            let path = d.join("audit_result.json");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let result: AuditResult = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: not an audit result (rerun `gunlearn audit` to rewrite it)",
+                    path.display()
+                )
+            })?;
+            Ok((d, result))
+        })
+        .collect()
+}
+
+/// The Markdown table of one audit: F, F_null, final score and U-LiRA AUC per method.
+pub fn audit_markdown(result: &AuditResult) -> String {
+    let iv = |v: f64, i: &Interval| format!("{v:.3} [{:.3}, {:.3}]", i.lower, i.upper);
+    let mut md = String::from(
+        "| method | F [95 % interval] | F_null | final score | U-LiRA AUC | TPR at 1 % FPR |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for (name, m) in &result.methods {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {:.3} |",
+            md_text(name),
+            iv(m.f, &m.f_interval),
+            iv(m.f_null, &m.f_null_interval),
+            iv(m.final_score, &m.final_score_interval),
+            iv(m.ulira.auc, &m.ulira.auc_interval),
+            m.ulira.tpr_at_1pct_fpr
+        );
+    }
+    md
 }
 
 fn is_retrain(m: &str) -> bool {
@@ -473,8 +539,8 @@ pub fn build(paths: &[PathBuf], retrain: Option<&Path>) -> Result<Report> {
         ),
         (None, true) => {
             let mut s = String::from(
-                "Avg. Gap is each run's gap to the Retrain run of the same data set, forget set \
-                 and seed (their mean if several), averaged over the group's runs.",
+                "Avg. Gap is each run's gap to the Retrain run of the same data set, model, \
+                 forget set and seed (their mean if several), averaged over the group's runs.",
             );
             if fallbacks > 0 {
                 let _ = write!(
@@ -492,6 +558,7 @@ pub fn build(paths: &[PathBuf], retrain: Option<&Path>) -> Result<Report> {
         sections,
         per_run,
         reference_note,
+        audits: find_audits(paths)?,
     })
 }
 
@@ -502,8 +569,8 @@ leaves that std empty. RTE / Retrain is the unlearning time as a fraction of the
 Retrain's.";
 
 /// How runs are grouped (written under the tables).
-pub const GROUP_NOTE: &str = "A group is the runs with the same data set, forget set, method \
-and hyper-parameters (config.unlearn_lr, config.unlearn_epochs and every key of \
+pub const GROUP_NOTE: &str = "A group is the runs with the same data set, model, forget set, \
+method and hyper-parameters (config.unlearn_lr, config.unlearn_epochs and every key of \
 config.settings except seed); a label shows the hyper-parameters that differ between the \
 groups of its method.";
 
@@ -758,6 +825,17 @@ pub fn report_with(
                 let _ = writeln!(doc, "| {} | {gap} | {mark} |", md_text(label));
             }
         }
+    }
+    for (dir, audit) in &rep.audits {
+        let _ = write!(
+            doc,
+            "\n## Per-example forgetting audit ({})\n\nN = {} models per pool, {} forget \
+             examples (SPEC §6b); per-example ε in its epsilon_<method>.csv.\n\n{}",
+            dir.display(),
+            audit.n,
+            audit.forget_indices.len(),
+            audit_markdown(audit)
+        );
     }
     let warnings = health_warnings(&rep);
     if !warnings.is_empty() {

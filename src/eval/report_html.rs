@@ -70,6 +70,12 @@ pub fn render(report: &Report) -> String {
     for s in &report.sections {
         section(&mut h, report, s);
     }
+    for (dir, audit) in &report.audits {
+        h.push_str(&crate::eval::audit_html::section(
+            audit,
+            &format!("Per-example forgetting audit ({})", dir.display()),
+        ));
+    }
     training_curves(&mut h, report);
     runs_table(&mut h, report);
     h.push_str("</body>\n</html>\n");

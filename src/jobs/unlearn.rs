@@ -124,6 +124,9 @@ pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     if run.splits.forget.is_empty() && method.name() != "raw" {
         anyhow::bail!("nothing to forget: pass --class_to_replace K [--num_indexes_to_replace N] or --indexes_to_replace");
     }
+    if !run.splits.forget.is_empty() {
+        crate::eval::mia::check_shadow_sizes(run.splits.retain.len(), run.splits.test.len())?;
+    }
     std::fs::create_dir_all(&job.save_dir)
         .with_context(|| format!("creating {}", job.save_dir.display()))?;
     let audit_inputs = crate::audit::begin(&job.save_dir, &run.ckpt.path, &job.data)?;

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The evidence study (docs/results.md, "Evidence study"): the dense and the pruned sweep on
+# Fashion-MNIST, each resumable (finished runs are skipped, so an interrupted study continues
+# where it stopped), then `gunlearn report` over both with each method's setting chosen on
+# validation, then the study's section of docs/results.md rewritten from the results
+# (scripts/study-md.py); DOC= skips that. About 2½–3 hours on 2 cores.
+# The body is one block, read whole before it runs: editing the script mid-run is safe.
+{
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+BIN=${BIN:-target/release/gunlearn}
+OUT=${OUT:-runs/study-fm}
+WORKERS=${WORKERS:-2}
+scripts/fetch-data.sh fashion-mnist >/dev/null
+"$BIN" sweep examples/study-fashion-mnist.toml --out "$OUT/dense" --workers "$WORKERS" --threads 1
+"$BIN" sweep examples/study-fashion-mnist-pruned.toml --out "$OUT/pruned" --workers "$WORKERS" --threads 1
+"$BIN" report "$OUT/dense" "$OUT/pruned" --select-on-validation -o "$OUT/report" >/dev/null
+DOC=${DOC-docs/results.md}
+if [ -n "$DOC" ]; then
+  section=$(python3 scripts/study-md.py "$OUT" "scripts/study.sh   # OUT=$OUT")
+  python3 - "$DOC" "$section" <<'PY'
+import sys
+path, section = sys.argv[1], sys.argv[2]
+text = open(path).read()
+head = "## Evidence study"
+if head in text:
+    start = text.index(head)
+    nxt = text.find("\n## ", start + len(head))
+    text = text[:start] + section.rstrip() + "\n" + (text[nxt:] if nxt >= 0 else "")
+else:
+    # The study comes first, under the page's title.
+    first = text.find("\n## ")
+    first = first + 1 if first >= 0 else len(text)
+    text = text[:first] + section.rstrip() + "\n\n" + text[first:]
+open(path, "w").write(text)
+PY
+fi
+exit 0
+}
