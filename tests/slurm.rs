@@ -280,6 +280,123 @@ fn job_arrays_run_in_dependency_order_and_a_failure_stops_the_chain() {
     assert!(!out.join("never").exists(), "the dependent stage ran");
 
     a_sweep_runs_on_slurm_and_reports_as_locally(dir);
+    an_audit_pool_is_built_on_slurm_and_scored_locally(dir);
+}
+
+/// Waits until every array of `ids` has finished; panics with the diagnostics after 15 minutes.
+fn wait_for_arrays(ids: &[String], dir: &Path) {
+    let start = Instant::now();
+    loop {
+        let states: Vec<_> = ids.iter().map(|id| job_states(id)).collect();
+        if states
+            .iter()
+            .all(|t| !t.is_empty() && t.iter().all(|(s, _)| finished(s)))
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(900),
+            "the jobs did not finish: {states:?}\n{}",
+            diagnostics(ids, dir)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// `gunlearn audit --slurm`: the pool (original, retrained models) and the method runs are built
+/// by job arrays; the same command without `--slurm` then scores them without training anything.
+fn an_audit_pool_is_built_on_slurm_and_scored_locally(dir: &Path) {
+    let out = dir.join("audit");
+    let bin = env!("CARGO_BIN_EXE_gunlearn");
+    let args = |slurm: bool| {
+        let mut a = vec![
+            "audit",
+            "--dataset",
+            "digits",
+            "--arch",
+            "resnet20",
+            "--epochs",
+            "1",
+            "--batch_size",
+            "128",
+            "--forget",
+            "random:30",
+            "--methods",
+            "raw,FT",
+            "--unlearn_epochs",
+            "1",
+            "--n",
+            "2",
+            "--resamples",
+            "100",
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ];
+        if slurm {
+            a.extend_from_slice(&["--slurm", "--cpus-per-task", "1"]);
+        }
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let o = Command::new(bin).args(args(true)).output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ids: Vec<String> = stdout
+        .lines()
+        .find_map(|l| l.split_once('(').and_then(|(_, r)| r.split_once(')')))
+        .map(|(ids, _)| ids.split(", ").map(String::from).collect())
+        .unwrap_or_else(|| panic!("no job ids in: {stdout}"));
+    assert!(!ids.is_empty(), "{stdout}");
+    wait_for_arrays(&ids, &out);
+    assert!(
+        !out.join("audit_result.json").exists(),
+        "the Slurm tasks build the pool; scoring is the second command's"
+    );
+    // Every model the pool needs was made on the cluster: the retrained seeds and each method's
+    // runs are complete, and scoring them here changes none.
+    let completed = |root: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut found = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.file_name().is_some_and(|n| n == "audit.json") {
+                    found.push((p.clone(), std::fs::read(&p).unwrap()));
+                }
+            }
+        }
+        found.sort();
+        found
+    };
+    let before = completed(&out.join("pools"));
+    // Two retrained models and 2 runs each of raw and FT.
+    assert_eq!(before.len(), 6, "{before:?}\n{}", diagnostics(&ids, &out));
+    let o = Command::new(bin).args(args(false)).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        completed(&out.join("pools")),
+        before,
+        "scoring re-ran a model"
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("audit_result.json")).unwrap())
+            .unwrap();
+    for method in ["raw", "FT"] {
+        assert_eq!(result["methods"][method]["n_models"], 2, "{result}");
+        assert_eq!(
+            result["methods"][method]["epsilon"]
+                .as_array()
+                .unwrap()
+                .len(),
+            30
+        );
+    }
 }
 
 /// `gunlearn sweep FILE --slurm`: every run of a small sweep completes through the job arrays,
@@ -326,22 +443,7 @@ fn a_sweep_runs_on_slurm_and_reports_as_locally(dir: &Path) {
         "runs/class3/seed1/FT-epochs1",
         "runs/class3/seed1/GA-epochs1",
     ];
-    let start = Instant::now();
-    loop {
-        let states: Vec<_> = ids.iter().map(|id| job_states(id)).collect();
-        if states
-            .iter()
-            .all(|t| !t.is_empty() && t.iter().all(|(s, _)| finished(s)))
-        {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(900),
-            "the sweep's jobs did not finish: {states:?}\n{}",
-            diagnostics(&ids, &sweep)
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    wait_for_arrays(&ids, &sweep);
     for run in runs {
         assert!(
             sweep.join(run).join("audit.json").is_file(),
