@@ -155,8 +155,9 @@ pub fn bench_mia(n: usize, threads: usize) -> Result<BenchMiaResult> {
         .num_threads(threads)
         .build()
         .context("building the rayon pool")?;
-    let python = find_python();
-    let script = find_script()?;
+    let python = super::python_path(None);
+    super::check_python(&python)?;
+    let script = std::path::absolute(find_script()?)?;
     let dir = std::env::temp_dir().join(format!("gunlearn-bench-mia-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let m = n / 2;

@@ -34,17 +34,53 @@ pub struct BenchEnv {
 }
 
 impl BenchEnv {
-    /// Pins libtorch to the benchmark's threads and resolves device and Python.
+    /// Pins libtorch to the benchmark's threads and resolves device, Python and the bench
+    /// folder to absolute paths, checking both before any timing starts (the PyTorch side runs
+    /// inside the bench folder, where a relative path would mean something else).
     pub fn prepare(&self) -> anyhow::Result<BenchSetup> {
         let threads = crate::device::thread_count(self.threads);
         set_threads(Some(threads));
+        let device = parse_device(&self.device)?;
+        let bench_dir = std::path::absolute(&self.bench_dir)
+            .with_context(|| format!("--bench_dir {}", self.bench_dir.display()))?;
+        if !bench_dir.join("gan_step.py").is_file() {
+            bail!(
+                "--bench_dir {}: no gan_step.py there (run from the repository root or pass \
+                 --bench_dir PATH/bench)",
+                bench_dir.display()
+            );
+        }
+        let python = python_path(self.python.as_deref());
+        check_python(&python)?;
         Ok(BenchSetup {
             threads,
-            device: parse_device(&self.device)?,
-            python: python_path(self.python.as_deref()),
-            bench_dir: self.bench_dir.clone(),
+            device,
+            python,
+            bench_dir,
         })
     }
+}
+
+/// Checks that `python` runs and imports torch, with a message that says what to pass.
+pub fn check_python(python: &Path) -> anyhow::Result<()> {
+    let out = std::process::Command::new(python)
+        .args(["-c", "import torch, numpy; print(torch.__version__)"])
+        .output()
+        .with_context(|| {
+            format!(
+                "running {} (pass --python PATH to a Python with torch 2.11, or set VIRTUAL_ENV)",
+                python.display()
+            )
+        })?;
+    if !out.status.success() {
+        bail!(
+            "{} cannot import torch and numpy (pass --python PATH to a Python with torch 2.11, or \
+             run `make setup`):\n{}",
+            python.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
 }
 
 /// A benchmark's resolved environment; runs the reference side with the same settings.
@@ -136,9 +172,17 @@ impl BenchRow {
     }
 }
 
-/// The Python interpreter for the reference side: `--python` if given, else the venv's.
+/// The Python interpreter for the reference side: `--python` if given, else the venv's; a
+/// relative path is made absolute against the current folder (not resolved through symlinks,
+/// so that a virtual environment's interpreter keeps its environment), a bare name is left to
+/// `PATH`.
 pub fn python_path(explicit: Option<&Path>) -> PathBuf {
-    explicit.map_or_else(mia::find_python, Path::to_path_buf)
+    let python = explicit.map_or_else(mia::find_python, Path::to_path_buf);
+    if python.components().count() > 1 {
+        std::path::absolute(&python).unwrap_or(python)
+    } else {
+        python
+    }
 }
 
 /// Runs a script under `bench_dir` and parses the JSON object on its last stdout line.
