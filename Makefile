@@ -28,7 +28,7 @@ test: setup
 	$(CARGO) test --release -- --test-threads=1
 
 bench: build
-	$(BIN) bench train
+	$(BIN) bench all
 
 lint: setup
 	$(CARGO) fmt --check

@@ -266,6 +266,8 @@ enum BenchCommand {
     Gan(crate::bench::gan::BenchGanArgs),
     /// Evaluation throughput (softmax outputs, accuracy, MIA features), ours vs PyTorch.
     Eval(crate::bench::eval::BenchEvalArgs),
+    /// Every benchmark above with its defaults, then one table of all the ratios (`make bench`).
+    All(crate::bench::all::BenchAllArgs),
 }
 
 #[derive(Args, Debug)]
@@ -416,9 +418,10 @@ struct UnlearnArgs {
     #[arg(long, value_enum, default_value_t = UnlearnConfig::default().amp)]
     amp: crate::device::Amp,
     /// Gan: keep the graphs of D's attacker-input passes until the defender's backward (as the
-    /// reference; ≈ 32 GB for ResNet-18 at batch 256) or recompute them one pass at a time
+    /// reference; ≈ 32 GB for ResNet-18 at batch 256), recompute them one pass at a time
     /// (≈ 12 GB, ≈ 1/3 more defender compute, the same gradient; glibc then returns freed
-    /// memory to the OS, unlike the default).
+    /// memory to the OS), or auto: keep unless its estimated peak exceeds the memory available
+    /// (GUNLEARN_AVAILABLE_MEMORY_GB overrides what is read from the system).
     #[arg(
         long = "gan_memory",
         alias = "gan-memory",
@@ -776,8 +779,9 @@ pub fn main() -> anyhow::Result<()> {
             println!("{table}");
             Ok(())
         }
-        Command::Bench(BenchCommand::Train(args)) => crate::bench::bench_train(&args),
-        Command::Bench(BenchCommand::Gan(args)) => crate::bench::gan::bench_gan(&args),
+        Command::Bench(BenchCommand::Train(args)) => crate::bench::bench_train(&args).map(|_| ()),
+        Command::Bench(BenchCommand::Gan(args)) => crate::bench::gan::bench_gan(&args).map(|_| ()),
+        Command::Bench(BenchCommand::All(args)) => crate::bench::all::bench_all(&args),
         Command::Bench(BenchCommand::Eval(args)) => {
             crate::bench::eval::bench_eval(&args).map(|_| ())
         }

@@ -84,6 +84,95 @@ pub fn keep_freed_memory(keep: bool) -> bool {
     }
 }
 
+/// Host memory this process may still use, in bytes: `GUNLEARN_AVAILABLE_MEMORY_GB` if set,
+/// else the smaller of the kernel's `MemAvailable` and the room left under this process's
+/// cgroup v2 limit (`memory.max − memory.current`); `None` where neither can be read.
+pub fn available_memory() -> Option<f64> {
+    if let Some(v) = std::env::var_os("GUNLEARN_AVAILABLE_MEMORY_GB") {
+        return v
+            .to_str()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|g| g.is_finite() && *g >= 0.0)
+            .map(|g| g * 1e9);
+    }
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
+    let available = meminfo.as_deref().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024.0)
+    });
+    let cgroup = (|| {
+        let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let path = own.lines().find_map(|l| l.strip_prefix("0::"))?;
+        let dir = std::path::Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/'));
+        let max: f64 = std::fs::read_to_string(dir.join("memory.max"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let current: f64 = std::fs::read_to_string(dir.join("memory.current"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        Some((max - current).max(0.0))
+    })();
+    match (available, cgroup) {
+        (Some(a), Some(c)) => Some(a.min(c)),
+        (a, c) => a.or(c),
+    }
+}
+
+/// Resident memory of this process now (`VmRSS`) and its peak (`VmHWM`), in bytes (Linux).
+pub fn resident_memory() -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Bytes of heap memory this process has allocated and not freed (glibc's `mallinfo`: arena
+/// blocks in use plus mmapped blocks), modulo 2³²: only differences of two readings less than
+/// 4 GiB apart mean anything. libtorch allocates CPU tensors through malloc, so this counts
+/// them whether or not they reuse memory freed earlier (which resident memory would not show).
+pub fn heap_in_use() -> Option<u32> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        #[repr(C)]
+        struct MallInfo {
+            arena: i32,
+            ordblks: i32,
+            smblks: i32,
+            hblks: i32,
+            hblkhd: i32,
+            usmblks: i32,
+            fsmblks: i32,
+            uordblks: i32,
+            fordblks: i32,
+            keepcost: i32,
+        }
+        extern "C" {
+            fn mallinfo() -> MallInfo;
+        }
+        // SAFETY: mallinfo only reads the allocator's statistics.
+        let m = unsafe { mallinfo() };
+        Some((m.uordblks as u32).wrapping_add(m.hblkhd as u32))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}
+
+/// Resets this process's peak resident memory to its current one (Linux ≥ 4.0), so that the
+/// next [`resident_memory`] peak covers only what runs from here on.
+pub fn reset_peak_memory() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// Mixed precision for the plain classification losses (`--amp`).
 #[derive(
     Debug,

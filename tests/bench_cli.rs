@@ -98,4 +98,17 @@ fn bench_finds_both_sides_from_the_repository_root_and_refuses_bad_paths_first()
             "{extra:?}: our side was timed before the check: {stdout}"
         );
     }
+    // `bench all` (make bench) takes every benchmark's defaults and checks the paths first.
+    let out = Command::new(env!("CARGO_BIN_EXE_gunlearn"))
+        .args(["bench", "all", "--bench_dir", "no/such/bench"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no/such/bench"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("ours"));
 }

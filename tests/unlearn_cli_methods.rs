@@ -261,3 +261,106 @@ fn every_new_method_runs_through_the_binary_and_lowers_forget_accuracy() {
         assert_eq!(info["model"]["num_classes"], 10, "{method}");
     }
 }
+
+/// `--gan_memory auto` (the default) keeps every graph when they fit and switches to recomputing
+/// the attacker-input passes when its estimate of `keep`'s peak exceeds the memory available,
+/// says so and records it; both give the same model up to summation order. (The game is
+/// stopped after 2 iterations: over a whole epoch it amplifies last-bit differences, as a
+/// change of thread count would, until the two runs part visibly.)
+#[test]
+fn gan_recomputes_by_itself_when_keeping_every_graph_would_not_fit() {
+    let root = tempfile::tempdir().unwrap();
+    let t = threads();
+    // A copy of the model: the attacker cached next to it must not reach the other tests'.
+    let model = root.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["model.safetensors", "model.json"] {
+        std::fs::copy(model_dir().join(f), model.join(f)).unwrap();
+    }
+    let gan = |save: &str, available_gb: &str| {
+        let dir = root.path().join(save);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gunlearn"))
+            .args([
+                "unlearn",
+                "--model",
+                model.to_str().unwrap(),
+                "--dataset",
+                "digits",
+                "--device",
+                "cpu",
+                "--threads",
+                &t,
+                "--unlearn",
+                "Gan",
+                "--class_to_replace",
+                "3",
+                "--unlearn_epochs",
+                "1",
+                "--unlearn_lr",
+                "0.01",
+                "--stop-iter",
+                "2",
+                "--stop-unlearn-lr",
+                "0.01",
+                "--attacker_iters",
+                "5",
+                "--batch_size",
+                "64",
+                "--save_dir",
+                dir.to_str().unwrap(),
+            ])
+            .env("GUNLEARN_LOG", "info")
+            .env("GUNLEARN_AVAILABLE_MEMORY_GB", available_gb)
+            .output()
+            .unwrap();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{log}");
+        (dir, log)
+    };
+    let (roomy, roomy_log) = gan("roomy", "1000");
+    let (tight, tight_log) = gan("tight", "0.001");
+    let ran = |dir: &Path| read_json(&dir.join("eval_result.json"))["config"]["ran"].clone();
+    let (r, t) = (ran(&roomy), ran(&tight));
+    assert_eq!(r["gan_memory"], "keep", "{r}");
+    assert_eq!(t["gan_memory"], "recompute", "{t}");
+    assert!(!roomy_log.contains("--gan_memory auto"), "{roomy_log}");
+    assert!(
+        tight_log.contains("--gan_memory auto") && tight_log.contains("recomputing"),
+        "{tight_log}"
+    );
+    // The estimate is recorded with the memory it was compared with; it grows with the batch.
+    let estimate = t["gan_memory_keep_estimate_gb"].as_f64().unwrap();
+    assert!(estimate > 0.0, "{t}");
+    assert_eq!(t["memory_available_gb"].as_f64(), Some(0.001));
+    // The same gradient summed in another order: the weights agree closely.
+    let weights = |dir: &Path| {
+        tch::Tensor::read_safetensors(dir.join("model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .filter(|(_, v)| v.kind() == tch::Kind::Float)
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let (a, b) = (weights(&roomy), weights(&tight));
+    assert_eq!(a.len(), b.len());
+    let (mut diff2, mut norm2) = (0.0, 0.0);
+    for (name, x) in &a {
+        let d = x - &b[name];
+        diff2 += f64::try_from(d.square().sum(tch::Kind::Double)).unwrap();
+        norm2 += f64::try_from(x.square().sum(tch::Kind::Double)).unwrap();
+        let worst = f64::try_from(d.abs().max()).unwrap();
+        let scale = f64::try_from(x.abs().max()).unwrap().max(1e-6);
+        assert!(
+            worst / scale < 1e-3,
+            "{name}: differs by {worst} (scale {scale})"
+        );
+    }
+    let relative = (diff2 / norm2).sqrt();
+    assert!(
+        relative < 1e-4,
+        "the weights differ by {relative:e} (relative L2)"
+    );
+}

@@ -69,18 +69,14 @@ fn minor_faults() -> Option<u64> {
     rest.split_whitespace().nth(7)?.parse().ok()
 }
 
-/// Resets this process's peak resident memory (Linux ≥ 4.0), so that the next
-/// [`peak_rss_gb`] covers only what runs from here on.
+/// Resets this process's peak resident memory (see [`crate::device::reset_peak_memory`]).
 fn reset_peak_rss() -> bool {
-    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+    crate::device::reset_peak_memory()
 }
 
 /// Peak resident memory of this process in GiB (`VmHWM`), Linux only.
 fn peak_rss_gb() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / (1024.0 * 1024.0))
+    crate::device::resident_memory().map(|(_, peak)| peak / (1024.0 * 1024.0 * 1024.0))
 }
 
 /// Minor faults per iteration in millions, or `?`.
@@ -157,8 +153,19 @@ pub fn time_ours(
     Ok((seconds, faults.get(faults.len() / 2).copied()))
 }
 
+/// One timed adversarial iteration, both sides, with each side's peak resident memory (CPU).
+#[derive(Debug, Clone)]
+pub struct GanRow {
+    /// Seconds per iteration, ours and PyTorch's.
+    pub times: BenchRow,
+    /// Our peak resident memory (GiB) during our iterations.
+    pub ours_peak_gb: Option<f64>,
+    /// The PyTorch process's own peak (GiB).
+    pub torch_peak_gb: Option<f64>,
+}
+
 /// `gunlearn bench gan`: our adversarial iteration vs `bench/gan_step.py`.
-pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
+pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
     let setup = args.env.prepare()?;
     let (threads, device) = (setup.threads, setup.device);
     let kept = crate::device::keep_freed_memory(!args.no_keep_memory);
@@ -233,14 +240,20 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
                 fmt_gb(ours_peak),
                 fmt_gb(reference["peak_rss_gb"].as_f64().filter(|_| device == Device::Cpu)),
             );
-            rows.push(row);
+            rows.push(GanRow {
+                times: row,
+                ours_peak_gb: ours_peak,
+                torch_peak_gb: reference["peak_rss_gb"]
+                    .as_f64()
+                    .filter(|_| device == Device::Cpu),
+            });
         }
     }
     if rows.is_empty() {
-        return Ok(());
+        return Ok(rows);
     }
     println!("\n| iteration | ours (s) | PyTorch (s) | ratio ours/PyTorch (target ≤ 0.8) |\n|---|---|---|---|");
-    for row in &rows {
+    for GanRow { times: row, .. } in &rows {
         println!(
             "| {} | {:.3} | {:.3} | {:.3} |",
             row.name,
@@ -249,5 +262,5 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<()> {
             row.ours_s / row.torch_s
         );
     }
-    Ok(())
+    Ok(rows)
 }

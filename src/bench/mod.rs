@@ -1,6 +1,7 @@
 //! Benchmarks that run the same work in gunlearn and in the PyTorch implementation under
 //! `bench/` within one command, and print the ratio. Speed targets live here, not in tests.
 
+pub mod all;
 pub mod eval;
 pub mod gan;
 pub mod mia;
@@ -253,7 +254,7 @@ pub fn time_steps(
 }
 
 /// `gunlearn bench train`: our SGD training step vs `bench/train_step.py`.
-pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
+pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<Vec<BenchRow>> {
     let setup = args.env.prepare()?;
     let (threads, device) = (setup.threads, setup.device);
     println!(
@@ -323,5 +324,5 @@ pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<()> {
             row.speedup()
         );
     }
-    Ok(())
+    Ok(rows)
 }

@@ -139,7 +139,8 @@ fn trim_number(v: f64) -> String {
 
 /// The hyper-parameters a run's `config` records: `unlearn_lr`, `unlearn_epochs` and every key
 /// of `settings` except `seed` (and `lr`/`epochs`, which `unlearn_lr`/`unlearn_epochs` give as
-/// resolved), rendered as text.
+/// resolved, and `gan_memory`, which changes how Gan's gradient is computed, not what it is),
+/// rendered as text.
 pub fn hyper_parameters(config: &Value) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for key in ["unlearn_lr", "unlearn_epochs"] {
@@ -149,7 +150,7 @@ pub fn hyper_parameters(config: &Value) -> BTreeMap<String, String> {
     }
     if let Some(settings) = config.get("settings").and_then(Value::as_object) {
         for (k, v) in settings {
-            if !matches!(k.as_str(), "seed" | "lr" | "epochs") {
+            if !matches!(k.as_str(), "seed" | "lr" | "epochs" | "gan_memory") {
                 out.insert(k.clone(), value_text(v));
             }
         }
@@ -571,7 +572,7 @@ Retrain's.";
 /// How runs are grouped (written under the tables).
 pub const GROUP_NOTE: &str = "A group is the runs with the same data set, model, forget set, \
 method and hyper-parameters (config.unlearn_lr, config.unlearn_epochs and every key of \
-config.settings except seed); a label shows the hyper-parameters that differ between the \
+config.settings except seed and gan_memory); a label shows the hyper-parameters that differ between the \
 groups of its method.";
 
 fn opt_text(s: &Option<Stat>, decimals: usize) -> String {

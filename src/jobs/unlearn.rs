@@ -106,14 +106,6 @@ fn context<'a>(job: &'a UnlearnJob, run: &'a Loaded) -> UnlearnContext<'a> {
 pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     let method = crate::unlearn::find(&job.method)?;
     job.config.validate()?;
-    if job.config.gan_memory == crate::unlearn::gan::GanMemory::Recompute
-        && crate::device::keep_freed_memory(false)
-    {
-        // Kept freed buffers fragment between the graph-less and the recomputed passes (ResNet-18
-        // at B = 256 on the CPU: 23 GB peak instead of 12 GB); asking for less memory means
-        // letting glibc return them, at the cost of page faults.
-        tracing::info!("--gan_memory recompute: glibc returns freed memory to the OS");
-    }
     let run = load_for_run(
         &job.model,
         &job.data,

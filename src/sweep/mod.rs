@@ -82,10 +82,15 @@ impl Plan {
     }
 }
 
-/// A job's JSON without its runner (threads, device and quiet may differ between runs).
+/// A job's JSON without what says how it runs rather than what it computes: its runner
+/// (threads, device and quiet may differ between runs) and Gan's `gan_memory` (keep, recompute
+/// and auto give the same gradient).
 fn without_runner(mut job: serde_json::Value) -> serde_json::Value {
     if let Some(map) = job.as_object_mut() {
         map.remove("runner");
+        if let Some(config) = map.get_mut("config").and_then(|c| c.as_object_mut()) {
+            config.remove("gan_memory");
+        }
     }
     job
 }

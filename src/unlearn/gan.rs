@@ -243,14 +243,87 @@ fn finite(loss: &'static str, value: f64, iteration: usize) -> anyhow::Result<f6
 )]
 #[serde(rename_all = "lowercase")]
 pub enum GanMemory {
+    /// `keep` unless its estimated peak exceeds the host memory available, then `recompute`;
+    /// on a GPU, `keep`. The choice is logged and recorded in the run's configuration.
+    #[default]
+    Auto,
     /// Keep the graphs of all passes until the defender's backward, as the reference: fastest,
     /// ≈ 5.4 MB per image for ResNet-18 (≈ 32 GB at B = 256).
-    #[default]
     Keep,
     /// Run the passes without graphs and recompute them one at a time in the backward: the peak
     /// is one pass (the 10·B noisy copies; measured 12 GB in all at B = 256), for ≈ 1/3 more
     /// compute in the defender step. The same gradient, summed in another order.
     Recompute,
+}
+
+/// Headroom on [`estimate_keep_peak`]: besides the graphs, D's backward briefly holds the
+/// gradients of the largest activations, and the attacker its own graph.
+pub const KEEP_HEADROOM: f64 = 1.25;
+
+/// Estimated peak host memory (bytes) of a `keep` iteration that holds the graphs of `images`
+/// images: the resident memory now plus [`KEEP_HEADROOM`] × `images` × the heap that one
+/// training-mode forward pass with its graph holds per image of `probe` (a few of the run's
+/// images). BatchNorm's running statistics are put back afterwards. `None` where the process's
+/// memory cannot be read.
+pub fn estimate_keep_peak(model: &Classifier, probe: &Tensor, images: usize) -> Option<f64> {
+    let (resident, _) = crate::device::resident_memory()?;
+    let stats = RunningStats::save(model);
+    let before = crate::device::heap_in_use()?;
+    let held = {
+        let (logits, _) = model.forward(probe, true);
+        let after = crate::device::heap_in_use()?;
+        drop(logits);
+        after.wrapping_sub(before) as f64
+    };
+    stats.restore();
+    let per_image = held / probe.size()[0].max(1) as f64;
+    Some(resident + KEEP_HEADROOM * per_image * images as f64)
+}
+
+/// The `--gan_memory` the game runs with: `auto` resolved per [`GanMemory::Auto`], recorded in
+/// `log` (`gan_memory`, and for `auto` the estimate and the memory available, in GB) and, when
+/// it switches, said in one log line. With `recompute` glibc returns freed memory to the OS
+/// (kept freed buffers fragment between the graph-less and the recomputed passes: ResNet-18 at
+/// B = 256 on the CPU peaks at 23 GB instead of 12 GB).
+fn resolve_memory(
+    ctx: &UnlearnContext,
+    images_per_iteration: usize,
+    log: &mut UnlearnLog,
+) -> GanMemory {
+    let chosen = match ctx.config.gan_memory {
+        GanMemory::Auto if ctx.device == Device::Cpu => {
+            // A few retain images, un-augmented: the graph's size does not depend on the pixels.
+            let rows: Vec<usize> = ctx.splits.retain.iter().copied().take(4).collect();
+            let probe = crate::data::batches::to_tensor(&ctx.train_set, &rows).images;
+            let estimate = estimate_keep_peak(ctx.model, &probe, images_per_iteration);
+            let available = crate::device::available_memory();
+            log.record("gan_memory_keep_estimate_gb", estimate.map(|b| b / 1e9));
+            log.record("memory_available_gb", available.map(|b| b / 1e9));
+            match (estimate, available) {
+                (Some(need), Some(have)) if need > have => {
+                    tracing::info!(
+                        "--gan_memory auto: keeping every graph would need ≈ {:.1} GB, {:.1} GB \
+                         are available: recomputing the attacker-input passes instead (the same \
+                         gradient, ≈ 1/3 more compute in the defender step)",
+                        need / 1e9,
+                        have / 1e9
+                    );
+                    GanMemory::Recompute
+                }
+                _ => GanMemory::Keep,
+            }
+        }
+        GanMemory::Auto => GanMemory::Keep,
+        other => other,
+    };
+    if chosen == GanMemory::Recompute
+        && std::env::var_os("GUNLEARN_MALLOC_DEFAULTS").is_none()
+        && crate::device::keep_freed_memory(false)
+    {
+        tracing::info!("--gan_memory recompute: glibc returns freed memory to the OS");
+    }
+    log.record("gan_memory", chosen);
+    chosen
 }
 
 /// Everything about one adversarial iteration besides its inputs.
@@ -295,7 +368,8 @@ fn side_passes(
     memory: Option<GanMemory>,
 ) -> Side {
     match memory {
-        Some(GanMemory::Keep) => Side {
+        // `Auto` is resolved before the game; unresolved, it keeps.
+        Some(GanMemory::Keep | GanMemory::Auto) => Side {
             inputs: attacker_inputs(model, images, labels, noise),
             recompute: None,
         },
@@ -712,6 +786,7 @@ impl Unlearner for Adversarial {
         log.record("val_augmented", side_augment.is_some());
         log.record("retain_augmented", ctx.augment().is_some());
         let source = BatchSource::new(&ctx.train_set, ctx.device);
+        let memory = resolve_memory(ctx, cfg.batch_size + 22 * size, log);
         let mut forget_stream = source.random(
             ctx.splits.forget.clone(),
             size,
@@ -782,7 +857,7 @@ impl Unlearner for Adversarial {
                 let settings = StepSettings {
                     beta,
                     amp: cfg.amp,
-                    memory: cfg.gan_memory,
+                    memory,
                 };
                 let s = adversarial_step(
                     ctx.model,

@@ -154,7 +154,7 @@ impl Default for UnlearnConfig {
             seed: 2,
             no_augment: false,
             amp: Amp::Off,
-            gan_memory: gan::GanMemory::Keep,
+            gan_memory: gan::GanMemory::Auto,
             mask_ratio: default_mask_ratio(),
             salun_legacy: false,
             fisher_reference_rule: false,
