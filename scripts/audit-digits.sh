@@ -18,20 +18,8 @@ cmd=("$BIN" audit --dataset digits --arch resnet20 --epochs 20 --batch_size 64 -
 "${cmd[@]}"
 DOC=${DOC-docs/results.md}
 if [ -n "$DOC" ]; then
-  section=$(python3 scripts/audit-md.py "$OUT" "scripts/audit-digits.sh   # ${cmd[*]:1}")
-  python3 - "$DOC" "$section" <<'PY'
-import sys
-path, section = sys.argv[1], sys.argv[2]
-text = open(path).read()
-head = "## Per-example forgetting audit"
-if head in text:
-    start = text.index(head)
-    nxt = text.find("\n## ", start + len(head))
-    text = text[:start] + section.rstrip() + "\n" + (text[nxt:] if nxt >= 0 else "")
-else:
-    text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
-open(path, "w").write(text)
-PY
+  python3 scripts/audit-md.py "$OUT" "scripts/audit-digits.sh   # ${cmd[*]:1}" \
+    | python3 scripts/replace-section.py "$DOC" "## Per-example forgetting audit"
 fi
 exit 0
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Writes docs/results.md from the run folders of scripts/fashion-mnist-results.sh.
+"""Writes the "Earlier comparison" section of docs/results.md from the run folders of
+scripts/fashion-mnist-results.sh.
 
-Usage: scripts/results-md.py RUNS_DIR > docs/results.md
+Usage: scripts/results-md.py RUNS_DIR | scripts/replace-section.py docs/results.md "## Earlier comparison"
 
 Every number in the page comes from the runs: the tables are `gunlearn report`'s own output
 (RUNS_DIR/<scenario>/table.md), the settings and the observations are read from each run's
@@ -115,19 +116,19 @@ def main():
     original = load(os.path.join(root, "original", "model.json"))
     acc = original["accuracy"]
     p = print
-    p("# Results on real data: Fashion-MNIST, ResNet-20, every method")
+    p("## Earlier comparison: an original that does not memorise (Fashion-MNIST, ResNet-20, every method)")
     p()
-    p(f"Page generated {date.today().isoformat()} (commit {commit()}) from the runs under "
+    p(f"Section generated {date.today().isoformat()} (commit {commit()}) from the runs under "
       f"`{root}`, made on {machine()} with 2 libtorch threads by")
     p()
     p("```sh")
     p("scripts/fetch-data.sh fashion-mnist")
-    p("scripts/fashion-mnist-results.sh     # resumable; runs every method, then rewrites this page")
+    p("scripts/fashion-mnist-results.sh     # resumable; runs every method, then rewrites this section")
     p("```")
     p()
     p("RTE is wall-clock under whatever else the machine was running; compare it within one table.")
     p()
-    p("## What was scaled down")
+    p("### What was scaled down")
     p()
     p(f"`{scale}` (reference, SPEC §3–§5: CIFAR-10, 45 000 / 5 000 / 10 000 images, ResNet-18, "
       "182 / 160 epochs, batch 256, Gan 3 epochs with 1 000 attacker pre-training iterations).")
@@ -149,7 +150,7 @@ def main():
             continue
         ref = runs["retrain"]
         p()
-        p(f"## {title}")
+        p(f"### {title}")
         p()
         p(open(os.path.join(d, "table.md")).read().strip())
         p()
@@ -186,7 +187,7 @@ def main():
         if os.path.isfile(r_path) and os.path.isfile(ref_path):
             r, ref = load(r_path), load(ref_path)
             p()
-            p(f"## Class-wise Gan with {r['config'].get('unlearn_epochs')} epochs")
+            p(f"### Class-wise Gan with {r['config'].get('unlearn_epochs')} epochs")
             p()
             p(f"Same flags as the class-wise Gan row, more epochs (`{x}/Gan`): UA {r['UA']:.2f}, "
               f"MIA-efficacy {r['MIA_efficacy']:.2f}, RA {r['RA']:.2f}, TA {r['TA']:.2f}, "
@@ -194,7 +195,7 @@ def main():
     grid = os.path.join(root, "alpha-grid", "table.md")
     if os.path.isfile(grid):
         p()
-        p("## How FF's and IU's default α were chosen")
+        p("### How FF's and IU's default α were chosen")
         p()
         p("`scripts/alpha-grid.sh` (same data, original model and Retrain runs; the score is the "
           "mean |Δ| to Retrain over UA, RA, MIA-efficacy and *validation* accuracy — the test set "

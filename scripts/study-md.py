@@ -84,6 +84,19 @@ def scenario_key(result):
     return model, forget
 
 
+def matches(got, want):
+    """Whether a config value is the one report.csv renders as `want`."""
+    if want == "default":
+        return got is None
+    try:
+        return abs(float(got) - float(want)) <= 1e-12 * max(1.0, abs(float(want)))
+    except (TypeError, ValueError):
+        pass
+    if isinstance(got, str):
+        return got == want
+    return json.dumps(got, separators=(",", ":")) == want
+
+
 def same_setting(config, hyper):
     """Whether a run's config has the group's hyper-parameters (`k=v;k=v` from report.csv)."""
     have = {}
@@ -95,13 +108,8 @@ def same_setting(config, hyper):
             have[k] = v
     for item in filter(None, hyper.split(";")):
         k, v = item.split("=", 1)
-        got = have.get(k)
-        try:
-            if got is None or abs(float(got) - float(v)) > 1e-12 * max(1.0, abs(float(v))):
-                return False
-        except (TypeError, ValueError):
-            if str(got) != v:
-                return False
+        if not matches(have.get(k), v):
+            return False
     return True
 
 
@@ -133,7 +141,9 @@ def gan_story(logs):
     att_last = [statistics.mean(float(r["attacker_acc"]) for r in log[-3:]) for log in logs if log]
     iters = [len(log) for log in logs]
     return (
-        f"In its logs ({len(logs)} runs, {min(iters)}–{max(iters)} adversarial iterations) the "
+        f"In its logs ({len(logs)} runs, "
+        f"{min(iters) if min(iters) == max(iters) else f'{min(iters)}–{max(iters)}'} "
+        f"adversarial iterations each) the "
         f"attacker's batch accuracy ranges {min(att):.1f}–{max(att):.1f} % and ends at "
         f"{statistics.mean(att_last):.1f} % (50 % = it cannot tell forget from validation "
         f"samples); the defender's retain-batch accuracy starts at {statistics.mean(first):.1f} %, "
@@ -181,7 +191,7 @@ def paragraph(study, title, rows):
     else:
         within = (number(gan["avg_gap_mean"]) - (number(gan["avg_gap_std"]) or 0)
                   <= number(best["avg_gap_mean"]) + (number(best["avg_gap_std"]) or 0))
-        text.append(f"The adversarial method (Gan, {gan['label']}) ranks {rank} of "
+        text.append(f"The adversarial method, {gan['label']}, ranks {rank} of "
                     f"{len(unlearners)} with {gap(gan)}"
                     + (", within one standard deviation of the closest." if within else
                        ", more than a standard deviation behind the closest."))

@@ -23,23 +23,8 @@ python3 scripts/study-hypothesis.py "$OUT" 2 | xargs -r -P "$WORKERS" -n 1 "$BIN
 "$BIN" report "$OUT/dense" "$OUT/pruned" --select-on-validation -o "$OUT/report" >/dev/null
 DOC=${DOC-docs/results.md}
 if [ -n "$DOC" ]; then
-  section=$(python3 scripts/study-md.py "$OUT" "scripts/study.sh   # OUT=$OUT")
-  python3 - "$DOC" "$section" <<'PY'
-import sys
-path, section = sys.argv[1], sys.argv[2]
-text = open(path).read()
-head = "## Evidence study"
-if head in text:
-    start = text.index(head)
-    nxt = text.find("\n## ", start + len(head))
-    text = text[:start] + section.rstrip() + "\n" + (text[nxt:] if nxt >= 0 else "")
-else:
-    # The study comes first, under the page's title.
-    first = text.find("\n## ")
-    first = first + 1 if first >= 0 else len(text)
-    text = text[:first] + section.rstrip() + "\n\n" + text[first:]
-open(path, "w").write(text)
-PY
+  python3 scripts/study-md.py "$OUT" "scripts/study.sh   # OUT=$OUT" \
+    | python3 scripts/replace-section.py "$DOC" "## Evidence study" --first
 fi
 exit 0
 }
