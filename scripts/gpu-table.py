@@ -4,7 +4,7 @@
     scripts/gpu-table.py RESULTS_DIR      (the folder holding gpu-check.json and gpu-check.txt)
 
 Prints the "Results on a GPU" table (card, driver and date read from the run's log), the
-targets of the GPU issue with a verdict each, and the distance of the adversarial iteration from
+performance targets (docs/performance.md) with a verdict each, and the distance of the adversarial iteration from
 the FP32 bound computed in docs/performance.md (19.6 TFLOP per iteration at batch 256).
 Standard library only, so it runs wherever the check ran.
 """
