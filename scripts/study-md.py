@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the evidence study's section of docs/results.md from its sweeps.
 
-Usage: scripts/study-md.py STUDY_DIR COMMAND > section.md
+Usage: scripts/study-md.py STUDY_DIR COMMAND > section.md   (the data set is read from the runs)
 
 STUDY_DIR holds the dense and pruned sweeps (`dense/`, `pruned/`) and `report/`, the output of
 `gunlearn report STUDY_DIR/dense STUDY_DIR/pruned --select-on-validation`. The tables are that
@@ -239,7 +239,7 @@ def mean_std(values):
     return f"{values[0]:.2f}" if values else "n/a"
 
 
-def hypothesis(study):
+def hypothesis(study, dataset):
     """The hypothesis test's section: class-wise Gan, 1 epoch (chosen) against 2 epochs."""
     runs = sorted(glob.glob(os.path.join(study, "hypothesis", "class*", "seed*", "Gan*",
                                          "eval_result.json")))
@@ -281,7 +281,7 @@ def hypothesis(study):
              "|---|---|---|---|---|---|---|---|"]
     verdicts = []
     for forget, e in scenarios.items():
-        title = f"fashion-mnist, forget {forget}"
+        title = f"{dataset}, forget {forget}"
         others = {m: g for (m, t), g in gaps.items() if t == title and m != "Gan"}
         best = min(others.items(), key=lambda kv: kv[1]) if others else None
         best_text = f"{best[0]} ({best[1]:.2f})" if best else "n/a"
@@ -311,19 +311,29 @@ def main():
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "unknown"
 
-    print("## Evidence study: does adversarial unlearning land closest to Retrain?\n")
+    job = load(os.path.join(study, "dense", "original", "job.json"))
+    dataset = job["data"]["dataset"]
+    train_cfg = job["config"]
+    some_run = next(iter(glob.glob(os.path.join(study, "dense", "runs", "*", "seed*", "raw",
+                                                "eval_result.json"))), None)
+    sizes = load(some_run)["sizes"] if some_run else {}
+    print(f"## Evidence study on {dataset}: does adversarial unlearning land closest to Retrain?\n")
     print(f"Generated {date.today().isoformat()} (commit {commit}) on {os.cpu_count()} cores "
           f"({cpu_name()}), {platform.system()} {platform.machine()}, from the sweeps "
-          f"`examples/study-fashion-mnist.toml` (dense) and `examples/study-fashion-mnist-pruned.toml` "
+          f"`examples/study-{dataset}.toml` (dense) and `examples/study-{dataset}-pruned.toml` "
           f"by\n")
     print(f"```sh\n{command}\n```\n")
-    print("Scaled down to 2 CPU cores (reference, SPEC §3–§5: CIFAR-10, 45 000 / 5 000 / 10 000 "
-          "images, ResNet-18, 182 / 160 epochs, batch 256, Gan 3 epochs with 1 000 attacker "
-          "pre-training iterations): Fashion-MNIST, the first 1 000 training images (904 train, "
-          "96 validation) and 800 test images, ResNet-20 without augmentation, batch 32, 35 epochs "
-          "for the original and for Retrain, 3 epochs for the iterative baselines, Gan 1 epoch with "
-          "100 attacker pre-training iterations. RTE is wall-clock on one core per run with another "
-          "run beside it; compare it within a table.\n")
+    print(f"Scaled down to 2 CPU cores (reference, SPEC §3–§5: CIFAR-10, 45 000 / 5 000 / 10 000 "
+          f"images, ResNet-18, 182 / 160 epochs, batch 256, Gan 3 epochs with 1 000 attacker "
+          f"pre-training iterations): {dataset}, the first {job['data']['train_subset']} training "
+          f"images ({sizes.get('train', '?')} train, {sizes.get('val', '?')} validation) and "
+          f"{job['data']['test_subset']} test images, {job['arch']} "
+          f"{'without augmentation' if train_cfg.get('augment') is None else 'with augmentation'}, "
+          f"batch {train_cfg['batch_size']}, {train_cfg['epochs']} epochs at lr {train_cfg['lr']} "
+          f"for the original and for Retrain; each method's epochs and Gan's attacker pre-training "
+          f"as in the sweep file (every run's settings are in its `eval_result.json`). RTE is "
+          f"wall-clock on one core per run with another run beside it; compare it within a "
+          f"table.\n")
 
     dense = os.path.join(study, "dense", "original", "model.json")
     if os.path.isfile(dense):
@@ -363,7 +373,7 @@ def main():
         print()
         print(paragraph(study, title, by_title[title]) + "\n")
 
-    test = hypothesis(study)
+    test = hypothesis(study, dataset)
     if test:
         print(test)
     chosen = chapter(report_md, "Hyper-parameters chosen on validation")
