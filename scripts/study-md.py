@@ -335,6 +335,15 @@ def main():
           f"wall-clock on one core per run with another run beside it; compare it within a "
           f"table.\n")
 
+    progress = []
+    for part in ("dense", "pruned"):
+        planned = glob.glob(os.path.join(study, part, "runs", "*", "seed*", "*", "job.json"))
+        done = [p for p in planned if os.path.isfile(os.path.join(os.path.dirname(p), "audit.json"))]
+        progress.append(f"{part}: {len(done)} of {len(planned)} unlearning runs finished"
+                        if planned else f"{part}: not started")
+    print("**Completeness.** " + "; ".join(progress) + ". A sweep that is not finished continues "
+          "where it stopped when the same command is started again; its tables below show the "
+          "seeds finished so far (column n).\n")
     dense = os.path.join(study, "dense", "original", "model.json")
     if os.path.isfile(dense):
         acc = load(dense)["accuracy"]
