@@ -8,34 +8,17 @@ paired rankings) and from the eval_result.json of every pool run (the SVC attack
 MIA-efficacy, averaged over each method's N runs). Nothing here is typed by hand.
 """
 import glob
-import json
 import os
-import platform
-import subprocess
 import sys
 from datetime import date
 
-
-def load(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from page_facts import commit, load, machine
 
 
 def main():
     audit_dir, command = sys.argv[1], sys.argv[2]
     result = load(os.path.join(audit_dir, "audit_result.json"))
     pool = result["pool"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     svc = {}
     for method in result["methods"]:
         if method == "retrain":
@@ -51,8 +34,7 @@ def main():
     original = load(os.path.join(pool, "original", "model.json"))["accuracy"]
 
     print("## Per-example forgetting audit (digits)\n")
-    print(f"Generated {date.today().isoformat()} (commit {commit}) on {os.cpu_count()} cores ({cpu_name()}), "
-          f"{platform.system()} {platform.machine()}, by\n")
+    print(f"Generated {date.today().isoformat()} (commit {commit()}) on {machine()}, by\n")
     print(f"```sh\n{command}\n```\n")
     print(f"N = {result['n']} models per pool, {len(result['forget_indices'])} forgotten training "
           f"images (random), the embedded digits data, ResNet-20; the original model: train "

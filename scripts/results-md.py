@@ -9,19 +9,13 @@ Every number in the page comes from the runs: the tables are `gunlearn report`'s
 eval_result.json and unlearn_log.csv. Nothing here is typed by hand.
 """
 import csv
-import json
 import os
-import platform
-import subprocess
 import sys
 from datetime import date
 
+from page_facts import commit, load, machine
+
 SCENARIOS = [("classwise", "Class-wise forgetting (whole class)"), ("random", "Random forgetting (10 %)")]
-
-
-def load(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def runs_of(scenario_dir):
@@ -73,26 +67,6 @@ def settings_line(r):
     aug = [k.replace("_augmented", "") for k, v in ran.items() if k.endswith("_augmented") and v]
     parts.append("augmented: " + (", ".join(aug) if aug else "none"))
     return "; ".join(parts)
-
-
-def machine():
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.machine()}"
-
-
-def commit():
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True).strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def gan_log_summary(run_dir):

@@ -12,28 +12,13 @@ import csv
 import glob
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 from datetime import date
 
+from page_facts import commit, load, machine
+
 NAMES = {"retrain": "Retrain", "raw": "raw (original)"}
-
-
-def load(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-def cpu_name():
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def sections_of(report_md):
@@ -275,7 +260,9 @@ def hypothesis(study, dataset):
              "accuracy has recovered (see the logs above). Tested on the dense model with the "
              "setting chosen on validation, judged on validation only (mean |Δ| to Retrain over "
              "UA, MIA-efficacy, RA and validation accuracy): the same runs with 2 epochs "
-             "(`scripts/study-hypothesis.py`, same seeds, Retrain and attacker).\n",
+             "(`scripts/study-hypothesis.py`, same seeds, Retrain and attacker). Their RTE was measured "
+             "in another run of the machine than the sweep's, beside other work: compare it with "
+             "care.\n",
              "| forget | validation gap, 1 epoch | validation gap, 2 epochs | RA, 1 epoch | RA, 2 epochs "
              "| RTE / Retrain, 1 epoch | 2 epochs | closest other method on validation |",
              "|---|---|---|---|---|---|---|---|"]
@@ -308,8 +295,6 @@ def main():
     with open(os.path.join(report_dir, "report.csv")) as f:
         rows = list(csv.DictReader(f))
     tables = sections_of(report_md)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "unknown"
 
     job = load(os.path.join(study, "dense", "original", "job.json"))
     dataset = job["data"]["dataset"]
@@ -318,8 +303,7 @@ def main():
                                                 "eval_result.json"))), None)
     sizes = load(some_run)["sizes"] if some_run else {}
     print(f"## Evidence study on {dataset}: does adversarial unlearning land closest to Retrain?\n")
-    print(f"Generated {date.today().isoformat()} (commit {commit}) on {os.cpu_count()} cores "
-          f"({cpu_name()}), {platform.system()} {platform.machine()}, from the sweeps "
+    print(f"Generated {date.today().isoformat()} (commit {commit()}) on {machine()}, from the sweeps "
           f"`examples/study-{dataset}.toml` (dense) and `examples/study-{dataset}-pruned.toml` "
           f"by\n")
     print(f"```sh\n{command}\n```\n")

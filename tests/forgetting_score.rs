@@ -368,6 +368,13 @@ fn audit_separates_a_perfect_from_a_poor_unlearner() {
         let a = fq::audit_method("perfect", &perfect, &retrained, &settings).unwrap();
         let a2 = fq::audit_method("perfect2", &perfect2, &retrained, &settings).unwrap();
         let b = fq::audit_method("poor", &poor, &retrained, &settings).unwrap();
+        // The per-example CSV from the audit's own ε equals the one from the ε computed anew.
+        let ids: Vec<usize> = (0..s).map(|x| 1000 + x).collect();
+        let eps = fq::epsilons(&poor.confidences, &retrained.confidences).unwrap();
+        assert_eq!(
+            b.epsilon_csv(&ids).unwrap(),
+            fq::epsilon_csv(&ids, &eps, n).unwrap()
+        );
         for m in [&a, &a2, &b] {
             println!(
                 "{}: F {:.4} {:?}, F_null {:.4} {:?}, final {:.4} {:?}, AUC {:.3} {:?}, acc {:.3}, \

@@ -283,6 +283,24 @@ fn job_arrays_run_in_dependency_order_and_a_failure_stops_the_chain() {
     an_audit_pool_is_built_on_slurm_and_scored_locally(dir);
 }
 
+/// Runs a `gunlearn … --slurm` command that must succeed; returns the job ids it printed
+/// ("submitted N job arrays (ID, ID, …)") and its output.
+fn submitted(cmd: &mut Command) -> (Vec<String>, String) {
+    let o = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ids = stdout
+        .lines()
+        .find_map(|l| l.split_once('(').and_then(|(_, r)| r.split_once(')')))
+        .map(|(ids, _)| ids.split(", ").map(String::from).collect())
+        .unwrap_or_else(|| panic!("no job ids in: {stdout}"));
+    (ids, stdout)
+}
+
 /// Waits until every array of `ids` has finished; panics with the diagnostics after 15 minutes.
 fn wait_for_arrays(ids: &[String], dir: &Path) {
     let start = Instant::now();
@@ -338,18 +356,7 @@ fn an_audit_pool_is_built_on_slurm_and_scored_locally(dir: &Path) {
         }
         a.into_iter().map(String::from).collect::<Vec<_>>()
     };
-    let o = Command::new(bin).args(args(true)).output().unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let ids: Vec<String> = stdout
-        .lines()
-        .find_map(|l| l.split_once('(').and_then(|(_, r)| r.split_once(')')))
-        .map(|(ids, _)| ids.split(", ").map(String::from).collect())
-        .unwrap_or_else(|| panic!("no job ids in: {stdout}"));
+    let (ids, stdout) = submitted(Command::new(bin).args(args(true)));
     assert!(!ids.is_empty(), "{stdout}");
     wait_for_arrays(&ids, &out);
     assert!(
@@ -425,18 +432,7 @@ fn a_sweep_runs_on_slurm_and_reports_as_locally(dir: &Path) {
         a.extend_from_slice(extra);
         a.into_iter().map(String::from).collect::<Vec<_>>()
     };
-    let o = Command::new(bin).args(args(&[])).output().unwrap();
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let ids: Vec<String> = stdout
-        .lines()
-        .find_map(|l| l.split_once('(').and_then(|(_, r)| r.split_once(')')))
-        .map(|(ids, _)| ids.split(", ").map(String::from).collect())
-        .unwrap_or_else(|| panic!("no job ids in: {stdout}"));
+    let (ids, stdout) = submitted(Command::new(bin).args(args(&[])));
     assert_eq!(ids.len(), 3, "train, prerequisites, runs: {stdout}");
     let runs = [
         "runs/class3/seed1/retrain",

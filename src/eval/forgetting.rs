@@ -898,6 +898,9 @@ pub struct MethodAudit {
     pub median_epsilon: f64,
     /// Per-example ε in forget-set order.
     pub epsilon: Vec<f64>,
+    /// How each ε was obtained, in forget-set order.
+    #[serde(default)]
+    pub epsilon_source: Vec<EpsilonSource>,
     /// Per-example points H in forget-set order.
     pub points: Vec<f64>,
     /// Positions of examples whose two pools were both constant (ε = CAP by convention).
@@ -997,6 +1000,7 @@ pub fn audit_method(
             &resamples,
             settings.level,
         )?,
+        epsilon_source: eps.iter().map(|e| e.source).collect(),
         epsilon,
         points,
     })
@@ -1099,24 +1103,53 @@ pub fn compare_methods(a: &MethodAudit, b: &MethodAudit) -> Result<PairedCompari
 /// The per-example ε CSV: `example,epsilon,points,source`, one row per forget example
 /// (`example_ids[x]`: its index in the dataset).
 pub fn epsilon_csv(example_ids: &[usize], epsilons: &[Epsilon], n_models: usize) -> Result<String> {
+    csv_rows(
+        example_ids,
+        epsilons.iter().map(|e| (e.value, e.source)).collect(),
+        n_models,
+    )
+}
+
+impl MethodAudit {
+    /// [`epsilon_csv`] of this method's per-example ε, for the forget examples `example_ids`.
+    pub fn epsilon_csv(&self, example_ids: &[usize]) -> Result<String> {
+        ensure!(
+            self.epsilon_source.len() == self.epsilon.len(),
+            "{}: the audit has no source for each ε (rerun `gunlearn audit` to rewrite it)",
+            self.method
+        );
+        let rows = self
+            .epsilon
+            .iter()
+            .copied()
+            .zip(self.epsilon_source.iter().copied())
+            .collect();
+        csv_rows(example_ids, rows, self.n_models)
+    }
+}
+
+fn csv_rows(
+    example_ids: &[usize],
+    rows: Vec<(f64, EpsilonSource)>,
+    n_models: usize,
+) -> Result<String> {
     ensure!(
-        example_ids.len() == epsilons.len(),
+        example_ids.len() == rows.len(),
         "{} example ids for {} epsilons",
         example_ids.len(),
-        epsilons.len()
+        rows.len()
     );
     let mut out = String::from("example,epsilon,points,source\n");
-    for (id, e) in example_ids.iter().zip(epsilons) {
-        let source = match e.source {
+    for (id, (value, source)) in example_ids.iter().zip(rows) {
+        let source = match source {
             EpsilonSource::Rules => "rules",
             EpsilonSource::PeakyRange => "peaky_range",
             EpsilonSource::BothRangesZero => "both_ranges_zero",
         };
         writeln!(
             out,
-            "{id},{},{},{source}",
-            e.value,
-            epsilon_points(e.value, n_models)
+            "{id},{value},{},{source}",
+            epsilon_points(value, n_models)
         )
         .expect("writing to a String");
     }

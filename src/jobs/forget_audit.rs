@@ -255,9 +255,8 @@ pub fn score(job: &AuditJob, plan: &Plan, device: tch::Device) -> anyhow::Result
         let name = crate::unlearn::find(method)?.name().to_string();
         let unlearned = pool_of(3, &name)?;
         let audit = forgetting::audit_method(&name, &unlearned, &retrained, &job.settings)?;
-        let eps = forgetting::epsilons(&unlearned.confidences, &retrained.confidences)?;
         roc.insert(name.clone(), ulira_roc(&unlearned, &retrained)?);
-        let csv = forgetting::epsilon_csv(forget, &eps, job.n)?;
+        let csv = audit.epsilon_csv(forget)?;
         crate::fsutil::write_bytes_atomic(
             &job.out.join(format!("epsilon_{name}.csv")),
             csv.as_bytes(),

@@ -56,19 +56,7 @@ pub fn is_complete(dir: &Path) -> bool {
 /// cache beside the model), so that the Gan runs sharing it only read it; writes
 /// [`ATTACKER_MARK`] into `job.save_dir` with the cache's path.
 pub fn pretrain_attacker(job: &UnlearnJob) -> anyhow::Result<PathBuf> {
-    job.config.validate()?;
-    let run = load_for_run(
-        &job.model,
-        &job.data,
-        &job.forget,
-        &job.runner,
-        job.num_classes,
-    )?;
-    if run.splits.forget.is_empty() {
-        anyhow::bail!("attacker pre-training needs a forget set");
-    }
-    std::fs::create_dir_all(&job.save_dir)
-        .with_context(|| format!("creating {}", job.save_dir.display()))?;
+    let run = prepare(job, false)?;
     let ctx = context(job, &run);
     let cache = crate::unlearn::gan::attacker_cache_path(&ctx, job.config.attacker_iters)?;
     tch::manual_seed(job.config.seed as i64);
@@ -82,6 +70,29 @@ pub fn pretrain_attacker(job: &UnlearnJob) -> anyhow::Result<PathBuf> {
         &serde_json::json!({ "attacker": cache, "iterations": job.config.attacker_iters }),
     )?;
     Ok(cache)
+}
+
+/// What every job on a forget request does before its work: checks the settings, loads the
+/// model and data, refuses an empty forget set (unless `nothing_to_forget_ok`) and a retain set
+/// smaller than the test set (the attack's shadow members), and creates the run's folder.
+fn prepare(job: &UnlearnJob, nothing_to_forget_ok: bool) -> anyhow::Result<Loaded> {
+    job.config.validate()?;
+    let run = load_for_run(
+        &job.model,
+        &job.data,
+        &job.forget,
+        &job.runner,
+        job.num_classes,
+    )?;
+    if run.splits.forget.is_empty() && !nothing_to_forget_ok {
+        anyhow::bail!("nothing to forget: pass --class_to_replace K [--num_indexes_to_replace N] or --indexes_to_replace");
+    }
+    if !run.splits.forget.is_empty() {
+        crate::eval::mia::check_shadow_sizes(run.splits.retain.len(), run.splits.test.len())?;
+    }
+    std::fs::create_dir_all(&job.save_dir)
+        .with_context(|| format!("creating {}", job.save_dir.display()))?;
+    Ok(run)
 }
 
 /// The method's view of a loaded run.
@@ -105,22 +116,7 @@ fn context<'a>(job: &'a UnlearnJob, run: &'a Loaded) -> UnlearnContext<'a> {
 /// `audit.json` in its folder.
 pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     let method = crate::unlearn::find(&job.method)?;
-    job.config.validate()?;
-    let run = load_for_run(
-        &job.model,
-        &job.data,
-        &job.forget,
-        &job.runner,
-        job.num_classes,
-    )?;
-    if run.splits.forget.is_empty() && method.name() != "raw" {
-        anyhow::bail!("nothing to forget: pass --class_to_replace K [--num_indexes_to_replace N] or --indexes_to_replace");
-    }
-    if !run.splits.forget.is_empty() {
-        crate::eval::mia::check_shadow_sizes(run.splits.retain.len(), run.splits.test.len())?;
-    }
-    std::fs::create_dir_all(&job.save_dir)
-        .with_context(|| format!("creating {}", job.save_dir.display()))?;
+    let run = prepare(job, method.name() == "raw")?;
     let audit_inputs = crate::audit::begin(&job.save_dir, &run.ckpt.path, &job.data)?;
     let ctx = context(job, &run);
     // The original's UA, for the check that the method changed anything (before the seed is
