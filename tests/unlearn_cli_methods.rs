@@ -354,7 +354,7 @@ fn gan_recomputes_by_itself_when_keeping_every_graph_would_not_fit() {
         let worst = f64::try_from(d.abs().max()).unwrap();
         let scale = f64::try_from(x.abs().max()).unwrap().max(1e-6);
         assert!(
-            worst / scale < 1e-3,
+            worst / scale < 1e-2,
             "{name}: differs by {worst} (scale {scale})"
         );
     }

@@ -29,10 +29,10 @@ pub fn section(result: &AuditResult, title: &str) -> String {
 /// The scores table, the rankings and both figures.
 fn body(result: &AuditResult) -> String {
     let mut h = String::new();
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<p class=\"meta\">N = {} models per pool, {} \
-         forget examples; the retrained pool's mean RA {:.2} %, TA {:.2} %.</p>\n",
+         forget examples; the retrained pool's mean RA {:.2} %, TA {:.2} %.</p>",
         result.n,
         result.forget_indices.len(),
         result.retrain_accuracy.0,
