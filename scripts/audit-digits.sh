@@ -18,8 +18,9 @@ cmd=("$BIN" audit --dataset digits --arch resnet20 --epochs 20 --batch_size 64 -
 "${cmd[@]}"
 DOC=${DOC-docs/results.md}
 if [ -n "$DOC" ]; then
-  python3 scripts/audit-md.py "$OUT" "scripts/audit-digits.sh   # ${cmd[*]:1}" \
-    | python3 scripts/replace-section.py "$DOC" "## Per-example forgetting audit"
+  # Made whole first, so that a failure leaves the page as it was.
+  section=$(python3 scripts/audit-md.py "$OUT" "scripts/audit-digits.sh   # ${cmd[*]:1}")
+  printf '%s\n' "$section" | python3 scripts/replace-section.py "$DOC" "## Per-example forgetting audit"
 fi
 exit 0
 }

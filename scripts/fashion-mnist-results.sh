@@ -78,8 +78,9 @@ if [ -n "$DOC" ]; then
     cp "$OUT/$s/gap.png" "docs/figures/fashion-mnist-$s-gap.png"
     cp "$OUT/$s/mia_confidence.png" "docs/figures/fashion-mnist-$s-mia.png"
   done
-  python3 scripts/results-md.py "$OUT" \
-    | python3 scripts/replace-section.py "$DOC" "## Earlier comparison"
+  # Made whole first, so that a failure leaves the page as it was.
+  section=$(python3 scripts/results-md.py "$OUT")
+  printf '%s\n' "$section" | python3 scripts/replace-section.py "$DOC" "## Earlier comparison"
   echo "wrote $DOC"
 fi
 exit 0

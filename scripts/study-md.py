@@ -140,7 +140,7 @@ def gan_story(logs):
 def paragraph(study, title, rows):
     methods = [r for r in rows if r["method"] not in ("retrain",) and number(r["avg_gap_mean"]) is not None]
     if not methods:
-        return "No Retrain run finished for this setting yet: no gaps."
+        return "Only Retrain (or no run with a gap) has finished for this setting so far."
     retrain = next((r for r in rows if r["method"] == "retrain"), None)
     ranked = sorted(methods, key=lambda r: number(r["avg_gap_mean"]))
     unlearners = [r for r in ranked if r["method"] != "raw"]
@@ -342,11 +342,13 @@ def main():
         d, p = states[0], states[-1]
         pmodel = load(os.path.join(study, "pruned", "pruned", f"state{len(states) - 1}", "model.json"))
         drop = d["test"] - p["test"]
+        acc = pmodel["accuracy"]
+        train = (f"train {acc['train']:.2f} %" if "train" in acc else
+                 f"train {acc['train_augmented']:.2f} % (during its last epoch)")
         print(f"Pruned (OMP, rewound to epoch 8 and retrained): {p['sparsity']:.1f} % of the conv "
-              f"weights are zero, train {pmodel['accuracy']['train']:.2f} %, test "
-              f"{p['test']:.2f} % against the dense state's {d['test']:.2f} % (a drop of "
-              f"{drop:.2f} points" + ("; within 2 points)." if drop <= 2 else "; more than 2 points).")
-              )
+              f"weights are zero, {train}, test {p['test']:.2f} % against the dense state's "
+              f"{d['test']:.2f} % (a drop of {drop:.2f} points"
+              + ("; within 2 points)." if drop <= 2 else "; more than 2 points)."))
     print()
     print(f"**How each method's setting was chosen.** {len(set(r['method'] for r in rows)) - 2} methods, "
           "each with the same budget: two values of its most sensitive setting (learning rate, or α "
