@@ -379,6 +379,8 @@ def main():
     if health:
         print("### Health checks (from `gunlearn report`)\n")
         print(health + "\n")
+    print(f"The gap to Retrain of every chosen setting (`gunlearn report`'s own figure): "
+          f"[figures/study-{dataset}-gap.png](figures/study-{dataset}-gap.png).\n")
     print(f"Every run's folder (model, `eval_result.json`, `unlearn_log.csv`, `audit.json`) is under "
           f"`{study}`; `{report_dir}/report.html` has the per-setting gap charts, MIA confidence "
           f"histograms and training curves.")

@@ -24,6 +24,7 @@ python3 scripts/study-hypothesis.py "$OUT" 2 | xargs -r -P "$WORKERS" -n 1 "$BIN
 "$BIN" report "$OUT/dense" "$OUT/pruned" --select-on-validation -o "$OUT/report" >/dev/null
 DOC=${DOC-docs/results.md}
 if [ -n "$DOC" ]; then
+  cp "$OUT/report/gap.png" "docs/figures/study-$DATASET-gap.png"
   # Made whole first, so that a failure leaves the page as it was.
   section=$(python3 scripts/study-md.py "$OUT" "DATASET=$DATASET OUT=$OUT scripts/study.sh")
   printf '%s\n' "$section" | python3 scripts/replace-section.py "$DOC" "## Evidence study on $DATASET" --first
