@@ -69,16 +69,6 @@ fn minor_faults() -> Option<u64> {
     rest.split_whitespace().nth(7)?.parse().ok()
 }
 
-/// Resets this process's peak resident memory (see [`crate::device::reset_peak_memory`]).
-fn reset_peak_rss() -> bool {
-    crate::device::reset_peak_memory()
-}
-
-/// Peak resident memory of this process in GiB (`VmHWM`), Linux only.
-fn peak_rss_gb() -> Option<f64> {
-    crate::device::resident_memory().map(|(_, peak)| peak / (1024.0 * 1024.0 * 1024.0))
-}
-
 /// Minor faults per iteration in millions, or `?`.
 fn fmt_faults(faults: Option<u64>) -> String {
     faults.map_or("?".to_string(), |f| format!("{:.2}M", f as f64 / 1e6))
@@ -188,7 +178,7 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
                 println!("{arch_name} b{batch_size}: skipped on the CPU (pass --large; PyTorch needs ≈ 30 GB at b256)");
                 continue;
             }
-            let peak_resets = reset_peak_rss();
+            let peak_resets = crate::device::reset_peak_memory();
             let (ours, ours_faults) = time_ours(
                 arch,
                 batch_size,
@@ -202,7 +192,9 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
                 },
             )?;
             // Host memory only: on a GPU the activations live in device memory.
-            let ours_peak = peak_rss_gb().filter(|_| peak_resets && device == Device::Cpu);
+            let ours_peak = crate::device::resident_memory()
+                .map(|(_, peak)| peak / f64::from(1u32 << 30))
+                .filter(|_| peak_resets && device == Device::Cpu);
             if args.no_reference {
                 println!(
                     "{arch_name} b{batch_size:<6} ours {ours:8.3} s/it  minor faults/it {}  peak RSS {}",
@@ -221,6 +213,10 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
                 args.warmup,
                 args.steps,
             )?;
+            // Host memory only, as ours.
+            let torch_peak = reference["peak_rss_gb"]
+                .as_f64()
+                .filter(|_| device == Device::Cpu);
             let torch_s = reference["seconds_per_step"]
                 .as_f64()
                 .context("gan_step.py: no seconds_per_step")?;
@@ -238,14 +234,12 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
                 fmt_faults(ours_faults),
                 fmt_faults(reference["minor_faults_per_step"].as_u64()),
                 fmt_gb(ours_peak),
-                fmt_gb(reference["peak_rss_gb"].as_f64().filter(|_| device == Device::Cpu)),
+                fmt_gb(torch_peak),
             );
             rows.push(GanRow {
                 times: row,
                 ours_peak_gb: ours_peak,
-                torch_peak_gb: reference["peak_rss_gb"]
-                    .as_f64()
-                    .filter(|_| device == Device::Cpu),
+                torch_peak_gb: torch_peak,
             });
         }
     }
