@@ -190,7 +190,32 @@ def paragraph(study, title, rows):
     story = gan_story(gan_logs(study, gan))
     if story:
         text.append(story)
+    text.extend(identical_results(unlearners))
     return " ".join(text)
+
+
+METRICS = ("UA", "MIA_efficacy", "RA", "TA")
+
+
+def identical_results(rows):
+    """A sentence for each pair of methods whose four metrics agree to the last printed digit
+    (mean and std), with the reason where it is known: on a pruned model SalUn's saliency mask
+    keeps every weight that can still move, so SalUn's update is RL's."""
+    key = lambda r: tuple(r[f"{m}_{s}"] for m in METRICS for s in ("mean", "std"))
+    sentences = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1:]:
+            if key(a) != key(b) or not a["UA_mean"]:
+                continue
+            sentence = (f"{a['label']} and {b['label']} give identical UA, MIA-efficacy, RA and TA "
+                        "here (mean and spread over the seeds)")
+            if {a["method"], b["method"]} == {"RL", "SalUn"} and a["model"] != "dense":
+                sentence += (": SalUn is RL restricted to the weights its saliency mask keeps (those "
+                             "with the largest forget-loss gradient), and on this pruned model the "
+                             "pruned weights have zero gradient, so the mask keeps every weight that "
+                             "can still change and SalUn's update is RL's")
+            sentences.append(sentence + ".")
+    return sentences
 
 
 def validation_gap(run, retrain):
