@@ -7,6 +7,7 @@ import resource
 
 import torch
 
+from memory import memory_sampler, peak_rss_gb
 from reference import ATTACKER_LR, Attacker, bench_setup, build, gan_iteration, sensitivity_noise, time_median
 
 p = argparse.ArgumentParser()
@@ -43,24 +44,14 @@ def step():
     gan_iteration(model, attacker, opt_d, opt_a, retain, forget, val, sensitivity_noise(forget[0]), sensitivity_noise(val[0]), beta=a.beta)
 
 
+sampled_peak, stop_sampler = memory_sampler()
 median = time_median(step, a.warmup, a.steps, dev, after=count_faults)
+if stop_sampler:
+    stop_sampler()
 faults.sort()
-
-
-def peak_rss_gb():
-    # This process's own high-water mark: VmHWM belongs to the address space exec created.
-    # ru_maxrss would not do: exec carries the forking parent's peak over into it.
-    try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 peak_gb = peak_rss_gb()
 print(json.dumps({
     "arch": a.arch, "batch": a.batch, "seconds_per_step": median,
     "minor_faults_per_step": faults[len(faults) // 2], "peak_rss_gb": peak_gb,
+    "sampled_peak": sampled_peak or None,
 }))

@@ -134,36 +134,111 @@ pub fn resident_memory() -> Option<(f64, f64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-/// Bytes of heap memory this process has allocated and not freed (glibc's `mallinfo`: arena
-/// blocks in use plus mmapped blocks), modulo 2³²: only differences of two readings less than
-/// 4 GiB apart mean anything. libtorch allocates CPU tensors through malloc, so this counts
-/// them whether or not they reuse memory freed earlier (which resident memory would not show).
-pub fn heap_in_use() -> Option<u32> {
+/// glibc's malloc statistics (`mallinfo2`), in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct HeapStats {
+    /// Allocated and not freed: arena blocks in use plus mmapped blocks. libtorch allocates CPU
+    /// tensors through malloc, so this counts them whether or not they reuse memory freed
+    /// earlier (which resident memory would not show).
+    pub in_use: f64,
+    /// Freed, but kept by glibc in its arenas for reuse instead of being returned to the OS.
+    pub free_kept: f64,
+}
+
+/// This process's [`HeapStats`] now; `None` off glibc.
+pub fn heap_stats() -> Option<HeapStats> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         #[repr(C)]
-        struct MallInfo {
-            arena: i32,
-            ordblks: i32,
-            smblks: i32,
-            hblks: i32,
-            hblkhd: i32,
-            usmblks: i32,
-            fsmblks: i32,
-            uordblks: i32,
-            fordblks: i32,
-            keepcost: i32,
+        struct MallInfo2 {
+            arena: usize,
+            ordblks: usize,
+            smblks: usize,
+            hblks: usize,
+            hblkhd: usize,
+            usmblks: usize,
+            fsmblks: usize,
+            uordblks: usize,
+            fordblks: usize,
+            keepcost: usize,
         }
         extern "C" {
-            fn mallinfo() -> MallInfo;
+            fn mallinfo2() -> MallInfo2;
         }
-        // SAFETY: mallinfo only reads the allocator's statistics.
-        let m = unsafe { mallinfo() };
-        Some((m.uordblks as u32).wrapping_add(m.hblkhd as u32))
+        // SAFETY: mallinfo2 (glibc ≥ 2.33) only reads the allocator's statistics.
+        let m = unsafe { mallinfo2() };
+        Some(HeapStats {
+            in_use: (m.uordblks + m.hblkhd) as f64,
+            free_kept: m.fordblks as f64,
+        })
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {
         None
+    }
+}
+
+/// Bytes of heap memory allocated and not freed ([`HeapStats::in_use`]).
+pub fn heap_in_use() -> Option<f64> {
+    heap_stats().map(|h| h.in_use)
+}
+
+/// One reading of [`MemorySampler`], in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct MemorySample {
+    /// Resident memory (`VmRSS`).
+    pub resident: f64,
+    /// glibc's heap at the same moment.
+    pub heap: HeapStats,
+    /// The highest heap in use over all readings (live memory peaks need not coincide with the
+    /// resident peak: with freed memory kept, resident memory never falls).
+    pub max_in_use: f64,
+}
+
+/// Reads resident memory and the heap every few milliseconds on a background thread and keeps
+/// the reading with the highest resident memory: what the peak consists of (memory in use,
+/// freed memory glibc kept, the rest: code, libraries, stacks).
+pub struct MemorySampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Option<MemorySample>>,
+}
+
+impl MemorySampler {
+    /// Starts sampling every `interval`.
+    pub fn start(interval: std::time::Duration) -> MemorySampler {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peak: Option<MemorySample> = None;
+            loop {
+                let done = flag.load(std::sync::atomic::Ordering::Relaxed);
+                if let (Some((resident, _)), Some(heap)) = (resident_memory(), heap_stats()) {
+                    let max_in_use = peak.map_or(0.0, |p| p.max_in_use).max(heap.in_use);
+                    match &mut peak {
+                        Some(p) if resident <= p.resident => p.max_in_use = max_in_use,
+                        _ => {
+                            peak = Some(MemorySample {
+                                resident,
+                                heap,
+                                max_in_use,
+                            })
+                        }
+                    }
+                }
+                if done {
+                    return peak;
+                }
+                std::thread::sleep(interval);
+            }
+        });
+        MemorySampler { stop, thread }
+    }
+
+    /// Stops sampling; the reading with the highest resident memory, `None` where none could
+    /// be read.
+    pub fn stop(self) -> Option<MemorySample> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().ok().flatten()
     }
 }
 

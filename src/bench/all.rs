@@ -1,7 +1,7 @@
 //! `gunlearn bench all` (`make bench`): every benchmark with its defaults in one command, then
 //! one table of every ratio against the other side measured in the same command.
 
-use crate::bench::gan::{bench_gan, BenchGanArgs, GanRow};
+use crate::bench::gan::{bench_gan, BenchGanArgs};
 use crate::bench::{bench_train, eval::bench_eval, eval::BenchEvalArgs, BenchEnv, BenchRow};
 use crate::bench::{mia::bench_mia, BenchTrainArgs};
 use clap::{Args, FromArgMatches};
@@ -53,15 +53,29 @@ pub fn bench_all(args: &BenchAllArgs) -> anyhow::Result<()> {
         time_row("train step", r, "s", "≤ 1.0", "");
     }
     time_row("evaluation", &eval_row, "s", "≤ 1.0", "");
-    for GanRow {
-        times,
-        ours_peak_gb,
-        torch_peak_gb,
-    } in &gan_rows
-    {
-        let gb = |v: &Option<f64>| v.map_or("?".to_string(), |g| format!("{g:.1} GB"));
-        let memory = format!("{} / {}", gb(ours_peak_gb), gb(torch_peak_gb));
-        time_row("adversarial iteration", times, "s", "≤ 0.8", &memory);
+    let gb = |v: Option<f64>| v.map_or("?".to_string(), |g| format!("{g:.1} GB"));
+    for row in &gan_rows {
+        let Some(pytorch) = &row.pytorch else {
+            continue;
+        };
+        let times = BenchRow {
+            name: row.name.clone(),
+            ours_s: row.ours.seconds,
+            torch_s: pytorch.seconds,
+        };
+        let memory = format!("{} / {}", gb(row.ours.peak_gb), gb(pytorch.peak_gb));
+        time_row("adversarial iteration", &times, "s", "≤ 0.8", &memory);
+        if let Some(l) = &row.reference_loop {
+            println!(
+                "| adversarial iteration {} | {:.4} s | {:.4} s (the reference's own loop) | {:.3} | ≤ 0.8 | {} / {} |",
+                row.name,
+                row.ours.seconds,
+                l.seconds,
+                row.ours.seconds / l.seconds,
+                gb(row.ours.peak_gb),
+                gb(l.peak_gb)
+            );
+        }
     }
     for c in &mia.cases {
         println!(

@@ -1,10 +1,12 @@
 //! `gunlearn bench gan`: one adversarial-unlearning iteration (SPEC §5: attacker inputs from
 //! four forward passes, attacker Adam step, defender SGD step) timed in gunlearn and in
-//! `bench/gan_step.py` (PyTorch) within the same command.
+//! `bench/gan_step.py` (PyTorch) within the same command, and, when `GUNLEARN_REFERENCE_LOOP`
+//! names a checkout of the reference implementation, in that checkout's own loop
+//! (`bench/reference_loop.py`).
 
-use crate::bench::{time_steps, BenchRow};
+use crate::bench::time_steps;
 use crate::data::batches::Batch;
-use crate::device::device_name;
+use crate::device::{device_name, HeapStats, MemorySample, MemorySampler};
 use crate::model::attacker::Attacker;
 use crate::model::{Arch, Classifier, ModelSpec};
 use crate::optim::{Adam, Sgd};
@@ -56,6 +58,9 @@ pub struct BenchGanArgs {
     /// Time our side only (e.g. where the PyTorch side does not fit in memory).
     #[arg(long = "no_reference", alias = "no-reference")]
     pub no_reference: bool,
+    /// Also write every configuration's timings, peaks and memory breakdowns to this JSON file.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
     /// Threads, device, Python and bench folder.
     #[command(flatten)]
     pub env: crate::bench::BenchEnv,
@@ -74,9 +79,72 @@ fn fmt_faults(faults: Option<u64>) -> String {
     faults.map_or("?".to_string(), |f| format!("{:.2}M", f as f64 / 1e6))
 }
 
-/// Memory in GB, or `?`.
+/// Memory in GiB, or `?`.
 fn fmt_gb(gb: Option<f64>) -> String {
     gb.map_or("?".to_string(), |g| format!("{g:.1} GB"))
+}
+
+/// What the sampled peak consists of, in GB: heap in use, freed memory glibc kept, the rest.
+fn fmt_breakdown(sample: Option<&MemorySample>) -> String {
+    sample.map_or(String::new(), |m| {
+        let gb = |b: f64| b / f64::from(1u32 << 30);
+        format!(
+            " (at the sampled peak {:.1} GB: heap in use {:.1}, freed kept by glibc {:.1}, rest {:.1}; highest heap in use {:.1})",
+            gb(m.resident),
+            gb(m.heap.in_use),
+            gb(m.heap.free_kept),
+            gb(m.resident - m.heap.in_use - m.heap.free_kept),
+            gb(m.max_in_use)
+        )
+    })
+}
+
+/// The environment variable naming a checkout of the reference implementation to time too.
+pub const REFERENCE_LOOP_ENV: &str = "GUNLEARN_REFERENCE_LOOP";
+
+/// The checkout named by [`REFERENCE_LOOP_ENV`], made absolute and checked by importing it with
+/// the benchmark's Python (before anything is timed); `None` when the variable is not set.
+fn reference_checkout(setup: &crate::bench::BenchSetup) -> anyhow::Result<Option<String>> {
+    let Some(dir) = std::env::var_os(REFERENCE_LOOP_ENV) else {
+        return Ok(None);
+    };
+    let dir = std::path::absolute(&dir)
+        .with_context(|| format!("{REFERENCE_LOOP_ENV}={}", dir.to_string_lossy()))?;
+    if !dir.join("unlearn/Gan.py").is_file() {
+        bail!(
+            "{REFERENCE_LOOP_ENV}={}: no unlearn/Gan.py there (point it at a checkout of the \
+             reference implementation, or unset it)",
+            dir.display()
+        );
+    }
+    let dir = dir.to_string_lossy().into_owned();
+    crate::bench::run_python(
+        &setup.python,
+        &setup.bench_dir,
+        "reference_loop.py",
+        &[format!("--checkout={dir}"), "--check".to_string()],
+    )
+    .with_context(|| {
+        format!(
+            "{REFERENCE_LOOP_ENV}={dir}: the checkout does not import with {} (it needs the \
+             packages of its own environment, e.g. torchvision)",
+            setup.python.display()
+        )
+    })?;
+    Ok(Some(dir))
+}
+
+/// A timed side's sampled peak, from its script's JSON line.
+fn sampled_peak(line: &serde_json::Value) -> Option<MemorySample> {
+    let m = &line["sampled_peak"];
+    Some(MemorySample {
+        resident: m["resident"].as_f64()?,
+        heap: HeapStats {
+            in_use: m["heap_in_use"].as_f64()?,
+            free_kept: m["heap_free_kept"].as_f64()?,
+        },
+        max_in_use: m["heap_in_use_max"].as_f64()?,
+    })
 }
 
 fn random_batch(size: usize, device: Device) -> Batch {
@@ -143,22 +211,76 @@ pub fn time_ours(
     Ok((seconds, faults.get(faults.len() / 2).copied()))
 }
 
-/// One timed adversarial iteration, both sides, with each side's peak resident memory (CPU).
-#[derive(Debug, Clone)]
-pub struct GanRow {
-    /// Seconds per iteration, ours and PyTorch's.
-    pub times: BenchRow,
-    /// Our peak resident memory (GiB) during our iterations.
-    pub ours_peak_gb: Option<f64>,
-    /// The PyTorch process's own peak (GiB).
-    pub torch_peak_gb: Option<f64>,
+/// One side's timing of one configuration.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SideTiming {
+    /// Seconds per iteration (median).
+    pub seconds: f64,
+    /// Minor page faults per iteration (median).
+    pub minor_faults: Option<u64>,
+    /// The side's own peak resident memory (GiB; CPU only: on a GPU the activations live in
+    /// device memory).
+    pub peak_gb: Option<f64>,
+    /// What that peak consists of (sampled; CPU only).
+    pub breakdown: Option<MemorySample>,
 }
 
-/// `gunlearn bench gan`: our adversarial iteration vs `bench/gan_step.py`.
+impl SideTiming {
+    /// Seconds, faults and peak memory, as printed in one line of the benchmark.
+    fn describe(&self) -> String {
+        format!(
+            "{:8.3} s/it  minor faults/it {}  peak RSS {}{}",
+            self.seconds,
+            fmt_faults(self.minor_faults),
+            fmt_gb(self.peak_gb),
+            fmt_breakdown(self.breakdown.as_ref())
+        )
+    }
+}
+
+/// One configuration (architecture, batch size) of `bench gan`: our side, and the other sides
+/// that ran.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GanRow {
+    /// `<arch> b<batch>`.
+    pub name: String,
+    /// gunlearn.
+    pub ours: SideTiming,
+    /// Our PyTorch port (`bench/gan_step.py`), unless `--no_reference`.
+    pub pytorch: Option<SideTiming>,
+    /// The reference implementation's own loop, where [`REFERENCE_LOOP_ENV`] names a checkout.
+    pub reference_loop: Option<SideTiming>,
+}
+
+/// A Python side's timing from its script's JSON line; memory only on the CPU.
+fn python_side(
+    reply: &serde_json::Value,
+    script: &str,
+    device: Device,
+) -> anyhow::Result<SideTiming> {
+    let cpu = device == Device::Cpu;
+    Ok(SideTiming {
+        seconds: reply["seconds_per_step"]
+            .as_f64()
+            .with_context(|| format!("{script}: no seconds_per_step"))?,
+        minor_faults: reply["minor_faults_per_step"].as_u64(),
+        peak_gb: reply["peak_rss_gb"].as_f64().filter(|_| cpu),
+        breakdown: sampled_peak(reply).filter(|_| cpu),
+    })
+}
+
+/// `gunlearn bench gan`: our adversarial iteration vs `bench/gan_step.py` (and the reference's
+/// own loop where a checkout is given).
 pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
     let setup = args.env.prepare()?;
+    let checkout = if args.no_reference {
+        None
+    } else {
+        reference_checkout(&setup)?
+    };
     let (threads, device) = (setup.threads, setup.device);
-    let kept = crate::device::keep_freed_memory(!args.no_keep_memory);
+    // What glibc was told and accepted: freed memory is kept only when both hold.
+    let kept = crate::device::keep_freed_memory(!args.no_keep_memory) && !args.no_keep_memory;
     println!(
         "bench gan: device {}, {threads} threads, median of {} iterations after {} warm-up; glibc keeps freed memory: {kept}; our attacker-input graphs: {:?}; β = {}",
         device_name(device),
@@ -178,8 +300,10 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
                 println!("{arch_name} b{batch_size}: skipped on the CPU (pass --large; PyTorch needs ≈ 30 GB at b256)");
                 continue;
             }
+            let name = format!("{arch_name} b{batch_size}");
             let peak_resets = crate::device::reset_peak_memory();
-            let (ours, ours_faults) = time_ours(
+            let sampler = MemorySampler::start(std::time::Duration::from_millis(5));
+            let timed = time_ours(
                 arch,
                 batch_size,
                 args.warmup,
@@ -190,70 +314,89 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
                     memory: args.gan_memory,
                     ..StepSettings::default()
                 },
-            )?;
-            // Host memory only: on a GPU the activations live in device memory.
-            let ours_peak = crate::device::resident_memory()
-                .map(|(_, peak)| peak / f64::from(1u32 << 30))
-                .filter(|_| peak_resets && device == Device::Cpu);
-            if args.no_reference {
-                println!(
-                    "{arch_name} b{batch_size:<6} ours {ours:8.3} s/it  minor faults/it {}  peak RSS {}",
-                    fmt_faults(ours_faults),
-                    fmt_gb(ours_peak),
-                );
-                continue;
-            }
-            let reference = setup.reference_run(
-                "gan_step.py",
-                &[
-                    format!("--arch={arch_name}"),
-                    format!("--batch={batch_size}"),
-                    format!("--beta={}", args.beta),
-                ],
-                args.warmup,
-                args.steps,
-            )?;
-            // Host memory only, as ours.
-            let torch_peak = reference["peak_rss_gb"]
-                .as_f64()
-                .filter(|_| device == Device::Cpu);
-            let torch_s = reference["seconds_per_step"]
-                .as_f64()
-                .context("gan_step.py: no seconds_per_step")?;
-            let row = BenchRow {
-                name: format!("{arch_name} b{batch_size}"),
-                ours_s: ours,
-                torch_s,
-            };
-            println!(
-                "{:<16} ours {:8.3} s/it  pytorch {:8.3} s/it  ratio ours/pytorch {:.3}  minor faults/it ours {} pytorch {}  peak RSS ours {} pytorch {}",
-                row.name,
-                row.ours_s,
-                row.torch_s,
-                row.ours_s / row.torch_s,
-                fmt_faults(ours_faults),
-                fmt_faults(reference["minor_faults_per_step"].as_u64()),
-                fmt_gb(ours_peak),
-                fmt_gb(torch_peak),
             );
+            let breakdown = sampler.stop().filter(|_| device == Device::Cpu);
+            let (seconds, minor_faults) = timed?;
+            let ours = SideTiming {
+                seconds,
+                minor_faults,
+                peak_gb: crate::device::resident_memory()
+                    .map(|(_, peak)| peak / f64::from(1u32 << 30))
+                    .filter(|_| peak_resets && device == Device::Cpu),
+                breakdown,
+            };
+            println!("{name:<16} ours {}", ours.describe());
+            let side = |script: &str, extra: Vec<String>| -> anyhow::Result<SideTiming> {
+                let reply = setup.reference_run(script, &extra, args.warmup, args.steps)?;
+                python_side(&reply, script, device)
+            };
+            let shape = vec![
+                format!("--arch={arch_name}"),
+                format!("--batch={batch_size}"),
+                format!("--beta={}", args.beta),
+            ];
+            let pytorch = if args.no_reference {
+                None
+            } else {
+                let t = side("gan_step.py", shape.clone())?;
+                println!(
+                    "{:<16} pytorch {}  ratio ours/pytorch {:.3}",
+                    "",
+                    t.describe(),
+                    ours.seconds / t.seconds
+                );
+                Some(t)
+            };
+            let reference_loop = match &checkout {
+                None => None,
+                Some(dir) => {
+                    let mut extra = vec![format!("--checkout={dir}")];
+                    extra.extend(shape);
+                    let t = side("reference_loop.py", extra)?;
+                    println!(
+                        "{:<16} the reference's own loop {}  ratio ours/reference {:.3}",
+                        "",
+                        t.describe(),
+                        ours.seconds / t.seconds
+                    );
+                    Some(t)
+                }
+            };
             rows.push(GanRow {
-                times: row,
-                ours_peak_gb: ours_peak,
-                torch_peak_gb: torch_peak,
+                name,
+                ours,
+                pytorch,
+                reference_loop,
             });
         }
     }
-    if rows.is_empty() {
+    if let Some(path) = &args.json {
+        crate::fsutil::write_json_atomic(path, &rows)
+            .with_context(|| format!("--json {}", path.display()))?;
+    }
+    if rows.iter().all(|r| r.pytorch.is_none()) {
         return Ok(rows);
     }
-    println!("\n| iteration | ours (s) | PyTorch (s) | ratio ours/PyTorch (target ≤ 0.8) |\n|---|---|---|---|");
-    for GanRow { times: row, .. } in &rows {
+    println!("\n| iteration | ours (s) | PyTorch (s) | ratio ours/PyTorch (target ≤ 0.8) | the reference's own loop (s) | ratio ours/reference |\n|---|---|---|---|---|---|");
+    for row in &rows {
+        let Some(pytorch) = &row.pytorch else {
+            continue;
+        };
+        let (loop_s, loop_ratio) = row.reference_loop.as_ref().map_or(
+            (format!("– (set {REFERENCE_LOOP_ENV})"), "–".to_string()),
+            |l| {
+                (
+                    format!("{:.3}", l.seconds),
+                    format!("{:.3}", row.ours.seconds / l.seconds),
+                )
+            },
+        );
         println!(
-            "| {} | {:.3} | {:.3} | {:.3} |",
+            "| {} | {:.3} | {:.3} | {:.3} | {loop_s} | {loop_ratio} |",
             row.name,
-            row.ours_s,
-            row.torch_s,
-            row.ours_s / row.torch_s
+            row.ours.seconds,
+            pytorch.seconds,
+            row.ours.seconds / pytorch.seconds
         );
     }
     Ok(rows)

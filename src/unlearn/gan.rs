@@ -273,7 +273,7 @@ pub fn estimate_keep_peak(model: &Classifier, probe: &Tensor, images: usize) -> 
         let (logits, _) = model.forward(probe, true);
         let after = crate::device::heap_in_use()?;
         drop(logits);
-        after.wrapping_sub(before) as f64
+        after - before
     };
     stats.restore();
     let per_image = held / probe.size()[0].max(1) as f64;
