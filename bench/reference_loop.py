@@ -67,7 +67,10 @@ utils, reference_gan = load_checkout(os.path.abspath(a.checkout))
 if a.check:
     print(json.dumps({"ok": True, "archs": sorted(utils.model_dict)}))
     sys.exit(0)
-if a.arch not in utils.model_dict:
+# gunlearn's architecture names where the reference's differ (its CIFAR ResNet-20 is "resnet20s").
+REFERENCE_NAMES = {"resnet20": "resnet20s"}
+arch = a.arch if a.arch in utils.model_dict else REFERENCE_NAMES.get(a.arch, a.arch)
+if arch not in utils.model_dict:
     sys.exit(f"reference_loop.py: the checkout has no model {a.arch!r} (it has {sorted(utils.model_dict)})")
 if a.beta not in (0.0, 1.0):
     sys.exit("reference_loop.py: the reference's loop runs β = 1, or β = 0 after --stop-iter; --beta must be 0 or 1")
@@ -79,7 +82,7 @@ if dev.type == "cuda":
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.conv.fp32_precision = "ieee"
     torch.backends.cuda.matmul.fp32_precision = "ieee"
-model = utils.model_dict[a.arch](num_classes=10)
+model = utils.model_dict[arch](num_classes=10)
 model.normalize = utils.NormalizeByChannelMeanStd(mean=CIFAR10_MEAN, std=CIFAR10_STD)
 model = model.to(dev)
 attacker = utils.GanAttacker(30).to(dev)

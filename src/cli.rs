@@ -418,10 +418,11 @@ struct UnlearnArgs {
     #[arg(long, value_enum, default_value_t = UnlearnConfig::default().amp)]
     amp: crate::device::Amp,
     /// Gan: keep the graphs of D's attacker-input passes until the defender's backward (as the
-    /// reference; ≈ 32 GB for ResNet-18 at batch 256), recompute them one pass at a time
-    /// (≈ 12 GB, ≈ 1/3 more defender compute, the same gradient; glibc then returns freed
-    /// memory to the OS), or auto: keep unless its estimated peak exceeds the memory available
-    /// (GUNLEARN_AVAILABLE_MEMORY_GB overrides what is read from the system).
+    /// reference; ≈ 32 GB for ResNet-18 at batch 256) with glibc keeping freed memory (fastest,
+    /// most memory), recompute them one pass at a time (≈ 12 GB, ≈ 1/3 more defender compute,
+    /// the same gradient), or auto: graphs kept unless their estimated peak exceeds the memory
+    /// available (GUNLEARN_AVAILABLE_MEMORY_GB overrides what is read from the system); auto
+    /// and recompute let glibc return freed memory to the OS.
     #[arg(
         long = "gan_memory",
         alias = "gan-memory",

@@ -264,7 +264,9 @@ fn every_new_method_runs_through_the_binary_and_lowers_forget_accuracy() {
 
 /// `--gan_memory auto` (the default) keeps every graph when they fit and switches to recomputing
 /// the attacker-input passes when its estimate of `keep`'s peak exceeds the memory available,
-/// says so and records it; both give the same model up to summation order. (The game is
+/// says so and records it; both give the same model up to summation order. `auto` lets glibc
+/// return freed memory during the game and an explicit `keep` does not — which changes where
+/// memory comes from, not one bit of the model. (The game is
 /// stopped after 2 iterations: over a whole epoch it amplifies last-bit differences, as a
 /// change of thread count would, until the two runs part visibly.)
 #[test]
@@ -278,7 +280,7 @@ fn gan_recomputes_by_itself_when_keeping_every_graph_would_not_fit() {
     for f in ["model.safetensors", "model.json"] {
         std::fs::copy(model_dir().join(f), model.join(f)).unwrap();
     }
-    let gan = |save: &str, available_gb: &str| {
+    let gan = |save: &str, available_gb: &str, extra: &[&str]| {
         let dir = root.path().join(save);
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_gunlearn"))
             .args([
@@ -310,6 +312,7 @@ fn gan_recomputes_by_itself_when_keeping_every_graph_would_not_fit() {
                 "--save_dir",
                 dir.to_str().unwrap(),
             ])
+            .args(extra)
             .env("GUNLEARN_LOG", "info")
             .env("GUNLEARN_AVAILABLE_MEMORY_GB", available_gb)
             .output()
@@ -322,13 +325,18 @@ fn gan_recomputes_by_itself_when_keeping_every_graph_would_not_fit() {
         assert!(out.status.success(), "{log}");
         (dir, log)
     };
-    let (roomy, roomy_log) = gan("roomy", "1000");
-    let (tight, tight_log) = gan("tight", "0.001");
+    let (roomy, roomy_log) = gan("roomy", "1000", &[]);
+    let (tight, tight_log) = gan("tight", "0.001", &[]);
+    let (kept, _) = gan("kept", "1000", &["--gan_memory", "keep"]);
     let ran = |dir: &Path| read_json(&dir.join("eval_result.json"))["config"]["ran"].clone();
-    let (r, t) = (ran(&roomy), ran(&tight));
+    let (r, t, k) = (ran(&roomy), ran(&tight), ran(&kept));
     assert_eq!(r["gan_memory"], "keep", "{r}");
     assert_eq!(t["gan_memory"], "recompute", "{t}");
-    assert!(!roomy_log.contains("--gan_memory auto"), "{roomy_log}");
+    assert_eq!(k["gan_memory"], "keep", "{k}");
+    assert_eq!(r["glibc_returns_freed_memory"], true, "{r}");
+    assert_eq!(t["glibc_returns_freed_memory"], true, "{t}");
+    assert_eq!(k["glibc_returns_freed_memory"], false, "{k}");
+    assert!(!roomy_log.contains("recomputing"), "{roomy_log}");
     assert!(
         tight_log.contains("--gan_memory auto") && tight_log.contains("recomputing"),
         "{tight_log}"
@@ -347,6 +355,12 @@ fn gan_recomputes_by_itself_when_keeping_every_graph_would_not_fit() {
     };
     let (a, b) = (weights(&roomy), weights(&tight));
     assert_eq!(a.len(), b.len());
+    for (name, x) in weights(&kept) {
+        assert!(
+            x.equal(&a[&name]),
+            "{name}: keeping freed memory changed the model"
+        );
+    }
     let (mut diff2, mut norm2) = (0.0, 0.0);
     for (name, x) in &a {
         let d = x - &b[name];

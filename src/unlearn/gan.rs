@@ -243,12 +243,15 @@ fn finite(loss: &'static str, value: f64, iteration: usize) -> anyhow::Result<f6
 )]
 #[serde(rename_all = "lowercase")]
 pub enum GanMemory {
-    /// `keep` unless its estimated peak exceeds the host memory available, then `recompute`;
-    /// on a GPU, `keep`. The choice is logged and recorded in the run's configuration.
+    /// Graphs kept unless their estimated peak exceeds the host memory available, then
+    /// `recompute`; on the CPU glibc returns freed memory during the game, so the peak is the
+    /// memory in use (below the reference's). On a GPU, `keep`. The choice is logged and
+    /// recorded in the run's configuration.
     #[default]
     Auto,
-    /// Keep the graphs of all passes until the defender's backward, as the reference: fastest,
-    /// ≈ 5.4 MB per image for ResNet-18 (≈ 32 GB at B = 256).
+    /// Keep the graphs of all passes until the defender's backward, as the reference, and let
+    /// glibc keep freed memory for reuse: fastest, ≈ 5.4 MB per image for ResNet-18 (≈ 32 GB at
+    /// B = 256) plus the kept heap's fragmentation (≈ 1.7× the memory in use at B = 64).
     Keep,
     /// Run the passes without graphs and recompute them one at a time in the backward: the peak
     /// is one pass (the 10·B noisy copies; measured 12 GB in all at B = 256), for ≈ 1/3 more
@@ -281,10 +284,15 @@ pub fn estimate_keep_peak(model: &Classifier, probe: &Tensor, images: usize) -> 
 }
 
 /// The `--gan_memory` the game runs with: `auto` resolved per [`GanMemory::Auto`], recorded in
-/// `log` (`gan_memory`, and for `auto` the estimate and the memory available, in GB) and, when
-/// it switches, said in one log line. With `recompute` glibc returns freed memory to the OS
-/// (kept freed buffers fragment between the graph-less and the recomputed passes: ResNet-18 at
-/// B = 256 on the CPU peaks at 23 GB instead of 12 GB).
+/// `log` (`gan_memory`, whether glibc keeps freed memory, and for `auto` the estimate and the
+/// memory available, in GB) and, when it switches, said in one log line.
+///
+/// glibc keeps freed memory (the process default, fewest page faults) only for an explicit
+/// `keep`. `auto` and `recompute` let it return freed memory to the OS: kept free blocks
+/// fragment between the game's differently sized passes, so that a kept heap peaks well above
+/// the memory actually in use (ResNet-18, B = 64: 11.8 GB for 6.7 GB in use, against 7.0 GB
+/// when returned, for ≈ 3 % more time; ResNet-18, B = 256, recompute: 23 GB against 12 GB;
+/// docs/performance.md). `GUNLEARN_MALLOC_DEFAULTS` leaves glibc's defaults throughout.
 fn resolve_memory(
     ctx: &UnlearnContext,
     images_per_iteration: usize,
@@ -316,13 +324,26 @@ fn resolve_memory(
         GanMemory::Auto => GanMemory::Keep,
         other => other,
     };
-    if chosen == GanMemory::Recompute
-        && std::env::var_os("GUNLEARN_MALLOC_DEFAULTS").is_none()
-        && crate::device::keep_freed_memory(false)
+    let keeps_freed = if ctx.device != Device::Cpu
+        || ctx.config.gan_memory == GanMemory::Keep
+        || std::env::var_os("GUNLEARN_MALLOC_DEFAULTS").is_some()
     {
-        tracing::info!("--gan_memory recompute: glibc returns freed memory to the OS");
+        None
+    } else {
+        // Host memory only: on a GPU the activations live in device memory.
+        crate::device::keep_freed_memory(false).then_some(false)
+    };
+    if keeps_freed == Some(false) {
+        tracing::info!(
+            "--gan_memory {}: glibc returns freed memory to the OS during the game",
+            match ctx.config.gan_memory {
+                GanMemory::Recompute => "recompute",
+                _ => "auto",
+            }
+        );
     }
     log.record("gan_memory", chosen);
+    log.record("glibc_returns_freed_memory", keeps_freed == Some(false));
     chosen
 }
 
