@@ -10,7 +10,8 @@ directory, so a fresh attacker is saved there in a temporary folder. An iteratio
 the retain loader handing out its batch to it handing out the next (the last one: to the loop's
 return), so the reference's own printing and `.item()` calls count, as they do in its runs.
 β = 0 (`--beta 0`) is the reference's class-wise path after `--stop-iter`. Prints one JSON line
-like gan_step.py's; `--check` only imports the checkout."""
+like gan_step.py's; `--check --arch a,b` only imports the checkout and says which of the
+architectures its loop can run."""
 import argparse
 import contextlib
 import importlib.util
@@ -25,7 +26,7 @@ import time
 p = argparse.ArgumentParser()
 p.add_argument("--checkout", required=True)
 p.add_argument("--check", action="store_true")
-p.add_argument("--arch", default="resnet18")
+p.add_argument("--arch", default="resnet18", help="with --check: a comma-separated list")
 p.add_argument("--batch", type=int, default=64)
 p.add_argument("--beta", type=float, default=1.0)
 p.add_argument("--steps", type=int, default=3)
@@ -63,17 +64,42 @@ def load_checkout(path):
     return utils, gan.Gan
 
 
-utils, reference_gan = load_checkout(os.path.abspath(a.checkout))
-if a.check:
-    print(json.dumps({"ok": True, "archs": sorted(utils.model_dict)}))
-    sys.exit(0)
 # gunlearn's architecture names where the reference's differ (its CIFAR ResNet-20 is "resnet20s").
 REFERENCE_NAMES = {"resnet20": "resnet20s"}
-arch = a.arch if a.arch in utils.model_dict else REFERENCE_NAMES.get(a.arch, a.arch)
-if arch not in utils.model_dict:
-    sys.exit(f"reference_loop.py: the checkout has no model {a.arch!r} (it has {sorted(utils.model_dict)})")
+
+
+def build_model(name):
+    """The checkout's model for gunlearn's architecture `name`, or a reason it cannot run the
+    reference's loop (which unpacks `logits, features = netD(x)`)."""
+    arch = name if name in utils.model_dict else REFERENCE_NAMES.get(name, name)
+    if arch not in utils.model_dict:
+        return None, f"the checkout has no model {name!r} (it has {sorted(utils.model_dict)})"
+    model = utils.model_dict[arch](num_classes=10)
+    model.normalize = utils.NormalizeByChannelMeanStd(mean=CIFAR10_MEAN, std=CIFAR10_STD)
+    with torch.no_grad():
+        out = model.eval()(torch.rand(2, 3, 32, 32))
+    if not (isinstance(out, tuple) and len(out) == 2):
+        return None, f"its {arch} returns no (logits, features) pair, which its Gan loop needs"
+    return model.train(), None
+
+
+utils, reference_gan = load_checkout(os.path.abspath(a.checkout))
+if a.check:
+    # Which of the requested architectures the reference's loop can run.
+    runnable, skipped = [], {}
+    for name in a.arch.split(","):
+        model, reason = build_model(name)
+        if model is None:
+            skipped[name] = reason
+        else:
+            runnable.append(name)
+    print(json.dumps({"ok": True, "runnable": runnable, "skipped": skipped}))
+    sys.exit(0)
 if a.beta not in (0.0, 1.0):
     sys.exit("reference_loop.py: the reference's loop runs β = 1, or β = 0 after --stop-iter; --beta must be 0 or 1")
+model, reason = build_model(a.arch)
+if model is None:
+    sys.exit(f"reference_loop.py: {a.arch}: {reason}")
 
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
@@ -82,8 +108,6 @@ if dev.type == "cuda":
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.conv.fp32_precision = "ieee"
     torch.backends.cuda.matmul.fp32_precision = "ieee"
-model = utils.model_dict[arch](num_classes=10)
-model.normalize = utils.NormalizeByChannelMeanStd(mean=CIFAR10_MEAN, std=CIFAR10_STD)
 model = model.to(dev)
 attacker = utils.GanAttacker(30).to(dev)
 

@@ -58,4 +58,9 @@ for name, side in rows:
           f"{'?' if faults is None else f'{faults / 1e6:.2f} M'} | "
           f"{'?' if side.get('peak_gb') is None else format(side['peak_gb'], '.1f')} | "
           f"{gib(heap.get('in_use'))} | {gib(heap.get('free_kept'))} | {gib(rest)} | {gib(b.get('max_in_use'))} |")
+estimate = first.get("keep_estimate_gb")
+if estimate is not None:
+    print(f"\n`--gan_memory auto` estimated `keep`'s peak here at {estimate:.1f} GiB before the first "
+          "iteration (resident memory then, plus 1.25 × 23·B × the heap one forward pass holds per "
+          "image): what it compares with the memory available.")
 PYEOF

@@ -117,7 +117,8 @@ fn bench_finds_both_sides_from_the_repository_root_and_refuses_bad_paths_first()
 /// `bench/reference_loop.py` drives: `utils.py` (`model_dict`, `GanAttacker`,
 /// `NormalizeByChannelMeanStd`, `accuracy`) and `unlearn/Gan.py` (`Gan(dataloaders, modelD,
 /// modelA, args)`, loading its attacker from `attackers/` under the working directory). Each of
-/// its iterations sleeps `SLEEP` seconds, so the time the benchmark reports can be checked.
+/// its iterations sleeps `SLEEP` seconds, so the time the benchmark reports can be checked. Its
+/// `resnet18` returns logits only, as the reference's ResNet-20 does: its loop cannot run it.
 const FAKE_UTILS: &str = r#"
 import torch, torch.nn as nn
 
@@ -138,7 +139,11 @@ class Net(nn.Module):
         h = self.conv(self.normalize(x)).relu().mean(dim=(2, 3))
         return self.fc(h), h
 
-model_dict = {"resnet20": Net}
+class LogitsOnly(Net):
+    def forward(self, x):
+        return super().forward(x)[0]
+
+model_dict = {"resnet20": Net, "resnet18": LogitsOnly}
 
 class GanAttacker(nn.Module):
     def __init__(self, input_dim=30):
@@ -174,7 +179,8 @@ def Gan(dataloaders, modelD, modelA, args):
 
 /// With `GUNLEARN_REFERENCE_LOOP` naming a checkout, `bench gan` times that checkout's own loop
 /// too (iterations of a stand-in that sleeps 0.25 s each are reported as ≥ 0.25 s, with the
-/// ratio); a folder without `unlearn/Gan.py` is refused before anything is timed.
+/// ratio), and says which architectures that loop cannot run; a folder without
+/// `unlearn/Gan.py` is refused before anything is timed.
 #[test]
 fn bench_gan_times_the_reference_loop_of_a_checkout_it_is_given() {
     let tmp = tempfile::tempdir().unwrap();
@@ -188,7 +194,7 @@ fn bench_gan_times_the_reference_loop_of_a_checkout_it_is_given() {
                 "bench",
                 "gan",
                 "--archs",
-                "resnet20",
+                "resnet20,resnet18",
                 "--batches",
                 "4",
                 "--steps",
@@ -230,6 +236,23 @@ fn bench_gan_times_the_reference_loop_of_a_checkout_it_is_given() {
         .find(|l| l.starts_with("| resnet20 b4 |"))
         .unwrap_or_else(|| panic!("no table row: {stdout}"));
     assert!(!row.contains("set GUNLEARN_REFERENCE_LOOP"), "{row}");
+    assert!(
+        stdout.contains("the reference's own loop: resnet18 not timed (its resnet18 returns no"),
+        "{stdout}"
+    );
+    let skipped = stdout
+        .lines()
+        .find(|l| l.starts_with("| resnet18 b4 |"))
+        .unwrap_or_else(|| panic!("no resnet18 row: {stdout}"));
+    assert!(skipped.contains("cannot run it"), "{skipped}");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.contains("the reference's own loop") && l.contains("s/it"))
+            .count(),
+        1,
+        "only resnet20 is timed in the checkout's loop: {stdout}"
+    );
 
     let empty = tmp.path().join("not-a-checkout");
     std::fs::create_dir_all(&empty).unwrap();

@@ -102,9 +102,21 @@ fn fmt_breakdown(sample: Option<&MemorySample>) -> String {
 /// The environment variable naming a checkout of the reference implementation to time too.
 pub const REFERENCE_LOOP_ENV: &str = "GUNLEARN_REFERENCE_LOOP";
 
+/// A checkout of the reference implementation and the architectures its loop can run.
+struct ReferenceCheckout {
+    /// Absolute path of the checkout.
+    dir: String,
+    /// Architectures (gunlearn's names) whose reference model returns what its loop needs.
+    runnable: Vec<String>,
+}
+
 /// The checkout named by [`REFERENCE_LOOP_ENV`], made absolute and checked by importing it with
-/// the benchmark's Python (before anything is timed); `None` when the variable is not set.
-fn reference_checkout(setup: &crate::bench::BenchSetup) -> anyhow::Result<Option<String>> {
+/// the benchmark's Python (before anything is timed), with the architectures of `archs` its
+/// loop can run (the others are named with the reason); `None` when the variable is not set.
+fn reference_checkout(
+    setup: &crate::bench::BenchSetup,
+    archs: &[String],
+) -> anyhow::Result<Option<ReferenceCheckout>> {
     let Some(dir) = std::env::var_os(REFERENCE_LOOP_ENV) else {
         return Ok(None);
     };
@@ -118,11 +130,15 @@ fn reference_checkout(setup: &crate::bench::BenchSetup) -> anyhow::Result<Option
         );
     }
     let dir = dir.to_string_lossy().into_owned();
-    crate::bench::run_python(
+    let reply = crate::bench::run_python(
         &setup.python,
         &setup.bench_dir,
         "reference_loop.py",
-        &[format!("--checkout={dir}"), "--check".to_string()],
+        &[
+            format!("--checkout={dir}"),
+            "--check".to_string(),
+            format!("--arch={}", archs.join(",")),
+        ],
     )
     .with_context(|| {
         format!(
@@ -131,7 +147,23 @@ fn reference_checkout(setup: &crate::bench::BenchSetup) -> anyhow::Result<Option
             setup.python.display()
         )
     })?;
-    Ok(Some(dir))
+    if let Some(skipped) = reply["skipped"].as_object() {
+        for (arch, reason) in skipped {
+            println!(
+                "the reference's own loop: {arch} not timed ({})",
+                reason.as_str().unwrap_or("?")
+            );
+        }
+    }
+    let runnable = reply["runnable"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Some(ReferenceCheckout { dir, runnable }))
 }
 
 /// A timed side's sampled peak, from its script's JSON line.
@@ -163,7 +195,8 @@ fn share(b: &Batch) -> Batch {
     }
 }
 
-/// Our seconds per iteration (median) and minor page faults per iteration (median).
+/// Our seconds per iteration (median), minor page faults per iteration (median), and what
+/// `--gan_memory auto` would estimate as `keep`'s peak for this model and batch (bytes; CPU).
 pub fn time_ours(
     arch: Arch,
     batch_size: usize,
@@ -171,9 +204,15 @@ pub fn time_ours(
     steps: usize,
     device: Device,
     settings: StepSettings,
-) -> anyhow::Result<(f64, Option<u64>)> {
+) -> anyhow::Result<(f64, Option<u64>, Option<f64>)> {
     tch::manual_seed(0);
     let model = Classifier::new(&ModelSpec::cifar10(arch), device);
+    let keep_estimate = (device == Device::Cpu)
+        .then(|| {
+            let probe = Tensor::rand([4, 3, 32, 32], (Kind::Float, device));
+            crate::unlearn::gan::estimate_keep_peak(&model, &probe, 23 * batch_size)
+        })
+        .flatten();
     let attacker = Attacker::new(10, ATTACKER_DROPOUT, device);
     let mut opt_d = Sgd::new(model.vs.trainable_variables(), 0.01, 0.9, 5e-4);
     let mut opt_a = Adam::new(attacker.vs.trainable_variables(), ATTACKER_LR);
@@ -208,7 +247,11 @@ pub fn time_ours(
         Ok(())
     })?;
     faults.sort_unstable();
-    Ok((seconds, faults.get(faults.len() / 2).copied()))
+    Ok((
+        seconds,
+        faults.get(faults.len() / 2).copied(),
+        keep_estimate,
+    ))
 }
 
 /// One side's timing of one configuration.
@@ -244,6 +287,9 @@ impl SideTiming {
 pub struct GanRow {
     /// `<arch> b<batch>`.
     pub name: String,
+    /// `--gan_memory auto`'s estimate of `keep`'s peak here (GiB; CPU), to set beside the
+    /// measured peaks.
+    pub keep_estimate_gb: Option<f64>,
     /// gunlearn.
     pub ours: SideTiming,
     /// Our PyTorch port (`bench/gan_step.py`), unless `--no_reference`.
@@ -276,7 +322,7 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
     let checkout = if args.no_reference {
         None
     } else {
-        reference_checkout(&setup)?
+        reference_checkout(&setup, &args.archs)?
     };
     let (threads, device) = (setup.threads, setup.device);
     // What glibc was told and accepted: freed memory is kept only when both hold.
@@ -316,7 +362,8 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
                 },
             );
             let breakdown = sampler.stop().filter(|_| device == Device::Cpu);
-            let (seconds, minor_faults) = timed?;
+            let (seconds, minor_faults, keep_estimate) = timed?;
+            let keep_estimate_gb = keep_estimate.map(|b| b / f64::from(1u32 << 30));
             let ours = SideTiming {
                 seconds,
                 minor_faults,
@@ -325,7 +372,11 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
                     .filter(|_| peak_resets && device == Device::Cpu),
                 breakdown,
             };
-            println!("{name:<16} ours {}", ours.describe());
+            println!(
+                "{name:<16} ours {}  (auto's estimate of keep's peak: {})",
+                ours.describe(),
+                fmt_gb(keep_estimate_gb)
+            );
             let side = |script: &str, extra: Vec<String>| -> anyhow::Result<SideTiming> {
                 let reply = setup.reference_run(script, &extra, args.warmup, args.steps)?;
                 python_side(&reply, script, device)
@@ -348,9 +399,8 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
                 Some(t)
             };
             let reference_loop = match &checkout {
-                None => None,
-                Some(dir) => {
-                    let mut extra = vec![format!("--checkout={dir}")];
+                Some(c) if c.runnable.contains(arch_name) => {
+                    let mut extra = vec![format!("--checkout={}", c.dir)];
                     extra.extend(shape);
                     let t = side("reference_loop.py", extra)?;
                     println!(
@@ -361,9 +411,11 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
                     );
                     Some(t)
                 }
+                _ => None,
             };
             rows.push(GanRow {
                 name,
+                keep_estimate_gb,
                 ours,
                 pytorch,
                 reference_loop,
@@ -382,15 +434,20 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
         let Some(pytorch) = &row.pytorch else {
             continue;
         };
-        let (loop_s, loop_ratio) = row.reference_loop.as_ref().map_or(
-            (format!("– (set {REFERENCE_LOOP_ENV})"), "–".to_string()),
-            |l| {
-                (
-                    format!("{:.3}", l.seconds),
-                    format!("{:.3}", row.ours.seconds / l.seconds),
-                )
-            },
-        );
+        let missing = if checkout.is_some() {
+            "– (cannot run it)".to_string()
+        } else {
+            format!("– (set {REFERENCE_LOOP_ENV})")
+        };
+        let (loop_s, loop_ratio) =
+            row.reference_loop
+                .as_ref()
+                .map_or((missing, "–".to_string()), |l| {
+                    (
+                        format!("{:.3}", l.seconds),
+                        format!("{:.3}", row.ours.seconds / l.seconds),
+                    )
+                });
         println!(
             "| {} | {:.3} | {:.3} | {:.3} | {loop_s} | {loop_ratio} |",
             row.name,
