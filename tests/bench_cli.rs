@@ -47,8 +47,8 @@ fn the_pytorch_side_reports_its_own_peak_memory() {
 }
 
 /// From the repository root, without `VIRTUAL_ENV`, the interpreter `.venv/bin/python` is made
-/// absolute before the PyTorch side runs inside `bench/`; a wrong bench folder or Python is
-/// refused before our side is timed.
+/// absolute before the PyTorch side runs inside `bench/`; a wrong bench folder or Python, or
+/// `--gan_memory auto`, is refused before our side is timed.
 #[test]
 fn bench_finds_both_sides_from_the_repository_root_and_refuses_bad_paths_first() {
     let run = |extra: &[&str]| {
@@ -87,6 +87,11 @@ fn bench_finds_both_sides_from_the_repository_root_and_refuses_bad_paths_first()
     for (extra, needle) in [
         (&["--bench_dir", "no/such/bench"][..], "no/such/bench"),
         (&["--python", "/no/such/python"][..], "/no/such/python"),
+        // One mode is timed at a time; `auto` would silently be `keep`.
+        (
+            &["--gan_memory", "auto"][..],
+            "--gan_memory keep --no_keep_memory",
+        ),
     ] {
         let out = run(extra);
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -43,7 +43,9 @@ pub struct BenchGanArgs {
     #[arg(long = "no_keep_memory", alias = "no-keep-memory")]
     pub no_keep_memory: bool,
     /// Our side's handling of the attacker-input graphs: keep (as the reference) or recompute
-    /// (less memory; see `gunlearn unlearn --gan_memory`).
+    /// (less memory; see `gunlearn unlearn --gan_memory`). One mode is timed at a time, so
+    /// `auto` is refused: what `unlearn`'s auto runs when the graphs fit is `keep` with
+    /// `--no_keep_memory`.
     #[arg(
         long = "gan_memory",
         alias = "gan-memory",
@@ -318,6 +320,13 @@ fn python_side(
 /// `gunlearn bench gan`: our adversarial iteration vs `bench/gan_step.py` (and the reference's
 /// own loop where a checkout is given).
 pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
+    if args.gan_memory == GanMemory::Auto {
+        bail!(
+            "--gan_memory auto: bench gan times one mode at a time; pass keep or recompute \
+             (unlearn's auto runs keep with glibc returning freed memory when the graphs fit: \
+             --gan_memory keep --no_keep_memory)"
+        );
+    }
     let setup = args.env.prepare()?;
     let checkout = if args.no_reference {
         None
