@@ -324,16 +324,13 @@ fn resolve_memory(
         GanMemory::Auto => GanMemory::Keep,
         other => other,
     };
-    let keeps_freed = if ctx.device != Device::Cpu
-        || ctx.config.gan_memory == GanMemory::Keep
-        || std::env::var_os("GUNLEARN_MALLOC_DEFAULTS").is_some()
-    {
-        None
-    } else {
-        // Host memory only: on a GPU the activations live in device memory.
-        crate::device::keep_freed_memory(false).then_some(false)
-    };
-    if keeps_freed == Some(false) {
+    // Host memory only: on a GPU the activations live in device memory.
+    let malloc_defaults = std::env::var_os("GUNLEARN_MALLOC_DEFAULTS").is_some();
+    let switched = ctx.device == Device::Cpu
+        && ctx.config.gan_memory != GanMemory::Keep
+        && !malloc_defaults
+        && crate::device::keep_freed_memory(false);
+    if switched {
         tracing::info!(
             "--gan_memory {}: glibc returns freed memory to the OS during the game",
             match ctx.config.gan_memory {
@@ -343,7 +340,7 @@ fn resolve_memory(
         );
     }
     log.record("gan_memory", chosen);
-    log.record("glibc_returns_freed_memory", keeps_freed == Some(false));
+    log.record("glibc_returns_freed_memory", switched || malloc_defaults);
     chosen
 }
 
