@@ -55,3 +55,48 @@ fn device_strings() {
     assert_eq!(json, "\"bf16\"");
     assert_eq!(serde_json::from_str::<Amp>("\"off\"").unwrap(), Amp::Off);
 }
+
+/// The sampler behind `bench gan`'s memory breakdown sees a buffer that lives between two of its
+/// readings: the peak it keeps holds the buffer as resident memory and as heap in use, and the
+/// heap falls back once the buffer is freed (so `in_use` is live memory, not a high-water mark).
+#[test]
+fn memory_sampler_sees_a_short_lived_buffer() {
+    use gunlearn::device::{heap_stats, resident_memory, MemorySampler};
+    let size = 400usize << 20;
+    let (before, _) = resident_memory().expect("/proc/self/status");
+    let heap_before = heap_stats().expect("glibc mallinfo2").in_use;
+    let sampler = MemorySampler::start(std::time::Duration::from_millis(1));
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    // ones() writes every page, so all of it becomes resident.
+    let buffer = tch::Tensor::ones([(size / 4) as i64], (tch::Kind::Float, Device::Cpu));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let held = heap_stats().unwrap().in_use;
+    drop(buffer);
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let after = heap_stats().unwrap().in_use;
+    let peak = sampler.stop().expect("a reading");
+    let mib = |b: f64| b / f64::from(1 << 20);
+    assert!(
+        held - heap_before >= 0.95 * size as f64,
+        "heap in use grew by {} MiB",
+        mib(held - heap_before)
+    );
+    assert!(
+        held - after >= 0.95 * size as f64,
+        "freeing the buffer lowered the heap in use by {} MiB",
+        mib(held - after)
+    );
+    assert!(
+        peak.resident - before >= 0.95 * size as f64,
+        "peak resident {} MiB above the start",
+        mib(peak.resident - before)
+    );
+    assert!(
+        peak.heap.in_use - heap_before >= 0.95 * size as f64,
+        "heap in use at the peak: {} MiB above the start",
+        mib(peak.heap.in_use - heap_before)
+    );
+    assert!(
+        peak.max_in_use >= peak.heap.in_use && peak.max_in_use - heap_before >= 0.95 * size as f64
+    );
+}
