@@ -11,6 +11,7 @@ use crate::jobs::train::TrainJob;
 use crate::jobs::unlearn::UnlearnJob;
 use crate::jobs::{result_line, DataConfig, ForgetConfig, Runner, DEFAULT_ARCH};
 use crate::model::Arch;
+use crate::model::Layout;
 use crate::prune::{PruneJob, PruneMethod, PruneType};
 use crate::torch_io::{ExportTorchJob, ImportOptions, ImportTorchJob};
 use crate::train::TrainConfig;
@@ -78,6 +79,11 @@ pub struct Common {
     /// No progress bars; log lines only.
     #[arg(long)]
     pub quiet: bool,
+    /// How the classifier stores activations: auto (channels-last on the CPU, where libtorch's
+    /// convolutions run faster on it; N×C×H×W on a GPU), nchw (the reference's kernels: its
+    /// results to the last bits), channels-last. The values are the same up to summation order.
+    #[arg(long, value_enum, default_value_t = Layout::Auto)]
+    pub layout: Layout,
 }
 
 /// `--device` alone, for the commands that only load, convert or write a checkpoint.
@@ -129,6 +135,7 @@ impl Common {
             device: self.device.clone(),
             threads: self.threads,
             quiet: self.quiet,
+            layout: self.layout,
         }
     }
 }

@@ -195,3 +195,66 @@ fn parity_resnet18_with_pytorch() {
 fn parity_resnet20_with_pytorch() {
     parity(Arch::Resnet20, 1, 12);
 }
+
+/// `--layout` changes how activations are stored, not what is computed: logits, features and
+/// the parameters' gradients in channels-last are as close to a float64 computation as the
+/// N×C×H×W ones are (summation order is all that differs), in train and eval mode.
+#[test]
+fn layouts_compute_the_same_values() {
+    use gunlearn::model::{Layout, RunningStats};
+    tch::manual_seed(7);
+    let spec = ModelSpec::cifar10(Arch::Resnet20);
+    let mut model = Classifier::new(&spec, Device::Cpu);
+    assert_eq!(model.layout, Layout::ChannelsLast, "auto on the CPU");
+    let images = Tensor::rand([16, 3, 32, 32], (Kind::Float, Device::Cpu));
+    let labels = Tensor::randint(10, [16], (Kind::Int64, Device::Cpu));
+    // Each pass starts from the same running statistics.
+    let stats = RunningStats::save(&model);
+    let pass = |model: &Classifier, images: &Tensor| -> Vec<Tensor> {
+        let (eval_logits, _) = tch::no_grad(|| model.forward(images, false));
+        for v in model.vs.trainable_variables() {
+            let mut g = v.grad();
+            if g.defined() {
+                let _ = g.zero_();
+            }
+        }
+        let (logits, features) = model.forward(images, true);
+        logits.cross_entropy_for_logits(&labels).backward();
+        stats.restore();
+        let mut out = vec![eval_logits, logits.detach(), features.detach()];
+        out.extend(
+            model
+                .vs
+                .trainable_variables()
+                .iter()
+                .map(|v| v.grad().copy()),
+        );
+        out.into_iter().map(|t| t.to_kind(Kind::Double)).collect()
+    };
+    model.layout = Layout::Nchw;
+    let nchw = pass(&model, &images);
+    model.layout = Layout::ChannelsLast;
+    let cl = pass(&model, &images);
+    model.vs.double();
+    model.layout = Layout::Nchw;
+    let exact = pass(&model, &images.to_kind(Kind::Double));
+    // The worst error relative to each tensor's largest value, over the outputs and over the
+    // gradients (BatchNorm's batch statistics make some float32 gradients cancel down to ~10⁻³
+    // relative in either layout).
+    let worst = |ours: &[Tensor], range: std::ops::Range<usize>| -> f64 {
+        range
+            .map(|i| {
+                let scale = exact[i].abs().max().double_value(&[]);
+                (&ours[i] - &exact[i]).abs().max().double_value(&[]) / scale
+            })
+            .fold(0.0, f64::max)
+    };
+    for (what, range) in [("outputs", 0..3), ("gradients", 3..exact.len())] {
+        let (err_cl, err_nchw) = (worst(&cl, range.clone()), worst(&nchw, range));
+        println!("{what}: worst relative error channels-last {err_cl:.2e}, N×C×H×W {err_nchw:.2e}");
+        assert!(
+            err_cl <= 2.0 * err_nchw + 1e-5,
+            "{what}: channels-last is {err_cl:e} from float64, N×C×H×W {err_nchw:e}"
+        );
+    }
+}

@@ -28,6 +28,7 @@ fn args(save_dir: &Path, prune: PruneMethod, rate: f64, times: usize) -> PruneJo
             device: "cpu".into(),
             threads: Some(threads()),
             quiet: true,
+            ..Runner::default()
         },
         arch: Arch::Resnet20,
         prune,

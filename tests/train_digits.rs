@@ -34,6 +34,7 @@ fn job(dir: &Path, epochs: usize, resume: bool) -> TrainJob {
             device: "cpu".into(),
             threads: Some(threads()),
             quiet: true,
+            ..Runner::default()
         },
     }
 }

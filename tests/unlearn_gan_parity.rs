@@ -9,7 +9,7 @@ mod common;
 use gunlearn::bench::mia::find_python;
 use gunlearn::checkpoint::{named_tensors, read_safetensors, write_safetensors};
 use gunlearn::model::attacker::Attacker;
-use gunlearn::model::{Arch, Classifier, ModelSpec};
+use gunlearn::model::{Arch, Classifier, Layout, ModelSpec};
 use gunlearn::optim::{Adam, Sgd};
 use gunlearn::unlearn::gan::{
     adversarial_step, attacker_inputs, barlow_twins, paired_batch_size, GanMemory, StepInputs,
@@ -69,7 +69,8 @@ fn run_reference(dir: &Path) -> HashMap<String, Tensor> {
 
 /// A copy of `model` (fresh variables with the same values).
 fn clone_classifier(model: &Classifier) -> Classifier {
-    let copy = Classifier::new(&model.spec, Device::Cpu);
+    let mut copy = Classifier::new(&model.spec, Device::Cpu);
+    copy.layout = model.layout;
     gunlearn::checkpoint::copy_into(&copy.vs, named_tensors(&model.vs).into_iter().collect())
         .unwrap();
     copy
@@ -83,12 +84,25 @@ fn clone_attacker(attacker: &Attacker) -> Attacker {
     copy
 }
 
+/// The reference's layout: PyTorch's kernels, as the reference code runs them.
 #[test]
 fn one_to_three_iterations_match_pytorch() {
+    iterations_match_pytorch(Layout::Nchw);
+}
+
+/// `--layout auto` on the CPU: the same iterations with channels-last activations on both sides.
+#[test]
+fn one_to_three_channels_last_iterations_match_pytorch() {
+    assert_eq!(Layout::Auto.resolve(Device::Cpu), Layout::ChannelsLast);
+    iterations_match_pytorch(Layout::ChannelsLast);
+}
+
+fn iterations_match_pytorch(layout: Layout) {
     let threads = threads();
     tch::manual_seed(20_240_611);
     let spec = ModelSpec::cifar10(Arch::Resnet20);
-    let model = Classifier::new(&spec, Device::Cpu);
+    let mut model = Classifier::new(&spec, Device::Cpu);
+    model.layout = layout;
     let attacker = Attacker::new(10, 0.0, Device::Cpu);
     let inputs = common::random_step_inputs(BATCH);
     // Attacker rows of realistic scale: logits, one-hot labels, sensitivities of tens.
@@ -132,6 +146,7 @@ fn one_to_three_iterations_match_pytorch() {
         "arch": "resnet20", "num_classes": 10, "in_channels": 3, "mean": spec.mean, "std": spec.std,
         "lr": LR, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY, "beta": BETA,
         "iterations": ITERATIONS, "threads": threads,
+        "channels_last": layout == Layout::ChannelsLast,
     });
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
     let reference = run_reference(dir.path());

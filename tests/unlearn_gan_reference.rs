@@ -40,7 +40,7 @@ mod common;
 use gunlearn::checkpoint::copy_into;
 use gunlearn::data::batches::Batch;
 use gunlearn::model::attacker::Attacker;
-use gunlearn::model::{Arch, Classifier, ModelSpec};
+use gunlearn::model::{Arch, Classifier, Layout, ModelSpec};
 use gunlearn::optim::{Adam, Sgd};
 use gunlearn::unlearn::gan::{
     adversarial_step, StepInputs, StepSettings, StepStats, ATTACKER_LR, SENSITIVITY_COPIES,
@@ -128,8 +128,13 @@ fn tensors_under(file: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String
         .collect()
 }
 
+/// D in the reference's N×C×H×W layout (`--layout nchw`): its recorded iterations came from
+/// PyTorch's kernels in that layout, and the attacker's sensitivity input |z̃ − z| / 10⁻³
+/// magnifies the last bits of the logits a thousandfold, so channels-last's other summation
+/// order (like another machine's) leaves the recorded values by more than these tolerances.
 fn defender(file: &HashMap<String, Tensor>) -> Classifier {
-    let model = Classifier::new(&ModelSpec::cifar10(Arch::Resnet18), Device::Cpu);
+    let mut model = Classifier::new(&ModelSpec::cifar10(Arch::Resnet18), Device::Cpu);
+    model.layout = Layout::Nchw;
     copy_into(&model.vs, tensors_under(file, "D_before.")).unwrap();
     model
 }

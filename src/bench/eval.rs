@@ -66,7 +66,8 @@ pub fn bench_eval(args: &BenchEvalArgs) -> anyhow::Result<BenchRow> {
         args.warmup
     );
     tch::manual_seed(0);
-    let model = Classifier::new(&ModelSpec::cifar10(arch), device);
+    let mut model = Classifier::new(&ModelSpec::cifar10(arch), device);
+    model.layout = setup.layout;
     let set = random_cifar(args.n, 1);
     let indices: Vec<usize> = (0..args.n).collect();
     let mut accuracy = 0.0;

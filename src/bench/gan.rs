@@ -8,7 +8,7 @@ use crate::bench::time_steps;
 use crate::data::batches::Batch;
 use crate::device::{device_name, HeapStats, MemorySample, MemorySampler};
 use crate::model::attacker::Attacker;
-use crate::model::{Arch, Classifier, ModelSpec};
+use crate::model::{Arch, Classifier, Layout, ModelSpec};
 use crate::optim::{Adam, Sgd};
 use crate::unlearn::gan::{
     adversarial_step, sensitivity_noise, GanMemory, StepInputs, StepSettings, ATTACKER_DROPOUT,
@@ -205,10 +205,12 @@ pub fn time_ours(
     warmup: usize,
     steps: usize,
     device: Device,
+    layout: Layout,
     settings: StepSettings,
 ) -> anyhow::Result<(f64, Option<u64>, Option<f64>)> {
     tch::manual_seed(0);
-    let model = Classifier::new(&ModelSpec::cifar10(arch), device);
+    let mut model = Classifier::new(&ModelSpec::cifar10(arch), device);
+    model.layout = layout;
     let keep_estimate = (device == Device::Cpu)
         .then(|| {
             let probe = Tensor::rand([4, 3, 32, 32], (Kind::Float, device));
@@ -337,11 +339,12 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
     // What glibc was told and accepted: freed memory is kept only when both hold.
     let kept = crate::device::keep_freed_memory(!args.no_keep_memory) && !args.no_keep_memory;
     println!(
-        "bench gan: device {}, {threads} threads, median of {} iterations after {} warm-up; glibc keeps freed memory: {kept}; our attacker-input graphs: {:?}; β = {}",
+        "bench gan: device {}, {threads} threads, median of {} iterations after {} warm-up; glibc keeps freed memory: {kept}; our attacker-input graphs: {:?}; our layout: {:?}; β = {}",
         device_name(device),
         args.steps,
         args.warmup,
         args.gan_memory,
+        setup.layout,
         args.beta,
     );
     let mut rows = Vec::new();
@@ -364,6 +367,7 @@ pub fn bench_gan(args: &BenchGanArgs) -> anyhow::Result<Vec<GanRow>> {
                 args.warmup,
                 args.steps,
                 device,
+                setup.layout,
                 StepSettings {
                     beta: args.beta,
                     memory: args.gan_memory,

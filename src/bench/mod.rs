@@ -8,7 +8,7 @@ pub mod mia;
 
 use crate::data::batches::Batch;
 use crate::device::{device_name, parse_device, set_threads};
-use crate::model::{Arch, Classifier, ModelSpec};
+use crate::model::{Arch, Classifier, Layout, ModelSpec};
 use crate::optim::Sgd;
 use crate::train::{sgd_step, Objective};
 use anyhow::{bail, Context};
@@ -32,6 +32,10 @@ pub struct BenchEnv {
     /// Folder holding the PyTorch scripts (default: ./bench).
     #[arg(long = "bench_dir", alias = "bench-dir", default_value = "bench")]
     pub bench_dir: PathBuf,
+    /// How our side stores activations (as `unlearn --layout`); the PyTorch side runs
+    /// N×C×H×W, as the reference code does.
+    #[arg(long, value_enum, default_value_t = Layout::Auto)]
+    pub layout: Layout,
 }
 
 impl BenchEnv {
@@ -56,6 +60,7 @@ impl BenchEnv {
         Ok(BenchSetup {
             threads,
             device,
+            layout: self.layout.resolve(device),
             python,
             bench_dir,
         })
@@ -90,6 +95,8 @@ pub struct BenchSetup {
     pub threads: usize,
     /// Device of both sides.
     pub device: Device,
+    /// Our side's activation layout (resolved).
+    pub layout: Layout,
     /// Python with PyTorch.
     pub python: PathBuf,
     /// Folder of the reference scripts.
@@ -258,10 +265,11 @@ pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<Vec<BenchRow>> {
     let setup = args.env.prepare()?;
     let (threads, device) = (setup.threads, setup.device);
     println!(
-        "bench train: device {}, {threads} threads, median of {} steps after {} warm-up",
+        "bench train: device {}, {threads} threads, median of {} steps after {} warm-up; our layout: {:?}",
         device_name(device),
         args.steps,
-        args.warmup
+        args.warmup,
+        setup.layout
     );
     let mut rows = Vec::new();
     for arch_name in &args.archs {
@@ -275,7 +283,8 @@ pub fn bench_train(args: &BenchTrainArgs) -> anyhow::Result<Vec<BenchRow>> {
                 mean: vec![0.4914, 0.4822, 0.4465],
                 std: vec![0.2470, 0.2435, 0.2616],
             };
-            let model = Classifier::new(&spec, device);
+            let mut model = Classifier::new(&spec, device);
+            model.layout = setup.layout;
             let mut opt = Sgd::new(model.vs.trainable_variables(), 0.01, 0.9, 5e-4);
             let batch = Batch {
                 images: Tensor::rand([batch_size as i64, 3, 32, 32], (Kind::Float, device)),

@@ -13,7 +13,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::data::splits::{make_splits, ForgetRequest, SplitConfig, Splits};
 use crate::data::{self, DatasetName};
 use crate::device::{parse_device, set_threads};
-use crate::model::{Arch, ModelSpec};
+use crate::model::{Arch, Layout, ModelSpec};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -138,6 +138,8 @@ pub struct Runner {
     pub threads: Option<usize>,
     /// No progress bars; log lines only.
     pub quiet: bool,
+    /// How the classifier stores activations (`auto`: channels-last on the CPU).
+    pub layout: Layout,
 }
 
 impl Default for Runner {
@@ -146,6 +148,7 @@ impl Default for Runner {
             device: "auto".into(),
             threads: None,
             quiet: false,
+            layout: Layout::Auto,
         }
     }
 }
@@ -204,6 +207,8 @@ pub fn load_for_run(
     } else {
         checkpoint::load(model, device)?
     };
+    let mut ckpt = ckpt;
+    ckpt.model.layout = runner.layout.resolve(device);
     if ckpt.info.dataset != data.dataset {
         anyhow::bail!(
             "--dataset {} but {} was trained on {}: pass --dataset {}",

@@ -52,7 +52,8 @@ pub fn run(job: &TrainJob) -> anyhow::Result<ModelInfo> {
     )?;
     tch::manual_seed(config.seed as i64);
     let spec = model_spec(&ds, job.arch)?;
-    let model = Classifier::new(&spec, device);
+    let mut model = Classifier::new(&spec, device);
+    model.layout = job.runner.layout.resolve(device);
     let info = ModelInfo {
         format: FORMAT.into(),
         model: spec,
@@ -68,6 +69,7 @@ pub fn run(job: &TrainJob) -> anyhow::Result<ModelInfo> {
             "val_set_seed": job.data.val_set_seed,
             "train_subset": job.data.train_subset,
             "test_subset": job.data.test_subset,
+            "layout": model.layout,
         }),
     };
     std::fs::create_dir_all(&job.save_dir)

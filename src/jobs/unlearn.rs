@@ -142,6 +142,7 @@ pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
         "val_set_seed": job.data.val_set_seed,
         "train_subset": job.data.train_subset,
         "test_subset": job.data.test_subset,
+        "layout": run.ckpt.model.layout,
     });
     tch::manual_seed(job.config.seed as i64);
     let mut info = run.ckpt.info.clone();

@@ -207,6 +207,52 @@ pub(super) fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
     nn::batch_norm2d(p, c, cfg)
 }
 
+/// How a classifier stores its activations in memory (`--layout`): the same values either way,
+/// summed in another order inside each convolution.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layout {
+    /// Channels-last on the CPU, N×C×H×W on a GPU.
+    #[default]
+    Auto,
+    /// N×C×H×W, as PyTorch stores images by default and the reference code runs: its kernels,
+    /// so results agree with the reference's to the last bits.
+    Nchw,
+    /// Channels-last (NHWC strides): libtorch's oneDNN convolutions on the CPU run without
+    /// reordering activations at every layer, ≈ 0.7× the time of an N×C×H×W step.
+    ChannelsLast,
+}
+
+impl Layout {
+    /// What `auto` means on `device`: channels-last on the CPU (measured faster there), N×C×H×W on
+    /// a GPU (not measured).
+    pub fn for_device(device: Device) -> Layout {
+        if device == Device::Cpu {
+            Layout::ChannelsLast
+        } else {
+            Layout::Nchw
+        }
+    }
+
+    /// `self`, with `auto` resolved for `device`.
+    pub fn resolve(self, device: Device) -> Layout {
+        match self {
+            Layout::Auto => Layout::for_device(device),
+            other => other,
+        }
+    }
+}
+
 /// The layers between the normalisation and the outputs.
 enum Body {
     ResNet(Box<resnet::ResNet>),
@@ -224,6 +270,8 @@ pub struct Classifier {
     body: Body,
     conv_names: Vec<String>,
     feature_dim: usize,
+    /// How activations are stored in memory (the values do not depend on it).
+    pub layout: Layout,
     /// The BatchNorm running means and variances (shared storage with `vs`), listed once so
     /// that the per-step snapshot in [`RunningStats::save`] needs no name lookups.
     running_stats: Vec<Tensor>,
@@ -300,6 +348,7 @@ impl Classifier {
             body,
             conv_names,
             feature_dim,
+            layout: Layout::for_device(device),
         })
     }
 
@@ -310,6 +359,10 @@ impl Classifier {
     /// [`ModelSpec::check_input_size`] first).
     pub fn forward(&self, images: &Tensor, train: bool) -> (Tensor, Tensor) {
         let x = (images - &self.mean) / &self.std;
+        let x = match self.layout {
+            Layout::ChannelsLast if x.dim() == 4 => channels_last(&x),
+            _ => x,
+        };
         match &self.body {
             Body::ResNet(net) => net.forward(&x, train),
             Body::Vgg(net) => {
@@ -377,4 +430,11 @@ impl RunningStats {
             }
         });
     }
+}
+
+/// `x` (N×C×H×W) with its values stored channels-last (NHWC strides, the same logical shape).
+/// Convolutions, BatchNorm, ReLU and the residual sums keep that layout, so converting the
+/// network's input is enough: the weights stay N×C×H×W (checkpoints do not change).
+fn channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }

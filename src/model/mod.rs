@@ -7,4 +7,4 @@ pub mod mask;
 mod resnet;
 mod vgg;
 
-pub use classifier::{Arch, Classifier, ModelSpec, RunningStats};
+pub use classifier::{Arch, Classifier, Layout, ModelSpec, RunningStats};

@@ -269,7 +269,8 @@ pub fn run(args: &PruneJob) -> Result<PruningSummary> {
     )?;
     tch::manual_seed(args.train.seed as i64);
     let spec = model_spec(&ds, args.arch)?;
-    let model = Classifier::try_new(&spec, device)?;
+    let mut model = Classifier::try_new(&spec, device)?;
+    model.layout = args.runner.layout.resolve(device);
     let init = snapshot(&model);
     let mut config = args.train.clone();
     config.augment = config.augment.map(|_| ds.default_augment());

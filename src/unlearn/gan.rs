@@ -557,7 +557,8 @@ pub fn paired_batch_size(batch_size: usize, forget: usize, val: usize) -> anyhow
 pub fn pretrain_attacker(ctx: &UnlearnContext, iterations: usize) -> anyhow::Result<Attacker> {
     let _fp32 = StrictFp32::new();
     tch::manual_seed(pretraining_seed(ctx.config.seed));
-    let model = Classifier::new(&ctx.model.spec, ctx.device);
+    let mut model = Classifier::new(&ctx.model.spec, ctx.device);
+    model.layout = ctx.model.layout;
     copy_into(&model.vs, ctx.model.vs.variables())?;
     let attacker = Attacker::new(ctx.model.spec.num_classes, ATTACKER_DROPOUT, ctx.device);
     let mut opt = Adam::new(attacker.vs.trainable_variables(), ATTACKER_LR);

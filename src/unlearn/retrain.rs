@@ -21,7 +21,8 @@ impl Unlearner for Retrain {
     }
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         tch::manual_seed(ctx.config.seed as i64);
-        let fresh = Classifier::new(&ctx.model.spec, ctx.device);
+        let mut fresh = Classifier::new(&ctx.model.spec, ctx.device);
+        fresh.layout = ctx.model.layout;
         copy_into(&ctx.model.vs, fresh.vs.variables())?;
         if let Some(mask) = ctx.mask {
             mask.apply_to_weights(&ctx.model.vs);

@@ -2,7 +2,7 @@
 
 Usage: gan_step_ref.py DIR
   DIR/config.json          {"arch", "num_classes", "in_channels", "mean", "std", "lr", "momentum",
-                            "weight_decay", "beta", "iterations", "threads"}
+                            "weight_decay", "beta", "iterations", "threads", "channels_last"}
   DIR/defender.safetensors our defender's variables (PyTorch state-dict names)
   DIR/attacker.safetensors our attacker's variables
   DIR/inputs.safetensors   retain/forget/val `*_images`, `*_labels`, `noise_forget`, `noise_val`,
@@ -39,6 +39,10 @@ def main():
     torch.set_num_threads(cfg["threads"])
     model = build(cfg["arch"], cfg["num_classes"], cfg["in_channels"], tuple(cfg["mean"]), tuple(cfg["std"]))
     load_strict(model, os.path.join(d, "defender.safetensors"))
+    if cfg.get("channels_last"):
+        # As gunlearn's --layout channels-last: the normalised input is stored channels-last and
+        # the convolutions, BatchNorm and sums keep that layout.
+        model.normalize.register_forward_hook(lambda m, i, o: o.contiguous(memory_format=torch.channels_last))
     # Dropout masks cannot be matched across implementations: 0 on both sides.
     attacker = Attacker(cfg["num_classes"], dropout=0.0)
     load_strict(attacker, os.path.join(d, "attacker.safetensors"))
