@@ -182,6 +182,27 @@ methods = [
     assert!(format!("{err:#}").contains("class:2"), "{err:#}");
 }
 
+/// `layout` reaches every job's runner (default `auto`), and a sweep file that changes only the
+/// layout replans over finished folders: it says how jobs compute, not what.
+#[test]
+fn the_layout_reaches_every_job_and_is_not_part_of_its_identity() {
+    use gunlearn::model::Layout;
+    let base = "dataset = \"digits\"\nscenarios = [\"class:3\"]\nseeds = [1]\nmethods = [\"FT\"]\n";
+    for (line, want) in [("", Layout::Auto), ("layout = \"nchw\"\n", Layout::Nchw)] {
+        let mut plan = plan_of(&format!("{base}{line}")).unwrap();
+        assert!(plan.jobs.iter_mut().all(|j| j.job.runner_mut().layout == want), "{line:?}");
+    }
+    let err = plan_of(&format!("{base}layout = \"nhwc\"\n")).unwrap_err();
+    assert!(format!("{err:#}").contains("layout"), "{err:#}");
+    let out = tempfile::tempdir().unwrap();
+    let file = out.path().join("sweep.toml");
+    for line in ["layout = \"nchw\"\n", "layout = \"channels-last\"\n"] {
+        std::fs::write(&file, format!("{base}{line}")).unwrap();
+        let plan = spec::plan(&spec::read(&file).unwrap(), &out.path().join("sweep")).unwrap();
+        plan.write().unwrap_or_else(|e| panic!("replanning with {line:?}: {e:#}"));
+    }
+}
+
 #[test]
 fn bad_sweep_files_are_refused_naming_the_key() {
     let base = "dataset = \"digits\"\nscenarios = [\"class:3\"]\nseeds = [1]\n";

@@ -83,7 +83,7 @@ impl Plan {
 }
 
 /// A job's JSON without what says how it runs rather than what it computes: its runner
-/// (threads, device and quiet may differ between runs) and Gan's `gan_memory` (keep, recompute
+/// (threads, device, quiet and layout may differ between runs) and Gan's `gan_memory` (keep, recompute
 /// and auto give the same gradient).
 fn without_runner(mut job: serde_json::Value) -> serde_json::Value {
     if let Some(map) = job.as_object_mut() {

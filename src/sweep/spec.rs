@@ -20,7 +20,7 @@ use crate::data::DatasetName;
 use crate::jobs::train::TrainJob;
 use crate::jobs::unlearn::UnlearnJob;
 use crate::jobs::{DataConfig, ForgetConfig, Job, Runner, DEFAULT_ARCH};
-use crate::model::Arch;
+use crate::model::{Arch, Layout};
 use crate::prune::PruneJob;
 use crate::train::TrainConfig;
 use crate::unlearn::UnlearnConfig;
@@ -74,6 +74,10 @@ pub struct SweepSpec {
     /// Settings of every method (`batch_size`, `attacker_iters`, …), before each method's own.
     #[serde(default)]
     pub unlearn: toml::Table,
+    /// How every job's classifier stores activations (`auto`, `nchw`, `channels-last`; as
+    /// `--layout`): the same values up to summation order, so not part of a job's identity.
+    #[serde(default)]
+    pub layout: Layout,
 }
 
 /// One entry of `methods`.
@@ -331,6 +335,7 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
 
     let runner = Runner {
         quiet: true,
+        layout: spec.layout,
         ..Runner::default()
     };
     let mut jobs = Vec::new();
