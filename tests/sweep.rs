@@ -190,7 +190,12 @@ fn the_layout_reaches_every_job_and_is_not_part_of_its_identity() {
     let base = "dataset = \"digits\"\nscenarios = [\"class:3\"]\nseeds = [1]\nmethods = [\"FT\"]\n";
     for (line, want) in [("", Layout::Auto), ("layout = \"nchw\"\n", Layout::Nchw)] {
         let mut plan = plan_of(&format!("{base}{line}")).unwrap();
-        assert!(plan.jobs.iter_mut().all(|j| j.job.runner_mut().layout == want), "{line:?}");
+        assert!(
+            plan.jobs
+                .iter_mut()
+                .all(|j| j.job.runner_mut().layout == want),
+            "{line:?}"
+        );
     }
     let err = plan_of(&format!("{base}layout = \"nhwc\"\n")).unwrap_err();
     assert!(format!("{err:#}").contains("layout"), "{err:#}");
@@ -199,7 +204,8 @@ fn the_layout_reaches_every_job_and_is_not_part_of_its_identity() {
     for line in ["layout = \"nchw\"\n", "layout = \"channels-last\"\n"] {
         std::fs::write(&file, format!("{base}{line}")).unwrap();
         let plan = spec::plan(&spec::read(&file).unwrap(), &out.path().join("sweep")).unwrap();
-        plan.write().unwrap_or_else(|e| panic!("replanning with {line:?}: {e:#}"));
+        plan.write()
+            .unwrap_or_else(|e| panic!("replanning with {line:?}: {e:#}"));
     }
 }
 
