@@ -202,12 +202,11 @@ pub fn load_for_run(
     let device = runner.start()?;
     let request = forget.request()?;
     // The seed document's commands pass the reference's `.pth.tar` to --mask: read it directly.
-    let ckpt = if crate::torch_io::is_torch_file(model) {
+    let mut ckpt = if crate::torch_io::is_torch_file(model) {
         crate::torch_io::load_torch_checkpoint(model, data.dataset, num_classes, device)?
     } else {
         checkpoint::load(model, device)?
     };
-    let mut ckpt = ckpt;
     ckpt.model.layout = runner.layout.resolve(device);
     if ckpt.info.dataset != data.dataset {
         anyhow::bail!(

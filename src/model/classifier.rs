@@ -234,20 +234,12 @@ pub enum Layout {
 }
 
 impl Layout {
-    /// What `auto` means on `device`: channels-last on the CPU (measured faster there), N×C×H×W on
-    /// a GPU (not measured).
-    pub fn for_device(device: Device) -> Layout {
-        if device == Device::Cpu {
-            Layout::ChannelsLast
-        } else {
-            Layout::Nchw
-        }
-    }
-
-    /// `self`, with `auto` resolved for `device`.
+    /// `self`, with `auto` resolved for `device`: channels-last on the CPU (measured faster
+    /// there), N×C×H×W on a GPU (not measured).
     pub fn resolve(self, device: Device) -> Layout {
         match self {
-            Layout::Auto => Layout::for_device(device),
+            Layout::Auto if device == Device::Cpu => Layout::ChannelsLast,
+            Layout::Auto => Layout::Nchw,
             other => other,
         }
     }
@@ -348,7 +340,7 @@ impl Classifier {
             body,
             conv_names,
             feature_dim,
-            layout: Layout::for_device(device),
+            layout: Layout::Auto.resolve(device),
         })
     }
 
