@@ -674,3 +674,68 @@ fn svhn_with_vgg16_bn_trains_unlearns_with_ft_and_gan_and_evaluates() {
         assert!((0.0..=100.0).contains(&v), "{key} = {v}");
     }
 }
+
+/// `--layout` reaches the run and is recorded: FT with the default (channels-last on the CPU)
+/// and with `--layout nchw` records each layout and ends at the same accuracies up to rounding
+/// (FT has no step that magnifies the last bits); an unknown layout is refused by name.
+#[test]
+fn unlearn_records_its_layout_and_the_layouts_agree() {
+    let t = threads();
+    let mut results = Vec::new();
+    for layout in [None, Some("nchw")] {
+        let out = tempfile::tempdir().unwrap();
+        let mut args = vec![
+            "unlearn",
+            "--model",
+            model_dir().to_str().unwrap(),
+            "--unlearn",
+            "ft",
+            "--dataset",
+            "digits",
+            "--class_to_replace",
+            "3",
+            "--unlearn_epochs",
+            "1",
+            "--batch_size",
+            "64",
+            "--device",
+            "cpu",
+            "--threads",
+            &t,
+            "--quiet",
+            "--save_dir",
+            out.path().to_str().unwrap(),
+        ];
+        if let Some(l) = layout {
+            args.extend(["--layout", l]);
+        }
+        ok(&args);
+        results.push(read_json(&out.path().join("eval_result.json")));
+    }
+    assert_eq!(results[0]["config"]["layout"], "channels-last");
+    assert_eq!(results[1]["config"]["layout"], "nchw");
+    for key in ["UA", "RA", "TA"] {
+        let (a, b) = (
+            results[0][key].as_f64().unwrap(),
+            results[1][key].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() <= 1.0,
+            "{key}: {a} (channels-last) vs {b} (N×C×H×W)"
+        );
+    }
+    fails_with(
+        &[
+            "unlearn",
+            "--model",
+            "m",
+            "--unlearn",
+            "ft",
+            "--save_dir",
+            "s",
+            "--layout",
+            "nhwc",
+        ],
+        &["--layout", "nhwc"],
+    );
+}
