@@ -5,7 +5,7 @@
 //! with an `audit.json` is complete; [`verify`] recomputes every hash and says what no longer
 //! matches.
 
-use crate::data::splits::{make_splits, ForgetRequest, SplitConfig};
+use crate::data::splits::{make_splits, ForgetRequest};
 use crate::data::{self, DatasetName};
 use crate::eval::result::EvalResult;
 use crate::jobs::{DataConfig, ForgetConfig};
@@ -106,9 +106,25 @@ pub struct DataRecord {
     pub train_subset: Option<usize>,
     /// `--test_subset`, if given.
     pub test_subset: Option<usize>,
+    /// `--selection_fraction` (0: no selection split).
+    #[serde(default)]
+    pub selection_fraction: f64,
+    /// SHA-256 of the selection split's sorted indices (little-endian u64s) and their count:
+    /// the images held out from every method, for choosing hyper-parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<IndexHash>,
     /// The files read ([`data::source_files`]), or one [`EMBEDDED_DIGITS`] entry hashing the
     /// embedded images and labels.
     pub files: Vec<FileHash>,
+}
+
+/// A set of training indices by hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexHash {
+    /// How many indices.
+    pub count: usize,
+    /// SHA-256 of the sorted indices as little-endian u64s ([`indices_sha256`]).
+    pub sha256: String,
 }
 
 /// The forget request and the forgotten indices' hash.
@@ -286,6 +302,7 @@ pub fn build(
     data_args: &DataConfig,
     forget: &ForgetConfig,
     forget_indices: &[usize],
+    selection_indices: &[usize],
     result: &EvalResult,
 ) -> anyhow::Result<AuditRecord> {
     let outputs = OUTPUT_FILES
@@ -317,6 +334,11 @@ pub fn build(
             val_set_seed: data_args.val_set_seed,
             train_subset: data_args.train_subset,
             test_subset: data_args.test_subset,
+            selection_fraction: data_args.selection_fraction,
+            selection: (!selection_indices.is_empty()).then(|| IndexHash {
+                count: selection_indices.len(),
+                sha256: indices_sha256(selection_indices),
+            }),
             files: inputs.data_files,
         },
         forget: ForgetAudit {
@@ -471,8 +493,8 @@ fn request(forget: &ForgetAudit) -> anyhow::Result<ForgetRequest> {
     )
 }
 
-/// The forgotten indices, re-derived from the data and the recorded request.
-fn rederive_forget(record: &AuditRecord) -> anyhow::Result<Vec<usize>> {
+/// The splits, re-derived from the data and the recorded request.
+fn rederive_splits(record: &AuditRecord) -> anyhow::Result<crate::data::splits::Splits> {
     let d = &record.data;
     let args = DataConfig {
         dataset: d.dataset,
@@ -480,18 +502,11 @@ fn rederive_forget(record: &AuditRecord) -> anyhow::Result<Vec<usize>> {
         val_set_seed: d.val_set_seed,
         train_subset: d.train_subset,
         test_subset: d.test_subset,
+        selection_fraction: d.selection_fraction,
     };
     let ds = args.load()?;
     let seed = u32::try_from(record.forget.seed).context("seed does not fit in 32 bits")?;
-    let splits = make_splits(
-        &ds,
-        &SplitConfig {
-            val_set_seed: d.val_set_seed,
-            seed,
-            forget: request(&record.forget)?,
-        },
-    )?;
-    Ok(splits.forget)
+    make_splits(&ds, &args.split_config(seed, request(&record.forget)?))
 }
 
 /// Checks the forgotten indices' hash by re-deriving them, when the data files are intact.
@@ -499,9 +514,9 @@ fn check_forget(record: &AuditRecord, data_intact: bool) -> Check {
     let status = if !data_intact {
         Status::NotRederived("the data files are missing or changed".into())
     } else {
-        match rederive_forget(record) {
-            Ok(idx) => {
-                let found = indices_sha256(&idx);
+        match rederive_splits(record) {
+            Ok(splits) => {
+                let found = indices_sha256(&splits.forget);
                 if found == record.forget.forget_indices_sha256 {
                     Status::Ok
                 } else {
@@ -517,6 +532,33 @@ fn check_forget(record: &AuditRecord, data_intact: bool) -> Check {
     Check {
         what: "forget indices".into(),
         name: format!("{} indices", record.forget.forget_indices_count),
+        status,
+    }
+}
+
+/// Checks the selection split's hash by re-deriving it, when the data files are intact.
+fn check_selection(record: &AuditRecord, recorded: &IndexHash, data_intact: bool) -> Check {
+    let status = if !data_intact {
+        Status::NotRederived("the data files are missing or changed".into())
+    } else {
+        match rederive_splits(record) {
+            Ok(splits) => {
+                let found = indices_sha256(&splits.selection);
+                if found == recorded.sha256 && splits.selection.len() == recorded.count {
+                    Status::Ok
+                } else {
+                    Status::Mismatch {
+                        recorded: recorded.sha256.clone(),
+                        found,
+                    }
+                }
+            }
+            Err(e) => Status::NotRederived(format!("{e:#}")),
+        }
+    };
+    Check {
+        what: "selection split".into(),
+        name: format!("{} indices", recorded.count),
         status,
     }
 }
@@ -540,6 +582,9 @@ pub fn check_all(dir: &Path) -> anyhow::Result<Vec<Check>> {
             .map(|f| check_file("output", f, &dir.join(&f.path))),
     );
     checks.push(check_forget(&record, data_intact));
+    if let Some(selection) = &record.data.selection {
+        checks.push(check_selection(&record, selection, data_intact));
+    }
     Ok(checks)
 }
 

@@ -112,6 +112,10 @@ pub struct DataArgs {
     /// Use only the first N official test images (file order) — for scaled-down runs.
     #[arg(long = "test_subset", alias = "test-subset")]
     pub test_subset: Option<usize>,
+    /// Hold out this fraction of each class's training images as the selection split, which no
+    /// method, Retrain or attacker reads (`report --select` chooses settings on it); 0: none.
+    #[arg(long = "selection_fraction", alias = "selection-fraction", default_value_t = DataConfig::default().selection_fraction)]
+    pub selection_fraction: f64,
 }
 
 impl DataArgs {
@@ -123,6 +127,7 @@ impl DataArgs {
             val_set_seed: self.val_set_seed,
             train_subset: self.train_subset,
             test_subset: self.test_subset,
+            selection_fraction: self.selection_fraction,
         }
     }
 }
@@ -486,10 +491,16 @@ struct ReportArgs {
     /// Where report.md, report.csv and the figures go (default: the current folder).
     #[arg(long, short = 'o', default_value = ".")]
     out: PathBuf,
-    /// Per method, keep only the hyper-parameters with the smallest gap to Retrain on
-    /// validation data (UA, MIA-efficacy, RA, validation accuracy; never the test set).
-    #[arg(long = "select-on-validation", alias = "select_on_validation")]
-    select_on_validation: bool,
+    /// Per method, keep only the hyper-parameters with the smallest gap to Retrain on held-out
+    /// data (UA, MIA-efficacy, RA and the selection split's accuracy — the validation split's
+    /// for runs without one; never the test set).
+    #[arg(
+        long = "select",
+        alias = "select-on-validation",
+        alias = "select_on_validation",
+        alias = "select-on-held-out"
+    )]
+    select: bool,
     /// Accepted as on every command and checked; a report reads JSON and draws on the CPU.
     #[arg(long, default_value_t = Runner::default().device)]
     device: String,
@@ -781,7 +792,7 @@ pub fn main() -> anyhow::Result<()> {
                 &args.runs,
                 args.retrain.as_deref(),
                 &args.out,
-                args.select_on_validation,
+                args.select,
             )?;
             println!("{table}");
             Ok(())
@@ -980,6 +991,18 @@ fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
             };
             println!("stage {}  {:<8}  {}", job.stage, state, job.name);
         }
+        let steps = crate::sweep::steps::steps_table(&plan)?;
+        println!("\n{}", steps.text);
+        println!(
+            "{} of {} phases outside ±25 % of the reference's steps{}",
+            steps.outside,
+            steps.phases,
+            if steps.outside > 0 {
+                " (schedule = \"reference-steps\" in the sweep file derives them)"
+            } else {
+                ""
+            }
+        );
         println!(
             "{} jobs planned in {}",
             plan.jobs.len(),
@@ -1056,11 +1079,7 @@ fn run_audit(args: AuditArgs) -> anyhow::Result<()> {
     let ds = data.load()?;
     let splits = crate::data::splits::make_splits(
         &ds,
-        &crate::data::splits::SplitConfig {
-            val_set_seed: data.val_set_seed,
-            seed: 1,
-            forget: crate::data::splits::ForgetRequest::None,
-        },
+        &data.split_config(1, crate::data::splits::ForgetRequest::None),
     )?;
     let forget = forget_audit::parse_forget(&args.forget, splits.train.len(), args.forget_seed)?;
     let method_config = UnlearnConfig {

@@ -146,6 +146,7 @@ fn omp_with_rewinding_writes_every_state_and_keeps_masks_through_unlearning() {
             val_set_seed: 1,
             seed: 2,
             forget: ForgetRequest::Random { fraction: 0.1 },
+            selection_fraction: 0.0,
         },
     )
     .unwrap();
@@ -176,6 +177,7 @@ fn omp_with_rewinding_writes_every_state_and_keeps_masks_through_unlearning() {
             model_path: save.join("state1/model.safetensors"),
             save_dir: dir.path().join(format!("unlearn-{}", method.name())),
             class_wise: false,
+            harness: gunlearn::unlearn::Harness::Sparsity,
         };
         std::fs::create_dir_all(&ctx.save_dir).unwrap();
         let mut log = UnlearnLog::default();

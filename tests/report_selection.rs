@@ -64,7 +64,7 @@ fn the_choice_uses_validation_accuracy_and_never_the_test_set() {
     common::ok(&["report", r, "-o", o, "--select-on-validation"]);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     let chosen = md
-        .split("## Hyper-parameters chosen on validation")
+        .split("## Hyper-parameters chosen on a held-out split")
         .nth(1)
         .expect("the choices are written");
     let rows: Vec<&str> = chosen.lines().filter(|l| l.starts_with("| FT")).collect();

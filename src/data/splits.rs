@@ -35,15 +35,20 @@ pub struct SplitConfig {
     pub seed: u32,
     /// What to forget.
     pub forget: ForgetRequest,
+    /// Fraction of each class's training images held out as the selection split (0: none, as
+    /// the reference).
+    pub selection_fraction: f64,
 }
 
 impl Default for SplitConfig {
-    /// The reference defaults: `val_set_seed = 1`, `seed = 2`, nothing forgotten.
+    /// The reference defaults: `val_set_seed = 1`, `seed = 2`, nothing forgotten, no selection
+    /// split.
     fn default() -> Self {
         SplitConfig {
             val_set_seed: 1,
             seed: 2,
             forget: ForgetRequest::None,
+            selection_fraction: 0.0,
         }
     }
 }
@@ -55,6 +60,9 @@ pub struct Splits {
     pub train: Vec<usize>,
     /// Validation split: indices into `ds.train`, class by class in the order drawn.
     pub val: Vec<usize>,
+    /// Selection split: training images no method, Retrain or attacker ever reads, held out to
+    /// choose hyper-parameters on (indices into `ds.train`, ascending; empty by default).
+    pub selection: Vec<usize>,
     /// Forget set ⊂ train: indices into `ds.train`, ascending.
     pub forget: Vec<usize>,
     /// Retain set = train \ forget: indices into `ds.train`, ascending.
@@ -73,6 +81,23 @@ pub fn val_split(
     num_classes: usize,
     val_set_seed: u32,
 ) -> Result<(Vec<usize>, Vec<usize>)> {
+    let (train, val, _) = held_out_splits(labels, num_classes, val_set_seed, 0.0)?;
+    Ok((train, val))
+}
+
+/// [`val_split`], then the selection split: for each class in order,
+/// `choice(class members left after validation, ⌊fraction·n_c⌋, replace=False)` with the same
+/// `RandomState`, continued (so the validation split is the reference's whatever the
+/// fraction). Returns `(train ascending, val as drawn, selection ascending)`.
+pub fn held_out_splits(
+    labels: &[i64],
+    num_classes: usize,
+    val_set_seed: u32,
+    selection_fraction: f64,
+) -> Result<(Vec<usize>, Vec<usize>, Vec<usize>)> {
+    if !(0.0..0.9).contains(&selection_fraction) {
+        bail!("selection fraction {selection_fraction}: must be at least 0 and below 0.9");
+    }
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); num_classes];
     for (i, &l) in labels.iter().enumerate() {
         if l < 0 || l as usize >= num_classes {
@@ -82,25 +107,42 @@ pub fn val_split(
     }
     let mut rs = RandomState::new(val_set_seed);
     let mut val = Vec::new();
-    let mut in_val = vec![false; labels.len()];
+    let mut held_out = vec![false; labels.len()];
     for members in &by_class {
         // The reference calls `choice` for every class, even when k = 0: NumPy's
         // `permutation` then still consumes draws (for ≥ 2 members), so the later classes
         // only match if we draw the same way. ⌊0.1·n⌋ in floating point equals n / 10.
         let k = members.len() / 10;
         for i in rs.choice_without_replacement(members, k) {
-            in_val[i] = true;
+            held_out[i] = true;
             val.push(i);
         }
     }
-    let train = (0..labels.len()).filter(|&i| !in_val[i]).collect();
-    Ok((train, val))
+    let mut selection = Vec::new();
+    if selection_fraction > 0.0 {
+        for members in &by_class {
+            let k = (selection_fraction * members.len() as f64).floor() as usize;
+            let left: Vec<usize> = members.iter().copied().filter(|&i| !held_out[i]).collect();
+            selection.extend(rs.choice_without_replacement(&left, k));
+        }
+        for &i in &selection {
+            held_out[i] = true;
+        }
+        selection.sort_unstable();
+    }
+    let train = (0..labels.len()).filter(|&i| !held_out[i]).collect();
+    Ok((train, val, selection))
 }
 
 /// Builds the splits of SPEC §1 for `ds` and `cfg`.
 pub fn make_splits(ds: &DataSet, cfg: &SplitConfig) -> Result<Splits> {
     let labels = &ds.train.labels;
-    let (train, val) = val_split(labels, ds.num_classes, cfg.val_set_seed)?;
+    let (train, val, selection) = held_out_splits(
+        labels,
+        ds.num_classes,
+        cfg.val_set_seed,
+        cfg.selection_fraction,
+    )?;
     let forget_rng = || -> Result<RandomState> {
         match cfg.seed.checked_sub(1) {
             Some(s) => Ok(RandomState::new(s)),
@@ -170,6 +212,7 @@ pub fn make_splits(ds: &DataSet, cfg: &SplitConfig) -> Result<Splits> {
     Ok(Splits {
         train,
         val,
+        selection,
         forget,
         retain,
         test,

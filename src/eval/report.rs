@@ -661,12 +661,42 @@ pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> R
     report_with(run_dirs, retrain, out_dir, false)
 }
 
-/// One method's hyper-parameter choice on validation: every candidate group's label and mean
-/// validation gap, and the chosen one.
+/// The held-out split a hyper-parameter choice reads in place of the test set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldOut {
+    /// The selection split, which no method, Retrain or attacker reads.
+    Selection,
+    /// The validation split: the adversarial method's defender trains through it, so a choice
+    /// among Gan's settings on it reads data that Gan trained on.
+    Validation,
+}
+
+impl HeldOut {
+    /// The split's name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeldOut::Selection => "selection",
+            HeldOut::Validation => "validation",
+        }
+    }
+
+    /// This split's accuracy in `run`.
+    fn accuracy(self, run: &Run) -> Option<f64> {
+        match self {
+            HeldOut::Selection => run.result.accuracy.selection,
+            HeldOut::Validation => Some(run.result.accuracy.val),
+        }
+    }
+}
+
+/// One method's hyper-parameter choice on a held-out split: every candidate group's label and
+/// mean gap, and the chosen one.
 #[derive(Debug, Clone)]
 pub struct Choice {
     /// The section's title.
     pub section: String,
+    /// The split the gaps were computed on.
+    pub held_out: HeldOut,
     /// The method.
     pub method: String,
     /// (label, mean validation gap over its runs) per candidate.
@@ -675,10 +705,10 @@ pub struct Choice {
     pub chosen: usize,
 }
 
-/// A run's gap to Retrain with validation accuracy in place of TA: the mean of |Δ| over UA,
-/// MIA-efficacy, RA and validation accuracy, against the Retrain runs of its seed (all of the
-/// section's when none has its seed).
-fn validation_gap(run: &Run, retrains: &[&Run]) -> Option<f64> {
+/// A run's gap to Retrain with the held-out split's accuracy in place of TA: the mean of |Δ|
+/// over UA, MIA-efficacy, RA and that accuracy, against the Retrain runs of its seed (all of
+/// the section's when none has its seed).
+fn held_out_gap(run: &Run, retrains: &[&Run], held_out: HeldOut) -> Option<f64> {
     let same_seed: Vec<&&Run> = retrains
         .iter()
         .filter(|r| r.result.seed == run.result.seed)
@@ -693,7 +723,7 @@ fn validation_gap(run: &Run, retrains: &[&Run]) -> Option<f64> {
     }
     let with_val = |r: &Run| {
         let m = r.metrics();
-        [m[0], m[1], m[2], Some(r.result.accuracy.val)]
+        [m[0], m[1], m[2], held_out.accuracy(r)]
     };
     let mut reference = [Some(0.0); 4];
     for (k, slot) in reference.iter_mut().enumerate() {
@@ -703,9 +733,10 @@ fn validation_gap(run: &Run, retrains: &[&Run]) -> Option<f64> {
     crate::eval::result::avg_gap(&with_val(run), &reference)
 }
 
-/// Keeps, per section and method, only the hyper-parameter group with the smallest mean
-/// validation gap (no test data involved); returns every choice made.
-pub fn choose_on_validation(rep: &mut Report) -> Vec<Choice> {
+/// Keeps, per section and method, only the hyper-parameter group with the smallest mean gap on
+/// a held-out split (no test data involved): the selection split when every run of the section
+/// has one, else the validation split. Returns every choice made.
+pub fn choose_on_held_out(rep: &mut Report) -> Vec<Choice> {
     let mut choices = Vec::new();
     for section in &mut rep.sections {
         let retrains: Vec<&Run> = section
@@ -714,6 +745,16 @@ pub fn choose_on_validation(rep: &mut Report) -> Vec<Choice> {
             .filter(|g| is_retrain(&g.method))
             .flat_map(|g| g.runs.iter().map(|&i| &rep.runs[i]))
             .collect();
+        let every_run_has_selection = section
+            .groups
+            .iter()
+            .flat_map(|g| &g.runs)
+            .all(|&i| rep.runs[i].result.accuracy.selection.is_some());
+        let held_out = if every_run_has_selection {
+            HeldOut::Selection
+        } else {
+            HeldOut::Validation
+        };
         let mut methods: Vec<String> = Vec::new();
         for g in &section.groups {
             if !methods.contains(&g.method) {
@@ -735,7 +776,7 @@ pub fn choose_on_validation(rep: &mut Report) -> Vec<Choice> {
                     let gaps: Vec<f64> = g
                         .runs
                         .iter()
-                        .filter_map(|&r| validation_gap(&rep.runs[r], &retrains))
+                        .filter_map(|&r| held_out_gap(&rep.runs[r], &retrains, held_out))
                         .collect();
                     let mean =
                         (!gaps.is_empty()).then(|| gaps.iter().sum::<f64>() / gaps.len() as f64);
@@ -756,6 +797,7 @@ pub fn choose_on_validation(rep: &mut Report) -> Vec<Choice> {
             );
             choices.push(Choice {
                 section: section.title(),
+                held_out,
                 method,
                 candidates,
                 chosen,
@@ -771,8 +813,8 @@ pub fn choose_on_validation(rep: &mut Report) -> Vec<Choice> {
     choices
 }
 
-/// [`report`], and with `select` only each method's hyper-parameters chosen on validation
-/// ([`choose_on_validation`]), the choices written into `report.md`.
+/// [`report`], and with `select` only each method's hyper-parameters chosen on a held-out split
+/// ([`choose_on_held_out`]), the choices written into `report.md`.
 pub fn report_with(
     run_dirs: &[PathBuf],
     retrain: Option<&Path>,
@@ -781,7 +823,7 @@ pub fn report_with(
 ) -> Result<String> {
     let mut rep = build(run_dirs, retrain)?;
     let choices = if select {
-        choose_on_validation(&mut rep)
+        choose_on_held_out(&mut rep)
     } else {
         Vec::new()
     };
@@ -810,15 +852,19 @@ pub fn report_with(
     );
     if !choices.is_empty() {
         doc.push_str(
-            "\n## Hyper-parameters chosen on validation\n\nPer method, the setting with the smallest \
-             mean gap to Retrain over UA, MIA-efficacy, RA and validation accuracy (TA, the test \
-             set, plays no part); the tables above show only the chosen one.\n",
+            "\n## Hyper-parameters chosen on a held-out split\n\nPer method, the setting with the \
+             smallest mean gap to Retrain over UA, MIA-efficacy, RA and the held-out split's \
+             accuracy (TA, the test set, plays no part); the tables above show only the chosen \
+             one. The selection split is read by no method; where a run has none, the validation \
+             split stands in, which the adversarial method's defender trains through.\n",
         );
         for c in &choices {
             let _ = write!(
                 doc,
-                "\n**{}**, {}:\n\n| setting | validation gap | |\n|---|---|---|\n",
-                c.method, c.section
+                "\n**{}**, {}:\n\n| setting | {} gap | |\n|---|---|---|\n",
+                c.method,
+                c.section,
+                c.held_out.name()
             );
             for (k, (label, gap)) in c.candidates.iter().enumerate() {
                 let gap = gap.map_or("n/a".to_string(), |g| format!("{g:.2}"));

@@ -60,6 +60,9 @@ pub struct Accuracies {
     pub forget: Option<f64>,
     /// Validation split.
     pub val: f64,
+    /// Selection split (held out from every method), `None` when the run has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selection: Option<f64>,
     /// Test set (without the removed class, if any).
     pub test: f64,
 }
@@ -194,6 +197,7 @@ pub fn evaluate(req: &EvalRequest) -> anyhow::Result<EvalResult> {
     let retain_out = subset(&train_out, &rows(&splits.retain));
     let forget_out = subset(&train_out, &rows(&splits.forget));
     let val_out = run(&ds.train, &splits.val);
+    let selection_out = run(&ds.train, &splits.selection);
     let test_out = run(&ds.test, &splits.test);
     let predict_seconds = start.elapsed().as_secs_f64();
 
@@ -212,11 +216,13 @@ pub fn evaluate(req: &EvalRequest) -> anyhow::Result<EvalResult> {
         retain: top1_accuracy(&retain_out),
         forget: forget_acc,
         val: top1_accuracy(&val_out),
+        selection: (!selection_out.is_empty()).then(|| top1_accuracy(&selection_out)),
         test: top1_accuracy(&test_out),
     };
     let sizes = BTreeMap::from([
         ("train".to_string(), splits.train.len()),
         ("val".to_string(), splits.val.len()),
+        ("selection".to_string(), splits.selection.len()),
         ("forget".to_string(), splits.forget.len()),
         ("retain".to_string(), splits.retain.len()),
         ("test".to_string(), splits.test.len()),

@@ -13,7 +13,7 @@ use super::unlearn::UnlearnJob;
 use super::{DataConfig, ForgetConfig, Job, Runner};
 use crate::checkpoint;
 use crate::data::batches::to_tensor;
-use crate::data::splits::{make_splits, SplitConfig};
+use crate::data::splits::make_splits;
 use crate::eval::forgetting::{self, AuditSettings, MethodAudit, PoolData};
 use crate::eval::result::EvalResult;
 use crate::model::Arch;
@@ -203,11 +203,7 @@ pub fn score(job: &AuditJob, plan: &Plan, device: tch::Device) -> anyhow::Result
     let seed = u32::try_from(job.forget.seed).context("--seed must fit in 32 bits")?;
     let splits = make_splits(
         &ds,
-        &SplitConfig {
-            val_set_seed: job.data.val_set_seed,
-            seed,
-            forget: job.forget.request()?,
-        },
+        &job.data.split_config(seed, job.forget.request()?),
     )?;
     let forget = &splits.forget;
     // The pools are the plan's own unlearning jobs: the retrained models are stage 2, each

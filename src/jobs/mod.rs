@@ -32,6 +32,9 @@ pub struct DataConfig {
     pub train_subset: Option<usize>,
     /// Use only the first N official test images (file order).
     pub test_subset: Option<usize>,
+    /// Fraction of each class's training images held out as the selection split, which no
+    /// method reads (`--selection_fraction`; 0: none, as the reference).
+    pub selection_fraction: f64,
 }
 
 impl Default for DataConfig {
@@ -42,11 +45,22 @@ impl Default for DataConfig {
             val_set_seed: 1,
             train_subset: None,
             test_subset: None,
+            selection_fraction: 0.0,
         }
     }
 }
 
 impl DataConfig {
+    /// The split settings of a run with this data, `seed` and forget request.
+    pub fn split_config(&self, seed: u32, forget: ForgetRequest) -> SplitConfig {
+        SplitConfig {
+            val_set_seed: self.val_set_seed,
+            seed,
+            forget,
+            selection_fraction: self.selection_fraction,
+        }
+    }
+
     /// Reads the data set, cut to `train_subset` / `test_subset` if given.
     pub fn load(&self) -> anyhow::Result<data::DataSet> {
         let mut ds = data::load(self.dataset, self.data.as_deref())?;
@@ -238,6 +252,20 @@ pub fn load_for_run(
             data.train_subset
         );
     }
+    let trained_selection = ckpt
+        .info
+        .extra
+        .get("selection_fraction")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0);
+    if trained_selection != data.selection_fraction {
+        anyhow::bail!(
+            "{} was trained with --selection_fraction {trained_selection}, this run has {}: pass \
+             the same value so that the selection split stays unseen",
+            ckpt.path.display(),
+            data.selection_fraction
+        );
+    }
     let ds = data.load()?;
     if ds.num_classes != ckpt.info.model.num_classes
         || ds.train.channels != ckpt.info.model.in_channels
@@ -259,11 +287,7 @@ pub fn load_for_run(
         u32::try_from(forget.seed).context("--seed must fit in 32 bits (NumPy RandomState)")?;
     let splits = make_splits(
         &ds,
-        &SplitConfig {
-            val_set_seed: data.val_set_seed,
-            seed,
-            forget: request.clone(),
-        },
+        &data.split_config(seed, request.clone()),
     )?;
     Ok(Loaded {
         ckpt,

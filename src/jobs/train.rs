@@ -2,7 +2,7 @@
 
 use super::{model_spec, DataConfig, Runner};
 use crate::checkpoint::{self, ModelInfo, FORMAT};
-use crate::data::splits::{make_splits, ForgetRequest, SplitConfig};
+use crate::data::splits::{make_splits, ForgetRequest};
 use crate::data::ImageSet;
 use crate::device::device_name;
 use crate::model::{Arch, Classifier};
@@ -44,11 +44,7 @@ pub fn run(job: &TrainJob) -> anyhow::Result<ModelInfo> {
     };
     let splits = make_splits(
         &ds,
-        &SplitConfig {
-            val_set_seed: job.data.val_set_seed,
-            seed: 1,
-            forget: ForgetRequest::None,
-        },
+        &job.data.split_config(1, ForgetRequest::None),
     )?;
     tch::manual_seed(config.seed as i64);
     let spec = model_spec(&ds, job.arch)?;
@@ -68,6 +64,7 @@ pub fn run(job: &TrainJob) -> anyhow::Result<ModelInfo> {
             "train_config": config,
             "val_set_seed": job.data.val_set_seed,
             "train_subset": job.data.train_subset,
+            "selection_fraction": job.data.selection_fraction,
             "test_subset": job.data.test_subset,
             "layout": model.layout,
         }),

@@ -109,6 +109,9 @@ fn context<'a>(job: &'a UnlearnJob, run: &'a Loaded) -> UnlearnContext<'a> {
         model_path: run.ckpt.path.clone(),
         save_dir: job.save_dir.clone(),
         class_wise: matches!(run.request, ForgetRequest::Class { .. }),
+        harness: crate::unlearn::find(&job.method)
+            .map(|m| m.forget_harness())
+            .unwrap_or(crate::unlearn::Harness::Sparsity),
     }
 }
 
@@ -141,6 +144,7 @@ pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
         "settings": job.config,
         "val_set_seed": job.data.val_set_seed,
         "train_subset": job.data.train_subset,
+        "selection_fraction": job.data.selection_fraction,
         "test_subset": job.data.test_subset,
         "layout": run.ckpt.model.layout,
     });
@@ -198,7 +202,23 @@ pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     result
         .timings
         .extend(log.excluded_seconds.iter().map(|(k, v)| (k.clone(), *v)));
-    let warnings = health_warnings(&run, method.as_ref(), &job.config, ua_before, result.ua);
+    let shape = crate::unlearn::schedule::RunShape {
+        sizes: crate::unlearn::schedule::SetSizes {
+            train: run.splits.train.len(),
+            retain: run.splits.retain.len(),
+            forget: run.splits.forget.len(),
+            val: run.splits.val.len(),
+        },
+        class_wise: ctx.class_wise,
+        dataset: run.ds.name,
+    };
+    let phases = crate::unlearn::schedule::phases(method.name(), &job.config, &shape);
+    result.config["ran"]["phases"] = serde_json::json!(phases);
+    let mut warnings = health_warnings(&run, method.as_ref(), &job.config, ua_before, result.ua);
+    warnings.extend(crate::unlearn::schedule::departure_warning(
+        method.name(),
+        &phases,
+    ));
     for w in &warnings {
         tracing::warn!("{w}");
     }
@@ -227,6 +247,7 @@ pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
         &job.data,
         &job.forget,
         &run.splits.forget,
+        &run.splits.selection,
         &result,
     )?;
     if let Some(dir) = &job.retrain_dir {

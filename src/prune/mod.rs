@@ -18,7 +18,7 @@
 pub mod synflow;
 
 use crate::checkpoint::{self, copy_into, ModelInfo, FORMAT};
-use crate::data::splits::{make_splits, ForgetRequest, SplitConfig};
+use crate::data::splits::{make_splits, ForgetRequest};
 use crate::data::ImageSet;
 use crate::device::device_name;
 use crate::jobs::{model_spec, DataConfig, Runner};
@@ -261,11 +261,7 @@ pub fn run(args: &PruneJob) -> Result<PruningSummary> {
     let ds = args.data.load()?;
     let splits = make_splits(
         &ds,
-        &SplitConfig {
-            val_set_seed: args.data.val_set_seed,
-            seed: 1,
-            forget: ForgetRequest::None,
-        },
+        &args.data.split_config(1, ForgetRequest::None),
     )?;
     tch::manual_seed(args.train.seed as i64);
     let spec = model_spec(&ds, args.arch)?;
@@ -516,6 +512,7 @@ impl StateContext<'_> {
             "train_config": cfg,
             "val_set_seed": args.data.val_set_seed,
             "train_subset": args.data.train_subset,
+            "selection_fraction": args.data.selection_fraction,
             "test_subset": args.data.test_subset,
         });
         let run = |epochs: usize, resume: bool| {

@@ -9,6 +9,7 @@
 
 pub mod local;
 pub mod spec;
+pub mod steps;
 
 use crate::jobs::Job;
 use anyhow::{bail, Context};

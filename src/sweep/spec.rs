@@ -23,6 +23,7 @@ use crate::jobs::{DataConfig, ForgetConfig, Job, Runner, DEFAULT_ARCH};
 use crate::model::{Arch, Layout};
 use crate::prune::PruneJob;
 use crate::train::TrainConfig;
+use crate::unlearn::schedule::{RunShape, Schedule, SetSizes, Written};
 use crate::unlearn::UnlearnConfig;
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -65,6 +66,10 @@ pub struct SweepSpec {
     /// Use only the first N official test images.
     #[serde(default)]
     pub test_subset: Option<usize>,
+    /// Hold out this fraction of each class's training images as the selection split, read by
+    /// no method, Retrain or attacker (`report --select` chooses on it).
+    #[serde(default)]
+    pub selection_fraction: Option<f64>,
     /// Overrides of the trained model's schedule (`lr`, `batch_size`, `decreasing_lr`, `seed`, …).
     #[serde(default)]
     pub train: toml::Table,
@@ -78,6 +83,11 @@ pub struct SweepSpec {
     /// `--layout`): the same values up to summation order, so not part of a job's identity.
     #[serde(default)]
     pub layout: Layout,
+    /// How each method's epochs and phase lengths are set: `as-given` (default) or
+    /// `reference-steps` (derived from the set sizes so that every phase keeps the reference's
+    /// optimizer steps; [`crate::unlearn::schedule`]).
+    #[serde(default)]
+    pub schedule: Schedule,
 }
 
 /// One entry of `methods`.
@@ -304,6 +314,7 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
             .unwrap_or(DataConfig::default().val_set_seed),
         train_subset: spec.train_subset,
         test_subset: spec.test_subset,
+        selection_fraction: spec.selection_fraction.unwrap_or(0.0),
     };
     if spec.dataset != DatasetName::Digits && spec.data.is_none() {
         bail!(
@@ -432,7 +443,26 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
         config: UnlearnConfig,
         /// The scenarios this run is limited to (`None`: all).
         only: Option<Vec<String>>,
+        /// The schedule settings written in the file (the rest are derived under
+        /// `reference-steps`).
+        written: Written,
+        /// Gan under `reference-steps`: the derived stop-iter's multiple.
+        stop_iter_scale: f64,
     }
+    let written_in = |keys: &mut dyn Iterator<Item = &String>| {
+        let mut w = Written::default();
+        for key in keys {
+            match field_name(key) {
+                "epochs" => w.epochs = true,
+                "stop_iter" => w.stop_iter = true,
+                "attacker_iters" => w.attacker_iters = true,
+                "forget_batch_size" => w.forget_batch_size = true,
+                _ => {}
+            }
+        }
+        w
+    };
+    let written_globally = written_in(&mut unlearn_over.keys());
     let mut runs: Vec<Run> = Vec::new();
     let mut retrain_entry: Option<UnlearnConfig> = None;
     for (i, entry) in spec.methods.iter().enumerate() {
@@ -464,7 +494,31 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
         // Named in a run's folder in the order of the settings' field names.
         let mut varied: Vec<&String> = settings.keys().collect();
         varied.sort_by_key(|k| field_name(k));
-        for point in points {
+        for mut point in points {
+            let scale_value = point.remove("stop_iter_scale");
+            let stop_iter_scale = match scale_value.clone() {
+                None => 1.0,
+                Some(v) => {
+                    let scale = v.as_f64().filter(|s| s.is_finite() && *s > 0.0).with_context(
+                        || format!("{what}: stop_iter_scale must be a positive number"),
+                    )?;
+                    if name != "Gan" || spec.schedule != Schedule::ReferenceSteps {
+                        bail!(
+                            "{what}: stop_iter_scale multiplies the stop-iter that schedule = \
+                             \"reference-steps\" derives for Gan; it has no meaning here"
+                        );
+                    }
+                    scale
+                }
+            };
+            let mut written = written_in(&mut point.keys());
+            written.epochs |= written_globally.epochs;
+            written.stop_iter |= written_globally.stop_iter;
+            written.attacker_iters |= written_globally.attacker_iters;
+            written.forget_batch_size |= written_globally.forget_batch_size;
+            if stop_iter_scale != 1.0 && written.stop_iter {
+                bail!("{what}: give stop_iter or stop_iter_scale, not both");
+            }
             // Retrain repeats the schedule of the model this sweep trains; from a given
             // checkpoint it keeps the method's reference defaults.
             let retrain_defaults = name == "retrain" && spec.model.is_none();
@@ -476,6 +530,9 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
                 base.batch_size = train_config.batch_size;
             }
             let config: UnlearnConfig = apply(&base, &point, &what)?;
+            if let Some(v) = scale_value {
+                point.insert("stop_iter_scale".into(), v);
+            }
             config.validate().with_context(|| what.clone())?;
             let label = std::iter::once(name.clone())
                 .chain(
@@ -504,6 +561,8 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
                 label,
                 config,
                 only: only.clone(),
+                written,
+                stop_iter_scale,
             });
         }
     }
@@ -538,6 +597,33 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
             num_classes: None,
             retrain_dir: None,
         };
+    // The set sizes each (scenario, seed) gives, for the reference-steps schedule.
+    let loaded = match spec.schedule {
+        Schedule::AsGiven => None,
+        Schedule::ReferenceSteps => Some(data.load().context(
+            "schedule = \"reference-steps\" reads the data set to derive each phase's steps",
+        )?),
+    };
+    let schedule_of = |run: &Run, forget: &ForgetConfig| -> anyhow::Result<UnlearnConfig> {
+        let Some(ds) = &loaded else {
+            return Ok(run.config.clone());
+        };
+        let shape = run_shape(ds, &data, forget)?;
+        let config = crate::unlearn::schedule::reference_steps(
+            &run.method,
+            &run.config,
+            &shape,
+            run.written,
+            run.stop_iter_scale,
+        );
+        config
+            .validate()
+            .with_context(|| format!("{} (derived schedule)", run.label))?;
+        Ok(config)
+    };
+    // One attacker job per seed and distinct pre-training: forget requests whose attacker
+    // reads the same members, non-members and augmentation share it.
+    let mut attackers: BTreeMap<(u64, String), String> = BTreeMap::new();
     let mut method_jobs = Vec::new();
     for scenario in &scenarios {
         for &seed in &spec.seeds {
@@ -545,6 +631,7 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
                 seed,
                 ..scenario.forget.clone()
             };
+            let class_wise = forget.class_to_replace.is_some();
             let base = format!("runs/{}/seed{seed}", scenario.name);
             let retrain_name = format!("{base}/retrain");
             let retrain_dir = out.join(&retrain_name);
@@ -559,45 +646,38 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
                     retrain_dir.clone(),
                 )),
             });
-            // One attacker per distinct pre-training setting of this request's Gan runs.
-            let mut attackers: BTreeMap<String, String> = BTreeMap::new();
             let in_scenario = |r: &&Run| r.only.as_ref().is_none_or(|o| o.contains(&scenario.name));
-            for run in runs
-                .iter()
-                .filter(in_scenario)
-                .filter(|r| r.method == "Gan" && r.config.attacker.is_none())
-            {
-                let n = attackers.len();
-                if let std::collections::btree_map::Entry::Vacant(slot) =
-                    attackers.entry(attacker_key(&run.config)?)
-                {
-                    let name = if n == 0 {
-                        format!("attackers/{}/seed{seed}", scenario.name)
-                    } else {
-                        format!("attackers/{}/seed{seed}-{n}", scenario.name)
-                    };
-                    jobs.push(PlannedJob {
-                        name: name.clone(),
-                        stage: 2,
-                        needs: model_needs.clone(),
-                        job: Job::Attacker(unlearn_job(
-                            &run.config,
-                            "Gan",
-                            &forget,
-                            out.join(&name),
-                        )),
-                    });
-                    slot.insert(name);
-                }
-            }
+            let mut here = 0;
             for run in runs.iter().filter(in_scenario) {
+                let config = schedule_of(run, &forget)?;
                 let name = format!("{base}/{}", run.label);
-                let mut job = unlearn_job(&run.config, &run.method, &forget, out.join(&name));
+                let mut job = unlearn_job(&config, &run.method, &forget, out.join(&name));
                 job.retrain_dir = Some(retrain_dir.clone());
                 let mut needs = model_needs.clone();
                 needs.push(retrain_name.clone());
-                if run.method == "Gan" && run.config.attacker.is_none() {
-                    needs.push(attackers[&attacker_key(&run.config)?].clone());
+                if run.method == "Gan" && config.attacker.is_none() {
+                    let key = (seed, attacker_key(&config, class_wise)?);
+                    if !attackers.contains_key(&key) {
+                        let attacker = if here == 0 {
+                            format!("attackers/{}/seed{seed}", scenario.name)
+                        } else {
+                            format!("attackers/{}/seed{seed}-{here}", scenario.name)
+                        };
+                        here += 1;
+                        jobs.push(PlannedJob {
+                            name: attacker.clone(),
+                            stage: 2,
+                            needs: model_needs.clone(),
+                            job: Job::Attacker(unlearn_job(
+                                &config,
+                                "Gan",
+                                &forget,
+                                out.join(&attacker),
+                            )),
+                        });
+                        attackers.insert(key.clone(), attacker);
+                    }
+                    needs.push(attackers[&key].clone());
                 }
                 method_jobs.push(PlannedJob {
                     name,
@@ -616,9 +696,34 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
     })
 }
 
-/// The settings that decide a pre-trained attacker (everything but the game's own schedule).
-fn attacker_key(config: &UnlearnConfig) -> anyhow::Result<String> {
+/// The set sizes and scenario kind of a run on `ds` (as `data` cuts and splits it) for
+/// `forget`.
+pub fn run_shape(
+    ds: &crate::data::DataSet,
+    data: &DataConfig,
+    forget: &ForgetConfig,
+) -> anyhow::Result<RunShape> {
+    let seed = u32::try_from(forget.seed).context("seeds: each must fit in 32 bits")?;
+    let splits =
+        crate::data::splits::make_splits(ds, &data.split_config(seed, forget.request()?))?;
+    Ok(RunShape {
+        sizes: SetSizes {
+            train: splits.train.len(),
+            retain: splits.retain.len(),
+            forget: splits.forget.len(),
+            val: splits.val.len(),
+        },
+        class_wise: forget.class_to_replace.is_some(),
+        dataset: ds.name,
+    })
+}
+
+/// The settings that decide a pre-trained attacker: everything but the game's own schedule,
+/// and whether its non-members are augmented (they are as the forget stream of the request).
+fn attacker_key(config: &UnlearnConfig, class_wise: bool) -> anyhow::Result<String> {
+    let augmented = !config.no_augment && config.forget_augment.unwrap_or(class_wise);
     let mut v = serde_json::to_value(config)?;
+    v["non_members_augmented"] = Value::Bool(augmented);
     for game_only in [
         "lr",
         "epochs",

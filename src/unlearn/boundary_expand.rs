@@ -34,6 +34,9 @@ impl Unlearner for BoundaryExpand {
     fn summary(&self) -> &'static str {
         "boundary expanding: SGD on F relabelled to an extra shadow class, which is removed afterwards (the model keeps C outputs)"
     }
+    fn forget_harness(&self) -> super::Harness {
+        super::Harness::Saliency
+    }
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         let (lr, epochs) = lr_epochs(self, ctx.config);
         // Dropping the trained row is the paper's pruning of the shadow neuron.

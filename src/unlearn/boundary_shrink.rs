@@ -29,6 +29,9 @@ impl Unlearner for BoundaryShrink {
     fn summary(&self) -> &'static str {
         "boundary shrink: SGD on F toward the label of the nearest wrong class found by FGSM on a frozen teacher (--fgsm_step 0.1)"
     }
+    fn forget_harness(&self) -> super::Harness {
+        super::Harness::Saliency
+    }
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         let (lr, epochs) = lr_epochs(self, ctx.config);
         let teacher = frozen_teacher(ctx.model)?;

@@ -31,6 +31,7 @@ pub mod random_label;
 pub mod raw;
 pub mod retrain;
 pub mod salun;
+pub mod schedule;
 pub mod scrub;
 
 /// Hyper-parameters shared by the unlearners (reference flag names in the CLI).
@@ -61,8 +62,8 @@ pub struct UnlearnConfig {
     pub attacker_iters: usize,
     /// Gan: a pre-trained attacker to start from (else one is pre-trained or reused from cache).
     pub attacker: Option<PathBuf>,
-    /// Augment the forget and validation streams (`None` = the reference's quirk: only in
-    /// class-wise forgetting).
+    /// Augment the forget and validation streams (`None` = as the method's reference harness
+    /// does: [`Unlearner::forget_harness`]).
     pub forget_augment: Option<bool>,
     /// Seed of this run.
     pub seed: u64,
@@ -236,12 +237,43 @@ pub struct UnlearnContext<'a> {
     pub save_dir: PathBuf,
     /// Class-wise forgetting (`--class_to_replace`) rather than random forgetting.
     pub class_wise: bool,
+    /// The reference harness the method comes from: it decides whether the forget stream is
+    /// augmented when `forget_augment` is not given.
+    pub harness: Harness,
+}
+
+/// The evaluation harness a method's reference code runs in, which decides the forget (and
+/// validation) stream's augmentation by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Harness {
+    /// The sparsity code base's `main_forget.py` (Gan, FT, GA, FT_l1, FF, IU, SCRUB): forget and
+    /// validation streams augmented in class-wise forgetting only (a quirk of its loaders).
+    Sparsity,
+    /// Unlearn-Saliency's `main_random.py` / `main_forget.py` (RL, SalUn, SalUn_soft, BS, BE): the
+    /// forget loader keeps the train transform in both scenarios.
+    Saliency,
+}
+
+impl Harness {
+    /// Whether this harness augments the forget stream of a run.
+    pub fn augments_forget(self, class_wise: bool) -> bool {
+        match self {
+            Harness::Sparsity => class_wise,
+            Harness::Saliency => true,
+        }
+    }
 }
 
 impl UnlearnContext<'_> {
-    /// Whether forget/val streams are augmented (SPEC §1 quirk by default).
+    /// Whether forget/val streams are augmented: `forget_augment` if given, else as the
+    /// method's reference harness does.
     pub fn forget_augmented(&self) -> bool {
-        !self.config.no_augment && self.config.forget_augment.unwrap_or(self.class_wise)
+        !self.config.no_augment
+            && self
+                .config
+                .forget_augment
+                .unwrap_or(self.harness.augments_forget(self.class_wise))
     }
 
     /// The training augmentation of this run's streams: the data set's own, or none with
@@ -293,6 +325,10 @@ pub trait Unlearner {
     fn defaults(&self) -> (f64, usize);
     /// One line on what it does and its own knobs' defaults (for `unlearn --help`).
     fn summary(&self) -> &'static str;
+    /// The reference harness its code runs in (the forget stream's default augmentation).
+    fn forget_harness(&self) -> Harness {
+        Harness::Sparsity
+    }
     /// Unlearns in place, appending per-iteration rows to `log` (kept even when it fails).
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()>;
 }

@@ -42,6 +42,9 @@ impl Unlearner for RandomLabel {
     fn summary(&self) -> &'static str {
         "random labelling: SGD on F with uniformly random labels, then on R with true labels (one mixed loader for CIFAR-100)"
     }
+    fn forget_harness(&self) -> super::Harness {
+        super::Harness::Saliency
+    }
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         let (lr, epochs) = lr_epochs(self, ctx.config);
         // The random labels come from libtorch's generator: the same command, the same labels.

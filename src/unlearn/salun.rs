@@ -66,6 +66,9 @@ impl Unlearner for SalUn {
             "SalUn: random labelling confined to the ⌊N·r⌋ weights most salient for the forget loss (--mask_ratio 0.5; --salun_legacy masks only the gradient)"
         }
     }
+    fn forget_harness(&self) -> super::Harness {
+        super::Harness::Saliency
+    }
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         let (lr, epochs) = lr_epochs(self, ctx.config);
         if self.soft {

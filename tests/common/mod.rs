@@ -257,6 +257,7 @@ impl DigitsFixture {
             model_path: self.model_path.clone(),
             save_dir: save_dir.to_path_buf(),
             class_wise: self.class_wise,
+            harness: gunlearn::unlearn::Harness::Sparsity,
         }
     }
 }

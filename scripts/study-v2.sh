@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Evidence study v2 (docs/results.md, "Evidence study v2 on fashion-mnist"): every method at its
+# reference optimizer steps (examples/study-v2-fashion-mnist.toml), resumable (finished runs are
+# skipped, so an interrupted study continues where it stopped), then `gunlearn report --select`
+# (each method's setting chosen on the selection split) and, once the sweep is complete, the
+# study's section of docs/results.md rewritten from the results (scripts/study-v2-md.py); DOC=
+# skips that. Many CPU hours on 2 cores: run it with nohup.
+# The body is one block, read whole before it runs: editing the script mid-run is safe.
+{
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+BIN=${BIN:-target/release/gunlearn}
+FILE=${FILE:-examples/study-v2-fashion-mnist.toml}
+OUT=${OUT:-runs/study-v2-fm}
+WORKERS=${WORKERS:-2}
+scripts/fetch-data.sh fashion-mnist >/dev/null
+"$BIN" sweep "$FILE" --out "$OUT/dense" --dry-run | sed -n '/^Optimizer steps/,$p'
+"$BIN" sweep "$FILE" --out "$OUT/dense" --workers "$WORKERS" --threads 1
+"$BIN" report "$OUT/dense" --select -o "$OUT/report" >/dev/null
+DOC=${DOC-docs/results.md}
+if [ -n "$DOC" ] && [ -x scripts/study-v2-md.py ]; then
+  cp "$OUT/report/gap.png" docs/figures/study-v2-fm-gap.png
+  # Made whole first, so that a failure leaves the page as it was.
+  section=$(python3 scripts/study-v2-md.py "$OUT" "scripts/study-v2.sh")
+  printf '%s\n' "$section" | python3 scripts/replace-section.py "$DOC" "## Evidence study v2 on fashion-mnist" --first
+fi
+exit 0
+}
