@@ -100,15 +100,24 @@ impl Phase {
         }
     }
 
-    /// Whether the phase keeps its reference's steps within [`TOLERANCE`].
-    pub fn within_tolerance(&self) -> bool {
-        self.scaled_on_purpose || (self.ratio() - 1.0).abs() <= TOLERANCE
+    /// Here ÷ reference of the phase's share of the method's steps, when it has one.
+    pub fn share_ratio(&self) -> Option<f64> {
+        self.shares
+            .map(|(here, reference)| here / reference.max(1e-12))
     }
 
-    /// Whether the phase departs from its reference by more than [`DEPARTURE`]×.
+    /// Whether the phase keeps its reference's steps (and its share of the game) within
+    /// [`TOLERANCE`].
+    pub fn within_tolerance(&self) -> bool {
+        let fits = |r: f64| (r - 1.0).abs() <= TOLERANCE;
+        self.scaled_on_purpose || (fits(self.ratio()) && self.share_ratio().is_none_or(fits))
+    }
+
+    /// Whether the phase (or its share of the game) departs from its reference by more than
+    /// [`DEPARTURE`]×.
     pub fn departs(&self) -> bool {
-        let r = self.ratio();
-        !self.scaled_on_purpose && (r > DEPARTURE || r < 1.0 / DEPARTURE)
+        let far = |r: f64| r > DEPARTURE || r < 1.0 / DEPARTURE;
+        !self.scaled_on_purpose && (far(self.ratio()) || self.share_ratio().is_some_and(far))
     }
 }
 

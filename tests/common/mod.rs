@@ -287,3 +287,22 @@ pub fn ok(args: &[&str]) -> std::process::Output {
 pub fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
+
+/// The real Fashion-MNIST files under `data/fashion-mnist` (fetched once by
+/// `scripts/fetch-data.sh` from Debian's package; a failure to fetch fails the test).
+pub fn fashion_mnist() -> std::path::PathBuf {
+    use std::sync::OnceLock;
+    static FETCHED: OnceLock<std::path::PathBuf> = OnceLock::new();
+    FETCHED
+        .get_or_init(|| {
+            let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            let status = std::process::Command::new("bash")
+                .arg(root.join("scripts/fetch-data.sh"))
+                .arg("fashion-mnist")
+                .status()
+                .expect("bash runs scripts/fetch-data.sh");
+            assert!(status.success(), "scripts/fetch-data.sh fashion-mnist failed");
+            root.join("data/fashion-mnist")
+        })
+        .clone()
+}
