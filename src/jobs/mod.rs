@@ -61,6 +61,27 @@ impl DataConfig {
         }
     }
 
+    /// The set sizes and scenario kind of a run on `ds` (as read with this configuration) for
+    /// `forget`: what its methods' optimizer steps follow from.
+    pub fn run_shape(
+        &self,
+        ds: &data::DataSet,
+        forget: &ForgetConfig,
+    ) -> anyhow::Result<crate::unlearn::schedule::RunShape> {
+        let seed = u32::try_from(forget.seed).context("the seed must fit in 32 bits")?;
+        let splits = make_splits(ds, &self.split_config(seed, forget.request()?))?;
+        Ok(crate::unlearn::schedule::RunShape {
+            sizes: crate::unlearn::schedule::SetSizes {
+                train: splits.train.len(),
+                retain: splits.retain.len(),
+                forget: splits.forget.len(),
+                val: splits.val.len(),
+            },
+            class_wise: forget.class_to_replace.is_some(),
+            dataset: ds.name,
+        })
+    }
+
     /// Reads the data set, cut to `train_subset` / `test_subset` if given.
     pub fn load(&self) -> anyhow::Result<data::DataSet> {
         let mut ds = data::load(self.dataset, self.data.as_deref())?;

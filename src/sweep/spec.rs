@@ -23,7 +23,7 @@ use crate::jobs::{DataConfig, ForgetConfig, Job, Runner, DEFAULT_ARCH};
 use crate::model::{Arch, Layout};
 use crate::prune::PruneJob;
 use crate::train::TrainConfig;
-use crate::unlearn::schedule::{RunShape, Schedule, SetSizes, Written};
+use crate::unlearn::schedule::{Schedule, Written};
 use crate::unlearn::UnlearnConfig;
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -608,7 +608,7 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
         let Some(ds) = &loaded else {
             return Ok(run.config.clone());
         };
-        let shape = run_shape(ds, &data, forget)?;
+        let shape = data.run_shape(ds, forget)?;
         let config = crate::unlearn::schedule::reference_steps(
             &run.method,
             &run.config,
@@ -693,28 +693,6 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
     Ok(Plan {
         out: out.to_path_buf(),
         jobs,
-    })
-}
-
-/// The set sizes and scenario kind of a run on `ds` (as `data` cuts and splits it) for
-/// `forget`.
-pub fn run_shape(
-    ds: &crate::data::DataSet,
-    data: &DataConfig,
-    forget: &ForgetConfig,
-) -> anyhow::Result<RunShape> {
-    let seed = u32::try_from(forget.seed).context("seeds: each must fit in 32 bits")?;
-    let splits =
-        crate::data::splits::make_splits(ds, &data.split_config(seed, forget.request()?))?;
-    Ok(RunShape {
-        sizes: SetSizes {
-            train: splits.train.len(),
-            retain: splits.retain.len(),
-            forget: splits.forget.len(),
-            val: splits.val.len(),
-        },
-        class_wise: forget.class_to_replace.is_some(),
-        dataset: ds.name,
     })
 }
 

@@ -64,7 +64,7 @@ pub fn steps_table(plan: &Plan) -> anyhow::Result<StepsTable> {
         }
         // runs/<scenario>/seed<k>/<label>
         let scenario = name.split('/').nth(1).unwrap_or("").to_string();
-        let shape = super::spec::run_shape(&ds, &job.data, &job.forget)?;
+        let shape = job.data.run_shape(&ds, &job.forget)?;
         let method = crate::unlearn::find(&job.method)?.name().to_string();
         let explored = explored_scale(name.rsplit('/').next().unwrap_or(""));
         for phase in schedule::phases(&method, &job.config, &shape) {
