@@ -15,7 +15,7 @@ FILE=${FILE:-examples/study-v2-fashion-mnist.toml}
 OUT=${OUT:-runs/study-v2-fm}
 WORKERS=${WORKERS:-2}
 scripts/fetch-data.sh fashion-mnist >/dev/null
-"$BIN" sweep "$FILE" --out "$OUT/dense" --dry-run | sed -n '/^Optimizer steps/,$p'
+"$BIN" sweep "$FILE" --out "$OUT/dense" --dry-run --estimate --workers "$WORKERS" | sed -n '/^Estimated/,$p'
 "$BIN" sweep "$FILE" --out "$OUT/dense" --workers "$WORKERS" --threads 1
 "$BIN" report "$OUT/dense" --select -o "$OUT/report" >/dev/null
 DOC=${DOC-docs/results.md}

@@ -612,6 +612,10 @@ struct SweepArgs {
     /// list it, without running or submitting anything.
     #[arg(long = "dry-run", alias = "dry_run")]
     dry_run: bool,
+    /// With --dry-run: measure per-iteration costs here (a few seconds) and print the CPU time
+    /// of the jobs still to run.
+    #[arg(long)]
+    estimate: bool,
     /// Submit the runs to Slurm as job arrays (one per stage, each after the one before
     /// succeeded) instead of running them here.
     #[arg(long)]
@@ -990,6 +994,10 @@ fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
                 "to run"
             };
             println!("stage {}  {:<8}  {}", job.stage, state, job.name);
+        }
+        if args.estimate {
+            let estimate = crate::sweep::estimate::estimate(&plan)?;
+            println!("\n{}", estimate.describe(args.workers.workers.unwrap_or(1)));
         }
         let steps = crate::sweep::steps::steps_table(&plan)?;
         println!("\n{}", steps.text);

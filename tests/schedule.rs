@@ -192,3 +192,35 @@ fn dry_run_prints_the_steps_table_of_both_studies() {
         );
     }
 }
+
+#[test]
+fn dry_run_estimates_the_cpu_time_from_measured_costs() {
+    common::pin_threads();
+    let out = tempfile::tempdir().unwrap();
+    let o = common::gunlearn(&[
+        "sweep",
+        "examples/digits-minimal.toml",
+        "--out",
+        out.path().to_str().unwrap(),
+        "--dry-run",
+        "--estimate",
+        "--workers",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8(o.stdout).unwrap();
+    let minutes = |kind: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(kind))
+            .unwrap_or_else(|| panic!("no {kind} line:\n{text}"));
+        let number = line.trim_end().trim_end_matches("min").trim_end();
+        number.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert!(text.contains("Estimated CPU time"), "{text}");
+    assert!(text.contains("adversarial iteration"), "{text}");
+    // The adversarial method's game costs more than fine-tuning at the same epochs.
+    assert!(minutes("Gan") > minutes("FT"), "{text}");
+    let total = text.lines().find(|l| l.trim_start().starts_with("total")).unwrap();
+    assert!(total.contains("CPU hours") && total.contains("on 2 worker(s)"), "{total}");
+}

@@ -7,6 +7,7 @@
 //! redone from the start. Every run folder holds its `job.json`, so the same plan runs locally
 //! ([`local`]), on Slurm ([`crate::slurm`]) or by hand (`gunlearn run-job DIR/job.json`).
 
+pub mod estimate;
 pub mod local;
 pub mod spec;
 pub mod steps;
