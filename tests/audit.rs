@@ -119,6 +119,7 @@ fn expected_forget_hash(dataset: DatasetName, data: Option<&Path>) -> (String, u
                 class: 3,
                 count: None,
             },
+            selection_fraction: 0.0,
         },
     )
     .unwrap();

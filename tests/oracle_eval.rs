@@ -135,6 +135,7 @@ fn check_case(case: &Case, ours: &Value, oracle: &Value) {
             val_set_seed: case.val_set_seed,
             seed: case.seed,
             forget: case.forget.clone(),
+            selection_fraction: 0.0,
         },
     )
     .unwrap();

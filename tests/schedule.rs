@@ -19,7 +19,16 @@ fn shape(sizes: SetSizes, class_wise: bool) -> RunShape {
 }
 
 const METHODS: [&str; 10] = [
-    "FT", "GA", "FT_l1", "RL", "SalUn", "SalUn_soft", "BS", "BE", "SCRUB", "Gan",
+    "FT",
+    "GA",
+    "FT_l1",
+    "RL",
+    "SalUn",
+    "SalUn_soft",
+    "BS",
+    "BE",
+    "SCRUB",
+    "Gan",
 ];
 
 #[test]
@@ -55,7 +64,12 @@ fn the_reference_command_runs_exactly_the_reference_steps() {
     let steps: Vec<(String, usize)> = gan.iter().map(|p| (p.phase.clone(), p.steps)).collect();
     assert_eq!(steps[0], ("adversarial".into(), 30));
     assert_eq!(steps[1], ("repair (β = 0)".into(), 447));
-    assert!(phases("fisher_new", &UnlearnConfig::default(), &shape(REFERENCE, false)).is_empty());
+    assert!(phases(
+        "fisher_new",
+        &UnlearnConfig::default(),
+        &shape(REFERENCE, false)
+    )
+    .is_empty());
 }
 
 /// The 1 000-image study: 904 train images (96 validation), batch 32, a forget set of 90.
@@ -86,12 +100,18 @@ fn the_thousand_image_study_departs_and_is_warned_with_both_step_counts() {
         warning.contains("adversarial phase 20 of 26 iterations (77 %); reference 30 of 477 (6 %)"),
         "{warning}"
     );
-    assert!(warning.contains("repair (β = 0) phase 6 of 26"), "{warning}");
+    assert!(
+        warning.contains("repair (β = 0) phase 6 of 26"),
+        "{warning}"
+    );
     for method in ["BS", "BE", "GA"] {
         let ps = phases(method, &small_study(method), &shape(small(), true));
         let warning = departure_warning(method, &ps)
             .unwrap_or_else(|| panic!("{method} runs 9 steps where the reference runs 90+"));
-        assert!(warning.contains(" 9 steps (3 per epoch over F)"), "{warning}");
+        assert!(
+            warning.contains(" 9 steps (3 per epoch over F)"),
+            "{warning}"
+        );
     }
 }
 
@@ -110,11 +130,26 @@ fn reference_steps_keeps_reference_epochs_where_they_fit_and_scales_them_where_n
     };
     for class_wise in [false, true] {
         for method in METHODS {
-            let derived = reference_steps(method, &base, &shape(v2, class_wise), Written::default(), 1.0);
+            let derived = reference_steps(
+                method,
+                &base,
+                &shape(v2, class_wise),
+                Written::default(),
+                1.0,
+            );
             let (_, ref_epochs) = gunlearn::unlearn::find(method).unwrap().defaults();
-            assert_eq!(derived.epochs, Some(ref_epochs), "{method}: 20 % shorter epochs fit");
+            assert_eq!(
+                derived.epochs,
+                Some(ref_epochs),
+                "{method}: 20 % shorter epochs fit"
+            );
             for p in phases(method, &derived, &shape(v2, class_wise)) {
-                assert!(p.within_tolerance(), "{method} {}: ratio {}", p.phase, p.ratio());
+                assert!(
+                    p.within_tolerance(),
+                    "{method} {}: ratio {}",
+                    p.phase,
+                    p.ratio()
+                );
             }
         }
     }
@@ -123,15 +158,23 @@ fn reference_steps_keeps_reference_epochs_where_they_fit_and_scales_them_where_n
     assert_eq!(gan.stop_iter, Some(23));
     assert_eq!(gan.attacker_iters, 756);
     let scrub = reference_steps("SCRUB", &base, &shape(v2, false), Written::default(), 1.0);
-    assert_eq!(scrub.forget_batch_size, 48, "9 max-pass steps over 425 images");
+    assert_eq!(
+        scrub.forget_batch_size, 48,
+        "9 max-pass steps over 425 images"
+    );
     let twice = reference_steps("Gan", &base, &shape(v2, true), Written::default(), 2.0);
     assert_eq!(twice.stop_iter, Some(45));
 
     // At the 1 000-image size the epochs are scaled up, never down, and every phase fits.
     for class_wise in [false, true] {
         for method in METHODS {
-            let derived =
-                reference_steps(method, &base, &shape(small(), class_wise), Written::default(), 1.0);
+            let derived = reference_steps(
+                method,
+                &base,
+                &shape(small(), class_wise),
+                Written::default(),
+                1.0,
+            );
             let (_, ref_epochs) = gunlearn::unlearn::find(method).unwrap().defaults();
             assert!(derived.epochs.unwrap() > ref_epochs, "{method}");
             for p in phases(method, &derived, &shape(small(), class_wise)) {
@@ -221,6 +264,12 @@ fn dry_run_estimates_the_cpu_time_from_measured_costs() {
     assert!(text.contains("adversarial iteration"), "{text}");
     // The adversarial method's game costs more than fine-tuning at the same epochs.
     assert!(minutes("Gan") > minutes("FT"), "{text}");
-    let total = text.lines().find(|l| l.trim_start().starts_with("total")).unwrap();
-    assert!(total.contains("CPU hours") && total.contains("on 2 worker(s)"), "{total}");
+    let total = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("total"))
+        .unwrap();
+    assert!(
+        total.contains("CPU hours") && total.contains("on 2 worker(s)"),
+        "{total}"
+    );
 }

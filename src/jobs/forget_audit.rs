@@ -201,10 +201,7 @@ pub struct AuditResult {
 pub fn score(job: &AuditJob, plan: &Plan, device: tch::Device) -> anyhow::Result<AuditResult> {
     let ds = job.data.load()?;
     let seed = u32::try_from(job.forget.seed).context("--seed must fit in 32 bits")?;
-    let splits = make_splits(
-        &ds,
-        &job.data.split_config(seed, job.forget.request()?),
-    )?;
+    let splits = make_splits(&ds, &job.data.split_config(seed, job.forget.request()?))?;
     let forget = &splits.forget;
     // The pools are the plan's own unlearning jobs: the retrained models are stage 2, each
     // method's runs stage 3.

@@ -306,10 +306,7 @@ pub fn load_for_run(
         .with_context(|| format!("{} on {}", ckpt.path.display(), ds.name.cli_name()))?;
     let seed =
         u32::try_from(forget.seed).context("--seed must fit in 32 bits (NumPy RandomState)")?;
-    let splits = make_splits(
-        &ds,
-        &data.split_config(seed, request.clone()),
-    )?;
+    let splits = make_splits(&ds, &data.split_config(seed, request.clone()))?;
     Ok(Loaded {
         ckpt,
         ds,

@@ -42,10 +42,7 @@ pub fn run(job: &TrainJob) -> anyhow::Result<ModelInfo> {
         augment: job.config.augment.map(|_| ds.default_augment()),
         ..job.config.clone()
     };
-    let splits = make_splits(
-        &ds,
-        &job.data.split_config(1, ForgetRequest::None),
-    )?;
+    let splits = make_splits(&ds, &job.data.split_config(1, ForgetRequest::None))?;
     tch::manual_seed(config.seed as i64);
     let spec = model_spec(&ds, job.arch)?;
     let mut model = Classifier::new(&spec, device);

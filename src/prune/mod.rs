@@ -259,10 +259,7 @@ pub fn run(args: &PruneJob) -> Result<PruningSummary> {
     args.train.validate()?;
     let device = args.runner.start()?;
     let ds = args.data.load()?;
-    let splits = make_splits(
-        &ds,
-        &args.data.split_config(1, ForgetRequest::None),
-    )?;
+    let splits = make_splits(&ds, &args.data.split_config(1, ForgetRequest::None))?;
     tch::manual_seed(args.train.seed as i64);
     let spec = model_spec(&ds, args.arch)?;
     let mut model = Classifier::try_new(&spec, device)?;

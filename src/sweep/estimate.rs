@@ -14,8 +14,8 @@ use crate::model::attacker::Attacker;
 use crate::model::Classifier;
 use crate::optim::{Adam, Sgd};
 use crate::unlearn::gan::{
-    adversarial_step, attacker_inputs, attacker_step, sensitivity_noise, StepInputs,
-    StepSettings, ATTACKER_DROPOUT, ATTACKER_LR,
+    adversarial_step, attacker_inputs, attacker_step, sensitivity_noise, StepInputs, StepSettings,
+    ATTACKER_DROPOUT, ATTACKER_LR,
 };
 use crate::unlearn::schedule::phases;
 use anyhow::Context;
@@ -50,7 +50,10 @@ pub struct Estimate {
 
 fn random_batch(size: usize, shape: [i64; 3]) -> Batch {
     Batch {
-        images: Tensor::rand([size as i64, shape[0], shape[1], shape[2]], (Kind::Float, Device::Cpu)),
+        images: Tensor::rand(
+            [size as i64, shape[0], shape[1], shape[2]],
+            (Kind::Float, Device::Cpu),
+        ),
         labels: Tensor::randint(10, [size as i64], (Kind::Int64, Device::Cpu)),
         indices: (0..size).collect(),
     }
@@ -163,7 +166,13 @@ pub fn estimate(plan: &Plan) -> anyhow::Result<Estimate> {
         ds.train.width as i64,
     ];
     crate::device::set_threads(Some(1));
-    let costs = measure(&spec, shape, first.config.batch_size, train.batch_size, layout)?;
+    let costs = measure(
+        &spec,
+        shape,
+        first.config.batch_size,
+        train.batch_size,
+        layout,
+    )?;
     let mut by_kind: BTreeMap<String, (usize, f64)> = BTreeMap::new();
     for planned in &plan.jobs {
         if planned.job.is_complete() {
@@ -176,7 +185,10 @@ pub fn estimate(plan: &Plan) -> anyhow::Result<Estimate> {
             }
             Job::Prune(p) => {
                 let steps = p.train.epochs * ds.train.len().div_ceil(p.train.batch_size);
-                ("pruned original".to_string(), 2.0 * steps as f64 * costs.train_step)
+                (
+                    "pruned original".to_string(),
+                    2.0 * steps as f64 * costs.train_step,
+                )
             }
             Job::Attacker(j) => (
                 "attacker pre-training".to_string(),

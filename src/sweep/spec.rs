@@ -499,9 +499,12 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
             let stop_iter_scale = match scale_value.clone() {
                 None => 1.0,
                 Some(v) => {
-                    let scale = v.as_f64().filter(|s| s.is_finite() && *s > 0.0).with_context(
-                        || format!("{what}: stop_iter_scale must be a positive number"),
-                    )?;
+                    let scale = v
+                        .as_f64()
+                        .filter(|s| s.is_finite() && *s > 0.0)
+                        .with_context(|| {
+                            format!("{what}: stop_iter_scale must be a positive number")
+                        })?;
                     if name != "Gan" || spec.schedule != Schedule::ReferenceSteps {
                         bail!(
                             "{what}: stop_iter_scale multiplies the stop-iter that schedule = \

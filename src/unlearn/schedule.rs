@@ -116,7 +116,7 @@ impl Phase {
     /// Whether the phase (or its share of the game) departs from its reference by more than
     /// [`DEPARTURE`]×.
     pub fn departs(&self) -> bool {
-        let far = |r: f64| r > DEPARTURE || r < 1.0 / DEPARTURE;
+        let far = |r: f64| !(1.0 / DEPARTURE..=DEPARTURE).contains(&r);
         !self.scaled_on_purpose && (far(self.ratio()) || self.share_ratio().is_some_and(far))
     }
 }
@@ -190,10 +190,24 @@ pub fn phases(method: &str, config: &UnlearnConfig, shape: &RunShape) -> Vec<Pha
             ..epochs_phase("training", "R", r, epochs, ref_r, ref_epochs)
         }],
         "FT" | "FT_l1" | "FT_prune" => {
-            vec![epochs_phase("fine-tuning", "R", r, epochs, ref_r, ref_epochs)]
+            vec![epochs_phase(
+                "fine-tuning",
+                "R",
+                r,
+                epochs,
+                ref_r,
+                ref_epochs,
+            )]
         }
         "GA" => vec![epochs_phase("ascent", "F", f, epochs, ref_f, ref_epochs)],
-        "BS" | "BE" => vec![epochs_phase("forget pass", "F", f, epochs, ref_f, ref_epochs)],
+        "BS" | "BE" => vec![epochs_phase(
+            "forget pass",
+            "F",
+            f,
+            epochs,
+            ref_f,
+            ref_epochs,
+        )],
         "RL" | "SalUn" | "SalUn_soft" => {
             let layout = if name == "SalUn_soft" {
                 super::salun::soft_layout(shape.dataset)
@@ -388,7 +402,8 @@ pub fn reference_steps(
             let pair = b.min(s.train).min(s.val).max(1);
             let ref_passes =
                 REFERENCE_ATTACKER_ITERS as f64 * REFERENCE_BATCH as f64 / REFERENCE.train as f64;
-            out.attacker_iters = ((ref_passes * s.train as f64 / pair as f64).round() as usize).max(1);
+            out.attacker_iters =
+                ((ref_passes * s.train as f64 / pair as f64).round() as usize).max(1);
         }
     }
     out

@@ -301,7 +301,10 @@ pub fn fashion_mnist() -> std::path::PathBuf {
                 .arg("fashion-mnist")
                 .status()
                 .expect("bash runs scripts/fetch-data.sh");
-            assert!(status.success(), "scripts/fetch-data.sh fashion-mnist failed");
+            assert!(
+                status.success(),
+                "scripts/fetch-data.sh fashion-mnist failed"
+            );
             root.join("data/fashion-mnist")
         })
         .clone()
