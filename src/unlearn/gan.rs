@@ -911,13 +911,21 @@ impl Unlearner for Adversarial {
                 ))
             },
             |log, _, end| {
-                let last = log.rows.last().cloned().unwrap_or_default();
-                tracing::info!(
-                    "epoch {}/{epochs}: {} iterations, last row {:?}",
-                    end.epoch + 1,
-                    end.iteration,
-                    last
-                );
+                if let Some(row) = log.rows.last() {
+                    // Columns: iteration, epoch, attacker loss/acc, retain loss/acc, L_adv, L_bt, β, lr.
+                    tracing::info!(
+                        "epoch {}/{epochs}: {} iterations; last: attacker acc {:.1} %  retain acc \
+                         {:.1} %  L_adv {:.3}  L_bt {:.2}  β {}  lr {}",
+                        end.epoch + 1,
+                        end.iteration,
+                        row[3],
+                        row[5],
+                        row[6],
+                        row[7],
+                        row[8],
+                        row[9]
+                    );
+                }
                 Ok(())
             },
         )?;

@@ -186,8 +186,14 @@ pub fn scrub(
         )
         .with_context(|| format!("SCRUB min pass, epoch {epoch}"))?;
         iteration += retain_steps;
+        // Epochs past msteps have no max pass: their max-pass loss does not exist.
+        let max_pass = if max_loss.is_nan() {
+            "no max pass".to_string()
+        } else {
+            format!("max-pass loss {max_loss:.4}")
+        };
         tracing::info!(
-            "SCRUB epoch {epoch}/{epochs}: lr {:.2e}, max-pass loss {max_loss:.4}, min-pass loss {min_loss:.4}",
+            "SCRUB epoch {epoch}/{epochs}: lr {:.2e}, {max_pass}, min-pass loss {min_loss:.4}",
             opt.lr
         );
         log.rows.push(vec![
