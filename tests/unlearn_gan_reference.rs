@@ -12,22 +12,24 @@
 //! defender's BatchNorm and conv updates, which get most of their gradient through the
 //! sensitivity, are therefore reproducible only to a few percent: the same loop run with
 //! PyTorch 2.11 in float32 on our development CPU lands 3.2e-2 (BatchNorm) and 2.4e-2 (convs)
-//! away from the file in the update's relative error, and in float64 0.76 to 0.9 away. Each
-//! bound is about twice the largest error seen with 1 and 2 threads (in brackets), on
-//! ‖ours − reference‖ / ‖reference − before‖ per tensor and on max |ours − reference| /
-//! max(1, max |reference|):
+//! away from the file in the update's relative error, and in float64 0.76 to 0.9 away. The
+//! errors also depend on the CPU (its vector kernels sum in another order): each bound is about
+//! twice the largest error seen with 1 and 2 threads on two CPUs (in brackets: the earlier
+//! development CPU; an AMD EPYC), on ‖ours − reference‖ / ‖reference − before‖ per tensor and on
+//! max |ours − reference| / max(1, max |reference|), and stays far below what every wrong
+//! weighting below gives:
 //!
-//! | group                                   | update error      | value error       |
-//! |-----------------------------------------|-------------------|-------------------|
-//! | defender BatchNorm weights and biases   | 6e-2 (3.1e-2)     | 1e-3 (4.8e-4)     |
-//! | defender convs                          | 6e-2 (2.7e-2)     | 6e-3 (3.0e-3)     |
-//! | defender fc                             | 5e-4 (1.1e-4)     | 1e-5 (1.9e-6)     |
-//! | defender running statistics             | 3e-5 (8.9e-6)     | 1e-5 (2.8e-6)     |
-//! | attacker parameters                     | 3e-3 (1.1e-3)     | 4e-4 (1.6e-4)     |
-//! | attacker attention key biases           | —                 | 1e-3 (1.0e-4)     |
-//! | attacker running statistics             | 3e-4 (9.0e-5)     | 3e-4 (1.0e-4)     |
+//! | group                                   | update error               | value error               |
+//! |-----------------------------------------|----------------------------|---------------------------|
+//! | defender BatchNorm weights and biases   | 2e-1 (3.1e-2; 9.5e-2)      | 3e-3 (4.8e-4; 1.5e-3)     |
+//! | defender convs                          | 2e-1 (2.7e-2; 7.6e-2)      | 2e-2 (3.0e-3; 8.9e-3)     |
+//! | defender fc                             | 2e-3 (1.1e-4; 7.6e-4)      | 1e-4 (1.9e-6; 8.4e-6)     |
+//! | defender running statistics             | 2e-4 (8.9e-6; 6.9e-5)      | 1e-4 (2.8e-6; 2.5e-5)     |
+//! | attacker parameters                     | 6e-3 (1.1e-3; 2.7e-3)      | 7e-4 (1.6e-4; 3.3e-4)     |
+//! | attacker attention key biases           | —                          | 1e-3 (1.0e-4; 9.8e-5)     |
+//! | attacker running statistics             | 1.2e-3 (9.0e-5; 5.7e-4)    | 1.2e-3 (1.0e-4; 5.0e-4)   |
 //!
-//! Losses: L_cls to 2e-6 and L_adv to 1e-4 relative (seen: 2e-7, 2.6e-5), the attacker loss to
+//! Losses: L_cls to 1e-5 and L_adv to 4e-4 relative (seen: 2e-7, 2.6e-5; 4.5e-6, 1.7e-4), the attacker loss to
 //! the 4 decimals it was printed with, the attacker accuracy exactly. Every wrong weighting we
 //! tried lands far outside: β = 0.5 moves the defender's BatchNorm and conv updates by ≈ 0.8,
 //! fc by 0.24, the running statistics by 0.26 and the attacker by 0.44 (relative), and L_cls
@@ -63,8 +65,8 @@ const DEFENDER_PASSES: i64 = 5;
 const ATTACKER_PASSES: i64 = 2;
 
 /// Relative tolerances on the retain loss and L_adv (the reference printed them in full).
-const RETAIN_LOSS_TOL: f64 = 2e-6;
-const ADV_LOSS_TOL: f64 = 1e-4;
+const RETAIN_LOSS_TOL: f64 = 1e-5;
+const ADV_LOSS_TOL: f64 = 4e-4;
 /// Half a unit of the 4th decimal, as the reference printed the attacker's loss, plus our own
 /// rounding.
 const PRINTED_LOSS_TOL: f64 = 6e-5;
@@ -236,26 +238,26 @@ impl Group {
     /// Tolerance on the update's relative error, about twice the largest seen (module doc).
     fn update_tolerance(self) -> f64 {
         match self {
-            Group::DefenderBatchNorm | Group::DefenderConvs => 6e-2,
-            Group::DefenderFc => 5e-4,
-            Group::DefenderRunningStats => 3e-5,
-            Group::AttackerParameters => 3e-3,
+            Group::DefenderBatchNorm | Group::DefenderConvs => 2e-1,
+            Group::DefenderFc => 2e-3,
+            Group::DefenderRunningStats => 2e-4,
+            Group::AttackerParameters => 6e-3,
             // Their update is rounding noise (see `key_bias_split`): only the values are bounded.
             Group::AttackerKeyBiases => f64::INFINITY,
-            Group::AttackerRunningStats => 3e-4,
+            Group::AttackerRunningStats => 1.2e-3,
         }
     }
 
     /// Tolerance on max |ours − reference| relative to max(1, max |reference|).
     fn value_tolerance(self) -> f64 {
         match self {
-            Group::DefenderBatchNorm => 1e-3,
-            Group::DefenderConvs => 6e-3,
-            Group::DefenderFc | Group::DefenderRunningStats => 1e-5,
-            Group::AttackerParameters => 4e-4,
+            Group::DefenderBatchNorm => 3e-3,
+            Group::DefenderConvs => 2e-2,
+            Group::DefenderFc | Group::DefenderRunningStats => 1e-4,
+            Group::AttackerParameters => 7e-4,
             // Loose on purpose: their steps are Adam-normalised rounding noise (seen: 1.0e-4).
             Group::AttackerKeyBiases => ATTACKER_LR,
-            Group::AttackerRunningStats => 3e-4,
+            Group::AttackerRunningStats => 1.2e-3,
         }
     }
 }
