@@ -509,58 +509,60 @@ fn rederive_splits(record: &AuditRecord) -> anyhow::Result<crate::data::splits::
     make_splits(&ds, &args.split_config(seed, request(&record.forget)?))
 }
 
-/// Checks the forgotten indices' hash by re-deriving them, when the data files are intact.
-fn check_forget(record: &AuditRecord, data_intact: bool) -> Check {
-    let status = if !data_intact {
-        Status::NotRederived("the data files are missing or changed".into())
+/// Checks the recorded index sets (the forgotten indices, and the selection split when the run
+/// has one) against the splits re-derived once from the data, when the data files are intact.
+fn check_indices(record: &AuditRecord, data_intact: bool) -> Vec<Check> {
+    let derived = if data_intact {
+        rederive_splits(record).map_err(|e| format!("{e:#}"))
     } else {
-        match rederive_splits(record) {
-            Ok(splits) => {
-                let found = indices_sha256(&splits.forget);
-                if found == record.forget.forget_indices_sha256 {
+        Err("the data files are missing or changed".to_string())
+    };
+    let check = |what: &str, count: usize, recorded: &str, found: Result<&[usize], &String>| {
+        let status = match found {
+            Err(why) => Status::NotRederived(why.clone()),
+            Ok(idx) => {
+                let found = indices_sha256(idx);
+                if found == recorded {
                     Status::Ok
                 } else {
                     Status::Mismatch {
-                        recorded: record.forget.forget_indices_sha256.clone(),
+                        recorded: recorded.to_string(),
                         found,
                     }
                 }
             }
-            Err(e) => Status::NotRederived(format!("{e:#}")),
+        };
+        Check {
+            what: what.into(),
+            name: format!("{count} indices"),
+            status,
         }
     };
-    Check {
-        what: "forget indices".into(),
-        name: format!("{} indices", record.forget.forget_indices_count),
-        status,
-    }
-}
-
-/// Checks the selection split's hash by re-deriving it, when the data files are intact.
-fn check_selection(record: &AuditRecord, recorded: &IndexHash, data_intact: bool) -> Check {
-    let status = if !data_intact {
-        Status::NotRederived("the data files are missing or changed".into())
-    } else {
-        match rederive_splits(record) {
-            Ok(splits) => {
-                let found = indices_sha256(&splits.selection);
-                if found == recorded.sha256 && splits.selection.len() == recorded.count {
-                    Status::Ok
-                } else {
-                    Status::Mismatch {
-                        recorded: recorded.sha256.clone(),
-                        found,
-                    }
-                }
+    let mut checks = vec![check(
+        "forget indices",
+        record.forget.forget_indices_count,
+        &record.forget.forget_indices_sha256,
+        derived.as_ref().map(|s| s.forget.as_slice()),
+    )];
+    if let Some(selection) = &record.data.selection {
+        let mut c = check(
+            "selection split",
+            selection.count,
+            &selection.sha256,
+            derived.as_ref().map(|s| s.selection.as_slice()),
+        );
+        // The count is part of what the selection record promises.
+        if let (Ok(s), Status::Ok) = (&derived, &c.status) {
+            if s.selection.len() != selection.count {
+                c.status = Status::Mismatch {
+                    recorded: format!("{} indices", selection.count),
+                    found: format!("{} indices", s.selection.len()),
+                };
             }
-            Err(e) => Status::NotRederived(format!("{e:#}")),
         }
-    };
-    Check {
-        what: "selection split".into(),
-        name: format!("{} indices", recorded.count),
-        status,
+        checks.push(c);
     }
+    checks
 }
 
 /// Every check of `dir/audit.json`: input checkpoint, data files, outputs, forgotten indices.
@@ -581,10 +583,7 @@ pub fn check_all(dir: &Path) -> anyhow::Result<Vec<Check>> {
             .iter()
             .map(|f| check_file("output", f, &dir.join(&f.path))),
     );
-    checks.push(check_forget(&record, data_intact));
-    if let Some(selection) = &record.data.selection {
-        checks.push(check_selection(&record, selection, data_intact));
-    }
+    checks.extend(check_indices(&record, data_intact));
     Ok(checks)
 }
 

@@ -9,6 +9,18 @@ use std::path::Path;
 
 /// A run's eval_result.json with UA, MIA-efficacy, RA, validation and test accuracy.
 fn write_run(dir: &Path, method: &str, lr: f64, seed: u64, m: [f64; 5]) {
+    write_run_with_selection(dir, method, lr, seed, m, None);
+}
+
+/// [`write_run`] with a selection split's accuracy.
+fn write_run_with_selection(
+    dir: &Path,
+    method: &str,
+    lr: f64,
+    seed: u64,
+    m: [f64; 5],
+    selection: Option<f64>,
+) {
     std::fs::create_dir_all(dir).unwrap();
     let [ua, mia, ra, val, ta] = m;
     let scores = json!({"correctness": 0.5, "confidence": 0.5, "entropy": 0.5,
@@ -26,6 +38,10 @@ fn write_run(dir: &Path, method: &str, lr: f64, seed: u64, m: [f64; 5]) {
             "settings": {"seed": seed, "batch_size": 64}},
         "mia_confidence_features": {"forget": [], "test": []}
     });
+    let mut v = v;
+    if let Some(sel) = selection {
+        v["accuracy"]["selection"] = json!(sel);
+    }
     std::fs::write(dir.join("eval_result.json"), v.to_string()).unwrap();
 }
 
@@ -89,5 +105,47 @@ fn the_choice_uses_validation_accuracy_and_never_the_test_set() {
         csv.lines().filter(|l| l.contains(",FT,")).count(),
         2,
         "{csv}"
+    );
+}
+
+#[test]
+fn with_a_selection_split_the_choice_reads_it_and_not_validation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("sweep");
+    for seed in [1, 2] {
+        let s = root.join(format!("seed{seed}"));
+        // [UA, MIA, RA, val, TA] and the selection accuracy.
+        let run = |name: &str, method: &str, lr: f64, m: [f64; 5], sel: f64| {
+            write_run_with_selection(&s.join(name), method, lr, seed, m, Some(sel));
+        };
+        run(
+            "retrain",
+            "retrain",
+            0.1,
+            [5.0, 12.0, 100.0, 90.0, 90.0],
+            90.0,
+        );
+        // Validation equal to Retrain's, selection 10 points off: gap (2 + 10) / 4 = 3.
+        run("FT-a", "FT", 0.01, [5.0, 12.0, 98.0, 90.0, 90.0], 80.0);
+        // Validation 10 points off (as after training through it), selection equal: 0.5.
+        run("FT-b", "FT", 0.1, [5.0, 12.0, 98.0, 80.0, 90.0], 90.0);
+    }
+    let out = tmp.path().join("report");
+    let (r, o) = (root.to_str().unwrap(), out.to_str().unwrap());
+    common::ok(&["report", r, "-o", o, "--select"]);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let chosen = md
+        .split("## Hyper-parameters chosen on a held-out split")
+        .nth(1)
+        .expect("the choices are written");
+    assert!(chosen.contains("| setting | selection gap |"), "{chosen}");
+    let rows: Vec<&str> = chosen.lines().filter(|l| l.starts_with("| FT")).collect();
+    assert!(
+        rows[0].contains("| 3.00 |") && !rows[0].contains("chosen"),
+        "{chosen}"
+    );
+    assert!(
+        rows[1].contains("| 0.50 |") && rows[1].contains("chosen"),
+        "{chosen}"
     );
 }

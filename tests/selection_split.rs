@@ -10,30 +10,16 @@
 mod common;
 
 use common::DigitsFixture;
-use gunlearn::data::splits::{make_splits, ForgetRequest, SplitConfig};
 use gunlearn::data::{self, DatasetName};
 use gunlearn::unlearn::{registry, Harness, UnlearnConfig, UnlearnLog};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-fn splits_with(fraction: f64, forget: ForgetRequest) -> gunlearn::data::splits::Splits {
-    let ds = data::load(DatasetName::Digits, None).unwrap();
-    make_splits(
-        &ds,
-        &SplitConfig {
-            forget,
-            selection_fraction: fraction,
-            ..SplitConfig::default()
-        },
-    )
-    .unwrap()
-}
-
 #[test]
 fn selection_is_stratified_disjoint_and_leaves_validation_as_the_reference_draws_it() {
     let ds = data::load(DatasetName::Digits, None).unwrap();
-    let plain = splits_with(0.0, ForgetRequest::Random { fraction: 0.1 });
-    let held = splits_with(0.05, ForgetRequest::Random { fraction: 0.1 });
+    let plain = DigitsFixture::new(false).splits;
+    let held = DigitsFixture::with_selection(false, 0.05).splits;
     assert!(plain.selection.is_empty());
     assert_eq!(held.val, plain.val, "the validation split does not move");
     for c in 0..ds.num_classes as i64 {
@@ -114,18 +100,9 @@ fn run_method(
 fn no_method_reads_the_selection_split() {
     common::pin_threads();
     for class_wise in [false, true] {
-        let mut fixture = DigitsFixture::new(class_wise);
-        let forget = if class_wise {
-            ForgetRequest::Class {
-                class: 3,
-                count: None,
-            }
-        } else {
-            ForgetRequest::Random { fraction: 0.1 }
-        };
-        let splits = splits_with(0.05, forget);
+        let fixture = DigitsFixture::with_selection(class_wise, 0.05);
+        let splits = fixture.splits.clone();
         assert!(!splits.selection.is_empty());
-        fixture.splits = splits.clone();
         let train_set = poisoned(&fixture, &splits.selection);
 
         // Positive control: one selection image in the retain set is caught.
@@ -161,4 +138,102 @@ fn no_method_reads_the_selection_split() {
             );
         }
     }
+}
+
+#[test]
+fn a_run_with_a_selection_split_reports_it_records_it_and_verify_audit_checks_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (model, run) = (tmp.path().join("original"), tmp.path().join("ft"));
+    let (m, r) = (model.to_str().unwrap(), run.to_str().unwrap());
+    let threads = common::test_threads().to_string();
+    let common_flags = ["--dataset", "digits", "--threads", &threads, "--quiet"];
+    let with = |args: &[&str]| -> Vec<String> {
+        args.iter()
+            .chain(common_flags.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let ok = |args: Vec<String>| {
+        common::ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    ok(with(&[
+        "train",
+        "--arch",
+        "resnet20",
+        "--epochs",
+        "1",
+        "--batch_size",
+        "64",
+        "--selection_fraction",
+        "0.05",
+        "--save_dir",
+        m,
+    ]));
+    // The model was trained without its selection split: a run that would read it is refused.
+    let refused = common::gunlearn(
+        &with(&[
+            "eval",
+            "--model",
+            m,
+            "--indexes_to_replace",
+            "--save_dir",
+            r,
+        ])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+    );
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("--selection_fraction 0.05"), "{err}");
+
+    ok(with(&[
+        "unlearn",
+        "--model",
+        m,
+        "--unlearn",
+        "FT",
+        "--indexes_to_replace",
+        "--unlearn_epochs",
+        "1",
+        "--batch_size",
+        "64",
+        "--selection_fraction",
+        "0.05",
+        "--save_dir",
+        r,
+    ]));
+    let result = common::read_json(&run.join("eval_result.json"));
+    let ds = data::load(DatasetName::Digits, None).unwrap();
+    let expected: usize = (0..ds.num_classes as i64)
+        .map(|c| ds.train.labels.iter().filter(|&&l| l == c).count() * 5 / 100)
+        .sum();
+    assert_eq!(result["sizes"]["selection"], expected, "{result:#}");
+    let selection_acc = result["accuracy"]["selection"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&selection_acc));
+    // One epoch of FT at batch 64 departs from the reference's steps: the run says so.
+    let phases = &result["config"]["ran"]["phases"];
+    assert_eq!(phases[0]["phase"], "fine-tuning", "{phases:#}");
+    assert_eq!(phases[0]["reference_steps"], 1590);
+    let warned = result["config"]["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().starts_with("FT: fine-tuning "));
+    assert!(warned, "{:#}", result["config"]["warnings"]);
+
+    let audit_path = run.join("audit.json");
+    let mut audit = common::read_json(&audit_path);
+    assert_eq!(audit["data"]["selection"]["count"], expected);
+    assert!(common::gunlearn(&["verify-audit", r]).status.success());
+    audit["data"]["selection"]["sha256"] = serde_json::json!("0".repeat(64));
+    std::fs::write(&audit_path, audit.to_string()).unwrap();
+    let tampered = common::gunlearn(&["verify-audit", r]);
+    assert!(!tampered.status.success());
+    let out = String::from_utf8_lossy(&tampered.stdout);
+    assert!(
+        out.lines()
+            .any(|l| l.contains("MISMATCH") && l.contains("selection split")),
+        "{out}"
+    );
 }

@@ -458,3 +458,51 @@ fn a_killed_sweep_loses_nothing_finished_and_resumes_without_redoing_it() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("0 run now"), "{stdout}");
 }
+
+#[test]
+fn forget_requests_whose_attackers_read_the_same_data_share_one_attacker_job() {
+    let attackers = |extra: &str| -> Vec<String> {
+        let plan = plan_of(&format!(
+            "dataset = \"digits\"\narch = \"resnet20\"\nepochs = 2\n\
+             scenarios = [\"random\", \"class:3\", \"class:5\"]\nseeds = [1, 2]\n\
+             methods = [\"Gan\"]\n{extra}"
+        ))
+        .unwrap();
+        // Every Gan run needs exactly one attacker job of its own seed.
+        for job in plan.jobs.iter().filter(|j| j.stage == 3) {
+            let seed = unlearn(&job.job).forget.seed;
+            let needed: Vec<&String> = job
+                .needs
+                .iter()
+                .filter(|n| n.starts_with("attackers/"))
+                .collect();
+            assert_eq!(needed.len(), 1, "{}", job.name);
+            assert!(
+                needed[0].ends_with(&format!("seed{seed}")),
+                "{} needs {}",
+                job.name,
+                needed[0]
+            );
+        }
+        plan.jobs
+            .iter()
+            .filter(|j| matches!(j.job, Job::Attacker(_)))
+            .map(|j| j.name.clone())
+            .collect()
+    };
+    // Augmented training: class-wise attackers see augmented non-members, random ones do not.
+    assert_eq!(
+        attackers(""),
+        [
+            "attackers/random0.1/seed1",
+            "attackers/random0.1/seed2",
+            "attackers/class3/seed1",
+            "attackers/class3/seed2"
+        ]
+    );
+    // Without augmentation every request's attacker reads the same: one per seed.
+    assert_eq!(
+        attackers("[train]\nno_augment = true\n"),
+        ["attackers/random0.1/seed1", "attackers/random0.1/seed2"]
+    );
+}

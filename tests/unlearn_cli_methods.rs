@@ -119,6 +119,32 @@ fn ga_in_random_forgetting_records_an_unaugmented_forget_stream() {
     );
 }
 
+/// RL follows Unlearn-Saliency's harness: its forget stream keeps the train transform in random
+/// forgetting too, where GA's (the sparsity code base's harness) does not.
+#[test]
+fn rl_in_random_forgetting_records_an_augmented_forget_stream() {
+    let out = tempfile::tempdir().unwrap();
+    unlearn(
+        out.path(),
+        &[
+            "--unlearn",
+            "RL",
+            "--indexes_to_replace",
+            "--unlearn_epochs",
+            "1",
+            "--batch_size",
+            "64",
+        ],
+    );
+    let r = read_json(&out.path().join("eval_result.json"));
+    assert_eq!(r["forget"]["kind"], "random", "{r:#}");
+    assert_eq!(
+        r["config"]["ran"]["forget_augmented"],
+        Value::Bool(true),
+        "{r:#}"
+    );
+}
+
 /// The cached attackers' files beside the trained model.
 fn cache_files() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(model_dir().join("attackers"))

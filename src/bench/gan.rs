@@ -181,21 +181,27 @@ fn sampled_peak(line: &serde_json::Value) -> Option<MemorySample> {
     })
 }
 
-fn random_batch(size: usize, device: Device) -> Batch {
+/// A batch of `size` uniform random images of `shape` (C, H, W) with labels in 0..10.
+pub fn random_batch(size: usize, shape: [i64; 3], device: Device) -> Batch {
+    let [c, h, w] = shape;
     Batch {
-        images: Tensor::rand([size as i64, 3, 32, 32], (Kind::Float, device)),
+        images: Tensor::rand([size as i64, c, h, w], (Kind::Float, device)),
         labels: Tensor::randint(10, [size as i64], (Kind::Int64, device)),
         indices: (0..size).collect(),
     }
 }
 
-fn share(b: &Batch) -> Batch {
+/// The same batch, sharing its tensors (an adversarial step takes its inputs by value).
+pub fn share(b: &Batch) -> Batch {
     Batch {
         images: b.images.shallow_clone(),
         labels: b.labels.shallow_clone(),
         indices: b.indices.clone(),
     }
 }
+
+/// The benchmark's image shape: CIFAR's.
+const CIFAR_IMAGE: [i64; 3] = [3, 32, 32];
 
 /// Our seconds per iteration (median), minor page faults per iteration (median), and what
 /// `--gan_memory auto` would estimate as `keep`'s peak for this model and batch (bytes; CPU).
@@ -221,9 +227,9 @@ pub fn time_ours(
     let mut opt_d = Sgd::new(model.vs.trainable_variables(), 0.01, 0.9, 5e-4);
     let mut opt_a = Adam::new(attacker.vs.trainable_variables(), ATTACKER_LR);
     let (retain, forget, val) = (
-        random_batch(batch_size, device),
-        random_batch(batch_size, device),
-        random_batch(batch_size, device),
+        random_batch(batch_size, CIFAR_IMAGE, device),
+        random_batch(batch_size, CIFAR_IMAGE, device),
+        random_batch(batch_size, CIFAR_IMAGE, device),
     );
     let mut iteration = 0;
     let mut faults = Vec::new();

@@ -88,11 +88,13 @@ pub fn run(job: &DemoJob) -> anyhow::Result<()> {
             if name == "FT_prune" {
                 continue; // the same method as FT_l1 under the reference's other name
             }
-            let (lr, epochs) = demo_lr_epochs(name, method.defaults(), random, job.epochs);
+            let lr = demo_lr(name, method.defaults().0, random);
             let save_dir = job.save_dir.join(dir).join(name);
             let config = UnlearnConfig {
                 lr: Some(lr),
-                epochs: (name == "retrain").then_some(epochs),
+                // Retrain repeats the original's schedule; the others' epochs come from the
+                // scale rule below.
+                epochs: (name == "retrain").then_some(job.epochs),
                 batch_size: if name == "retrain" {
                     demo_train_config(job.epochs).batch_size
                 } else {
@@ -144,18 +146,12 @@ pub fn run(job: &DemoJob) -> anyhow::Result<()> {
 /// method ≈ 4× its reference epochs.
 const DEMO_BATCH: usize = 32;
 
-/// Each method's own learning rate (Retrain repeats the original's schedule, Gan uses the seed
-/// document's class-wise lr); the epochs only matter for Retrain, the others' come from the
-/// scale rule.
-fn demo_lr_epochs(
-    name: &str,
-    (default_lr, default_epochs): (f64, usize),
-    random: bool,
-    train_epochs: usize,
-) -> (f64, usize) {
+/// Each method's own learning rate; Retrain repeats the original's and Gan uses the seed
+/// document's class-wise one.
+fn demo_lr(name: &str, default_lr: f64, random: bool) -> f64 {
     match (name, random) {
-        ("retrain", _) => (0.1, train_epochs),
-        ("Gan", false) => (0.02, default_epochs),
-        _ => (default_lr, default_epochs),
+        ("retrain", _) => demo_train_config(1).lr,
+        ("Gan", false) => 0.02,
+        _ => default_lr,
     }
 }

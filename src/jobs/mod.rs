@@ -71,12 +71,7 @@ impl DataConfig {
         let seed = u32::try_from(forget.seed).context("the seed must fit in 32 bits")?;
         let splits = make_splits(ds, &self.split_config(seed, forget.request()?))?;
         Ok(crate::unlearn::schedule::RunShape {
-            sizes: crate::unlearn::schedule::SetSizes {
-                train: splits.train.len(),
-                retain: splits.retain.len(),
-                forget: splits.forget.len(),
-                val: splits.val.len(),
-            },
+            sizes: crate::unlearn::schedule::SetSizes::of(&splits),
             class_wise: forget.class_to_replace.is_some(),
             dataset: ds.name,
         })

@@ -56,8 +56,9 @@ pub fn is_complete(dir: &Path) -> bool {
 /// cache beside the model), so that the Gan runs sharing it only read it; writes
 /// [`ATTACKER_MARK`] into `job.save_dir` with the cache's path.
 pub fn pretrain_attacker(job: &UnlearnJob) -> anyhow::Result<PathBuf> {
+    let harness = crate::unlearn::find(&job.method)?.forget_harness();
     let run = prepare(job, false)?;
-    let ctx = context(job, &run);
+    let ctx = context(job, &run, harness);
     let cache = crate::unlearn::gan::attacker_cache_path(&ctx, job.config.attacker_iters)?;
     tch::manual_seed(job.config.seed as i64);
     let attacker = crate::unlearn::gan::starting_attacker(&ctx)?;
@@ -95,8 +96,12 @@ fn prepare(job: &UnlearnJob, nothing_to_forget_ok: bool) -> anyhow::Result<Loade
     Ok(run)
 }
 
-/// The method's view of a loaded run.
-fn context<'a>(job: &'a UnlearnJob, run: &'a Loaded) -> UnlearnContext<'a> {
+/// The method's view of a loaded run; `harness` is the method's reference harness.
+fn context<'a>(
+    job: &'a UnlearnJob,
+    run: &'a Loaded,
+    harness: crate::unlearn::Harness,
+) -> UnlearnContext<'a> {
     UnlearnContext {
         model: &run.ckpt.model,
         mask: run.ckpt.mask.as_ref(),
@@ -109,9 +114,7 @@ fn context<'a>(job: &'a UnlearnJob, run: &'a Loaded) -> UnlearnContext<'a> {
         model_path: run.ckpt.path.clone(),
         save_dir: job.save_dir.clone(),
         class_wise: matches!(run.request, ForgetRequest::Class { .. }),
-        harness: crate::unlearn::find(&job.method)
-            .map(|m| m.forget_harness())
-            .unwrap_or(crate::unlearn::Harness::Sparsity),
+        harness,
     }
 }
 
@@ -121,7 +124,7 @@ pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     let method = crate::unlearn::find(&job.method)?;
     let run = prepare(job, method.name() == "raw")?;
     let audit_inputs = crate::audit::begin(&job.save_dir, &run.ckpt.path, &job.data)?;
-    let ctx = context(job, &run);
+    let ctx = context(job, &run, method.forget_harness());
     // The original's UA, for the check that the method changed anything (before the seed is
     // set: evaluation draws no random numbers, but nothing here should move the method's).
     let ua_before = (!run.splits.forget.is_empty()).then(|| {
@@ -203,12 +206,7 @@ pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
         .timings
         .extend(log.excluded_seconds.iter().map(|(k, v)| (k.clone(), *v)));
     let shape = crate::unlearn::schedule::RunShape {
-        sizes: crate::unlearn::schedule::SetSizes {
-            train: run.splits.train.len(),
-            retain: run.splits.retain.len(),
-            forget: run.splits.forget.len(),
-            val: run.splits.val.len(),
-        },
+        sizes: crate::unlearn::schedule::SetSizes::of(&run.splits),
         class_wise: ctx.class_wise,
         dataset: run.ds.name,
     };

@@ -7,6 +7,7 @@
 //! RL's extra forward passes are not counted, and the SVC attack is left out.
 
 use super::Plan;
+use crate::bench::gan::{random_batch, share};
 use crate::bench::time_steps;
 use crate::data::batches::Batch;
 use crate::jobs::Job;
@@ -20,7 +21,7 @@ use crate::unlearn::gan::{
 use crate::unlearn::schedule::phases;
 use anyhow::Context;
 use std::collections::BTreeMap;
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 
 /// Measured seconds per unit of work, on one libtorch thread.
 #[derive(Debug, Clone, Copy)]
@@ -48,25 +49,6 @@ pub struct Estimate {
     pub total_seconds: f64,
 }
 
-fn random_batch(size: usize, shape: [i64; 3]) -> Batch {
-    Batch {
-        images: Tensor::rand(
-            [size as i64, shape[0], shape[1], shape[2]],
-            (Kind::Float, Device::Cpu),
-        ),
-        labels: Tensor::randint(10, [size as i64], (Kind::Int64, Device::Cpu)),
-        indices: (0..size).collect(),
-    }
-}
-
-fn share(b: &Batch) -> Batch {
-    Batch {
-        images: b.images.shallow_clone(),
-        labels: b.labels.shallow_clone(),
-        indices: b.indices.clone(),
-    }
-}
-
 /// Measures [`Costs`] for `spec` on images of `shape` (C, H, W), on the CPU.
 pub fn measure(
     spec: &crate::model::ModelSpec,
@@ -82,16 +64,16 @@ pub fn measure(
     let sgd = |b: &Batch, opt: &mut Sgd| -> anyhow::Result<()> {
         crate::train::sgd_step(&model, opt, None, b, Default::default(), Device::Cpu).map(drop)
     };
-    let small = random_batch(batch, shape);
+    let small = random_batch(batch, shape, Device::Cpu);
     let sgd_step = time_steps(2, 5, Device::Cpu, || sgd(&small, &mut opt))?;
-    let big = random_batch(train_batch, shape);
+    let big = random_batch(train_batch, shape, Device::Cpu);
     let train_step = time_steps(1, 3, Device::Cpu, || sgd(&big, &mut opt))?;
     let attacker = Attacker::new(spec.num_classes, ATTACKER_DROPOUT, Device::Cpu);
     let mut opt_a = Adam::new(attacker.vs.trainable_variables(), ATTACKER_LR);
     let (retain, forget, val) = (
-        random_batch(batch, shape),
-        random_batch(batch, shape),
-        random_batch(batch, shape),
+        random_batch(batch, shape, Device::Cpu),
+        random_batch(batch, shape, Device::Cpu),
+        random_batch(batch, shape, Device::Cpu),
     );
     let _fp32 = crate::device::StrictFp32::new();
     let mut iteration = 0;
@@ -125,7 +107,7 @@ pub fn measure(
         attacker_step(&attacker, &mut opt_a, &rows(&forget), &rows(&val));
         Ok(())
     })?;
-    let images = random_batch(512, shape);
+    let images = random_batch(512, shape, Device::Cpu);
     let predict = time_steps(1, 2, Device::Cpu, || {
         drop(tch::no_grad(|| model.forward(&images.images, false)));
         Ok(())

@@ -449,6 +449,7 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
         /// Gan under `reference-steps`: the derived stop-iter's multiple.
         stop_iter_scale: f64,
     }
+    // The schedule settings written in `[unlearn]` or a method's table: not derived.
     let written_in = |keys: &mut dyn Iterator<Item = &String>| {
         let mut w = Written::default();
         for key in keys {
@@ -462,7 +463,6 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
         }
         w
     };
-    let written_globally = written_in(&mut unlearn_over.keys());
     let mut runs: Vec<Run> = Vec::new();
     let mut retrain_entry: Option<UnlearnConfig> = None;
     for (i, entry) in spec.methods.iter().enumerate() {
@@ -514,11 +514,7 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
                     scale
                 }
             };
-            let mut written = written_in(&mut point.keys());
-            written.epochs |= written_globally.epochs;
-            written.stop_iter |= written_globally.stop_iter;
-            written.attacker_iters |= written_globally.attacker_iters;
-            written.forget_batch_size |= written_globally.forget_batch_size;
+            let written = written_in(&mut point.keys().chain(unlearn_over.keys()));
             if stop_iter_scale != 1.0 && written.stop_iter {
                 bail!("{what}: give stop_iter or stop_iter_scale, not both");
             }

@@ -65,6 +65,18 @@ pub struct SetSizes {
     pub val: usize,
 }
 
+impl SetSizes {
+    /// The sizes of `splits`.
+    pub fn of(splits: &crate::data::splits::Splits) -> SetSizes {
+        SetSizes {
+            train: splits.train.len(),
+            retain: splits.retain.len(),
+            forget: splits.forget.len(),
+            val: splits.val.len(),
+        }
+    }
+}
+
 /// One phase of a method: its steps in this run and in the reference's command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
@@ -305,10 +317,9 @@ fn gan_phases(
     }
     if config.attacker.is_none() {
         let s = &shape.sizes;
-        let pair = config.batch_size.min(s.train).min(s.val).max(1);
+        let pair = attacker_batch(config.batch_size, s);
         let passes = config.attacker_iters as f64 * pair as f64 / s.train.max(1) as f64;
-        let ref_passes =
-            REFERENCE_ATTACKER_ITERS as f64 * REFERENCE_BATCH as f64 / REFERENCE.train as f64;
+        let ref_passes = reference_attacker_passes();
         phases.push(Phase {
             phase: "attacker pre-training".into(),
             stream: "train vs val".into(),
@@ -322,6 +333,17 @@ fn gan_phases(
         });
     }
     phases
+}
+
+/// The attacker pre-training's paired batch at `batch` (members and non-members alike, so no
+/// larger than either set).
+fn attacker_batch(batch: usize, sizes: &SetSizes) -> usize {
+    batch.min(sizes.train).min(sizes.val).max(1)
+}
+
+/// The reference's attacker pre-training in passes over its train split (1 000 × 256 / 45 000).
+fn reference_attacker_passes() -> f64 {
+    REFERENCE_ATTACKER_ITERS as f64 * REFERENCE_BATCH as f64 / REFERENCE.train as f64
 }
 
 /// The settings a sweep may fix by hand; under [`Schedule::ReferenceSteps`] each one not
@@ -399,11 +421,9 @@ pub fn reference_steps(
             out.stop_iter = Some(stop.clamp(1, total));
         }
         if !written.attacker_iters {
-            let pair = b.min(s.train).min(s.val).max(1);
-            let ref_passes =
-                REFERENCE_ATTACKER_ITERS as f64 * REFERENCE_BATCH as f64 / REFERENCE.train as f64;
-            out.attacker_iters =
-                ((ref_passes * s.train as f64 / pair as f64).round() as usize).max(1);
+            let pair = attacker_batch(b, s);
+            let iters = reference_attacker_passes() * s.train as f64 / pair as f64;
+            out.attacker_iters = (iters.round() as usize).max(1);
         }
     }
     out

@@ -203,6 +203,11 @@ pub fn digits_model() -> &'static std::path::Path {
 impl DigitsFixture {
     /// The digits data with class-wise (whole class 3) or random 10 % forgetting, seed 2.
     pub fn new(class_wise: bool) -> DigitsFixture {
+        DigitsFixture::with_selection(class_wise, 0.0)
+    }
+
+    /// [`DigitsFixture::new`] with a selection split of `selection_fraction` of each class.
+    pub fn with_selection(class_wise: bool, selection_fraction: f64) -> DigitsFixture {
         use gunlearn::data::{self, splits::*, DatasetName};
         let model_path = digits_model().to_path_buf();
         let ds = data::load(DatasetName::Digits, None).unwrap();
@@ -218,6 +223,7 @@ impl DigitsFixture {
             &ds,
             &SplitConfig {
                 forget,
+                selection_fraction,
                 ..SplitConfig::default()
             },
         )
