@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 BIN=${BIN:-target/release/gunlearn}
 FILE=${FILE:-examples/study-v2-fashion-mnist.toml}
-OUT=${OUT:-runs/study-v2-fm}
+OUT=${OUT:-studies/study-v2-fm}
 WORKERS=${WORKERS:-2}
 scripts/fetch-data.sh fashion-mnist >/dev/null
 "$BIN" sweep "$FILE" --out "$OUT/dense" --dry-run --estimate --workers "$WORKERS" | sed -n '/^Estimated/,$p'

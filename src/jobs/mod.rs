@@ -364,16 +364,27 @@ impl Job {
     }
 
     /// Whether the job's outputs are all there: a finished run is never redone. Each job writes
-    /// its completion mark last, so an interrupted job is never complete.
+    /// its completion mark last, so an interrupted job is never complete. A model that later
+    /// jobs read counts only with its weights: a study folder kept without its checkpoints (its
+    /// results committed, say) retrains the models it needs and skips the finished runs.
     pub fn is_complete(&self) -> bool {
         match self {
             Job::Train(j) => {
-                checkpoint::read_info(&j.save_dir.join("model.json")).is_ok_and(|info| {
-                    info.accuracy.contains_key("train") && info.accuracy.contains_key("test")
-                })
+                j.save_dir.join("model.safetensors").is_file()
+                    && checkpoint::read_info(&j.save_dir.join("model.json")).is_ok_and(|info| {
+                        info.accuracy.contains_key("train") && info.accuracy.contains_key("test")
+                    })
             }
-            Job::Prune(j) => crate::prune::is_complete(j),
-            Job::Attacker(j) => j.save_dir.join(unlearn::ATTACKER_MARK).is_file(),
+            Job::Prune(j) => {
+                crate::prune::is_complete(j)
+                    && crate::prune::final_state_dir(j)
+                        .join("model.safetensors")
+                        .is_file()
+            }
+            Job::Attacker(j) => {
+                j.save_dir.join(unlearn::ATTACKER_MARK).is_file()
+                    && j.save_dir.join(unlearn::ATTACKER_WEIGHTS).is_file()
+            }
             Job::Unlearn(j) => unlearn::is_complete(&j.save_dir),
         }
     }

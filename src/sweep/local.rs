@@ -52,8 +52,11 @@ struct Board {
     running: usize,
 }
 
-/// The first pending job whose prerequisites are all done, marked running; `None` when nothing
-/// is left to start. Jobs whose prerequisite failed are marked failed on the way.
+/// A pending job whose prerequisites are all done, marked running; `None` when nothing is left
+/// to start. Jobs whose prerequisite failed are marked failed on the way. The ready job of the
+/// latest stage goes first (in plan order among equals), so that the runs of one base model and
+/// forget request finish before the next request's Retrain starts: a sweep stopped part-way
+/// leaves complete cells rather than a Retrain for every cell and no method beside it.
 fn next_job(
     board: &Mutex<Board>,
     changed: &Condvar,
@@ -64,6 +67,7 @@ fn next_job(
     let mut b = board.lock().expect("board lock");
     loop {
         let mut waiting = false;
+        let mut ready: Option<usize> = None;
         for (i, job_needs) in needs.iter().enumerate() {
             if b.status[i] != Status::Pending {
                 continue;
@@ -79,11 +83,17 @@ fn next_job(
                 continue;
             }
             if job_needs.iter().all(|&n| b.status[n] == Status::Done) {
-                b.status[i] = Status::Running;
-                b.running += 1;
-                return Some(i);
+                if ready.is_none_or(|r| plan.jobs[i].stage > plan.jobs[r].stage) {
+                    ready = Some(i);
+                }
+                continue;
             }
             waiting = true;
+        }
+        if let Some(i) = ready {
+            b.status[i] = Status::Running;
+            b.running += 1;
+            return Some(i);
         }
         if !waiting || b.running == 0 {
             // Nothing pending, or pending jobs wait on nothing that can still finish.

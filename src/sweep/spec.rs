@@ -624,8 +624,10 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
     // reads the same members, non-members and augmentation share it.
     let mut attackers: BTreeMap<(u64, String), String> = BTreeMap::new();
     let mut method_jobs = Vec::new();
-    for scenario in &scenarios {
-        for &seed in &spec.seeds {
+    // Seed by seed, so that a study stopped part-way (the scheduler finishes the runs of one
+    // request before it starts the next) holds every scenario at the first seeds.
+    for &seed in &spec.seeds {
+        for scenario in &scenarios {
             let forget = ForgetConfig {
                 seed,
                 ..scenario.forget.clone()
