@@ -12,10 +12,13 @@ cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 BIN=${BIN:-target/release/gunlearn}
 FILE=${FILE:-examples/study-v2-fashion-mnist.toml}
+V1_FILE=${V1_FILE:-examples/study-fashion-mnist.toml}
 OUT=${OUT:-studies/study-v2-fm}
 WORKERS=${WORKERS:-2}
 scripts/fetch-data.sh fashion-mnist >/dev/null
 "$BIN" sweep "$FILE" --out "$OUT/dense" --dry-run --estimate --workers "$WORKERS" | sed -n '/^Estimated/,$p'
+# The 1 000-image study's schedule, for the write-up's comparison (its dry run: plan and steps.csv).
+"$BIN" sweep "$V1_FILE" --out "$OUT/v1-schedule" --dry-run >/dev/null
 "$BIN" sweep "$FILE" --out "$OUT/dense" --workers "$WORKERS" --threads 1
 "$BIN" report "$OUT/dense" --select -o "$OUT/report" >/dev/null
 DOC=${DOC-docs/results.md}

@@ -1000,6 +1000,11 @@ fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
             println!("\n{}", estimate.describe(args.workers.workers.unwrap_or(1)));
         }
         let steps = crate::sweep::steps::steps_table(&plan)?;
+        let steps_csv = args.out.join("steps.csv");
+        crate::fsutil::write_atomic(&steps_csv, |tmp| {
+            std::fs::write(tmp, &steps.csv)
+                .with_context(|| format!("writing {}", steps_csv.display()))
+        })?;
         println!("\n{}", steps.text);
         println!(
             "{} of {} phases outside ±25 % of the reference's steps{}",

@@ -315,3 +315,49 @@ fn methods_are_listed_in_registry_order_with_their_papers_names() {
         ]
     );
 }
+
+#[test]
+fn the_adversarial_game_is_drawn_with_its_stop_iter_marked() {
+    let t = tempfile::tempdir().unwrap();
+    let retrain = run(t.path(), "retrain", "retrain", 1, 100.0, 100.0, 95.0, 90.0, 10.0);
+    let gan = run(t.path(), "gan", "Gan", 1, 90.0, 80.0, 92.0, 88.0, 3.0);
+    let other = run(t.path(), "ft", "FT", 1, 50.0, 40.0, 97.0, 91.0, 1.0);
+    // Five game iterations, β = 0 from iteration 4 on (the stop-iter).
+    let mut log = String::from(
+        "iteration,epoch,attacker_loss,attacker_acc,retain_loss,retain_acc,L_adv,L_bt,beta,lr\n",
+    );
+    for (i, beta) in [(1, 1.0), (2, 1.0), (3, 1.0), (4, 0.0), (5, 0.0)] {
+        log.push_str(&format!(
+            "{i},1,0.6,{},0.3,{},{},0.1,{beta},0.01\n",
+            60 + 5 * i,
+            90 - i,
+            8.0 - i as f64
+        ));
+    }
+    std::fs::write(gan.join("unlearn_log.csv"), log).unwrap();
+    // FT's log has no game columns: no figure for it.
+    std::fs::write(other.join("unlearn_log.csv"), "epoch,loss\n1,0.5\n").unwrap();
+    let out = t.path().join("report");
+    report(&[retrain, gan, other], None, &out).unwrap();
+    let name = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .find(|n| n.starts_with("game-") && !n.starts_with("game-loss") && n.ends_with(".svg"))
+        .expect("a game figure");
+    let svg = std::fs::read_to_string(out.join(&name)).unwrap();
+    for label in ["attacker accuracy", "retain accuracy", "stop-iter", "iteration"] {
+        assert!(svg.contains(label), "{name} lacks {label}");
+    }
+    let loss = std::fs::read_to_string(out.join(name.replacen("game-", "game-loss-", 1))).unwrap();
+    for label in ["L_adv", "β", "stop-iter"] {
+        assert!(loss.contains(label), "loss figure lacks {label}");
+    }
+    let pngs = std::fs::read_dir(&out)
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name().to_string_lossy().to_string();
+            n.starts_with("game") && n.ends_with(".png")
+        })
+        .count();
+    assert_eq!(pngs, 2, "one accuracy and one loss figure, for Gan only");
+}

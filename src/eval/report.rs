@@ -899,7 +899,137 @@ pub fn report_with(
         crate::eval::report_html::render(&rep).as_bytes(),
     )?;
     write_figures(&rep, out_dir)?;
+    write_game_figures(&rep, out_dir)?;
     Ok(tables)
+}
+
+/// The adversarial method's game, per section and Gan group, for the group's first seed:
+/// `game-<section>.{png,svg}` (attacker and retain accuracy) and `game-loss-<section>.{png,svg}`
+/// (L_adv and β) against iteration, the stop-iter (where β drops to 0) marked. Read from the
+/// run's `unlearn_log.csv`; a run without one is left out.
+fn write_game_figures(rep: &Report, out_dir: &Path) -> Result<()> {
+    for s in &rep.sections {
+        let slug = slug(&s.title());
+        for (k, g) in s.groups.iter().filter(|g| g.method == "Gan").enumerate() {
+            let Some(run) = g
+                .runs
+                .iter()
+                .map(|&i| &rep.runs[i])
+                .min_by_key(|r| r.result.seed)
+            else {
+                continue;
+            };
+            let Ok(log) = GameLog::read(&run.dir.join("unlearn_log.csv")) else {
+                continue;
+            };
+            let name = if k == 0 {
+                slug.clone()
+            } else {
+                format!("{slug}-{k}")
+            };
+            let what = format!("{}, seed {}", s.title(), run.result.seed);
+            let marker = |lo: f64, hi: f64| {
+                log.stop_iter
+                    .map(|at| vec![(at, lo), (at, hi)])
+                    .unwrap_or_default()
+            };
+            plot::line_chart(
+                &out_dir.join(format!("game-{name}.png")),
+                &format!("Adversarial game: {what}"),
+                "iteration",
+                "batch accuracy (%)",
+                &[
+                    ("attacker accuracy", log.series("attacker_acc")),
+                    ("retain accuracy", log.series("retain_acc")),
+                    ("stop-iter (β → 0)", marker(0.0, 100.0)),
+                ],
+            )?;
+            let l_adv = log.series("L_adv");
+            let top = l_adv.iter().map(|p| p.1).fold(1.0f64, f64::max);
+            plot::line_chart(
+                &out_dir.join(format!("game-loss-{name}.png")),
+                &format!("Adversarial loss and β: {what}"),
+                "iteration",
+                "L_adv; β",
+                &[
+                    ("L_adv", l_adv),
+                    ("β", log.series("beta")),
+                    ("stop-iter (β → 0)", marker(0.0, top)),
+                ],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A section title as a file-name part: lower-case letters and digits, the rest as '-'.
+fn slug(title: &str) -> String {
+    let mut out = String::new();
+    for c in title.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// The adversarial method's `unlearn_log.csv`: its numeric columns by name.
+struct GameLog {
+    columns: Vec<String>,
+    rows: Vec<Vec<f64>>,
+    /// The first iteration with β = 0 (class-wise forgetting's stop-iter), if any.
+    stop_iter: Option<f64>,
+}
+
+impl GameLog {
+    /// Reads the log; fails when it lacks the game's columns.
+    fn read(path: &Path) -> Result<GameLog> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let mut lines = text.lines();
+        let columns: Vec<String> = lines
+            .next()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        for needed in ["iteration", "attacker_acc", "retain_acc", "L_adv", "beta"] {
+            anyhow::ensure!(
+                columns.iter().any(|c| c == needed),
+                "{}: no {needed} column",
+                path.display()
+            );
+        }
+        let rows: Vec<Vec<f64>> = lines
+            .map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
+            .collect();
+        let mut log = GameLog {
+            columns,
+            rows,
+            stop_iter: None,
+        };
+        log.stop_iter = log
+            .series("beta")
+            .into_iter()
+            .find(|&(_, beta)| beta == 0.0)
+            .map(|(at, _)| at);
+        Ok(log)
+    }
+
+    /// (iteration, value) of one column, finite values only.
+    fn series(&self, column: &str) -> Vec<(f64, f64)> {
+        let at = |name: &str| self.columns.iter().position(|c| c == name);
+        let (Some(x), Some(y)) = (at("iteration"), at(column)) else {
+            return Vec::new();
+        };
+        self.rows
+            .iter()
+            .filter_map(|r| Some((*r.get(x)?, *r.get(y)?)))
+            .filter(|(x, y)| x.is_finite() && y.is_finite())
+            .collect()
+    }
 }
 
 /// `gap.{png,svg}` and `mia_confidence.{png,svg}` (when there is something to draw).

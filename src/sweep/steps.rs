@@ -30,6 +30,8 @@ fn explored_scale(label: &str) -> Option<String> {
 pub struct StepsTable {
     /// The table as text.
     pub text: String,
+    /// The table as CSV (the same rows and checks), for scripts; `steps.csv` of a dry run.
+    pub csv: String,
     /// Phases outside ±25 % of the reference's steps, other than those scaled on purpose and
     /// the stop-iter lengths a sweep explores.
     pub outside: usize,
@@ -50,6 +52,7 @@ pub fn steps_table(plan: &Plan) -> anyhow::Result<StepsTable> {
     let Some(first) = unlearn_jobs.first() else {
         return Ok(StepsTable {
             text: String::new(),
+            csv: String::new(),
             outside: 0,
             phases: 0,
         });
@@ -95,6 +98,9 @@ pub fn steps_table(plan: &Plan) -> anyhow::Result<StepsTable> {
         "{:<12} {:<11} {:>4}  {:<22} {:<12} {:>9} {:>7} {:>10} {:>6}  check",
         "request", "method", "runs", "phase", "stream", "per epoch", "steps", "reference", "ratio"
     );
+    let mut csv = String::from(
+        "request,method,runs,phase,stream,steps_per_epoch,steps,reference_steps,ratio,check\n",
+    );
     let mut outside = 0;
     for r in &rows {
         let p = &r.phase;
@@ -129,10 +135,34 @@ pub fn steps_table(plan: &Plan) -> anyhow::Result<StepsTable> {
             p.reference_steps,
             p.ratio(),
         );
+        let _ = writeln!(
+            csv,
+            "{},{},{},{},{},{},{},{},{:.4},{}",
+            csv_field(&r.scenario),
+            csv_field(&r.method),
+            r.runs,
+            csv_field(&p.phase),
+            csv_field(&p.stream),
+            p.steps_per_epoch,
+            p.steps,
+            p.reference_steps,
+            p.ratio(),
+            csv_field(&format!("{check}{unit}")),
+        );
     }
     Ok(StepsTable {
         text,
+        csv,
         outside,
         phases: rows.len(),
     })
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
