@@ -254,9 +254,15 @@ struct DemoArgs {
     /// Output folder for the demo's runs.
     #[arg(long = "save_dir", alias = "save-dir", default_value_os_t = DemoJob::default().save_dir)]
     save_dir: PathBuf,
-    /// Training epochs of the original model (and of Retrain).
-    #[arg(long, default_value_t = DemoJob::default().epochs)]
-    epochs: usize,
+    /// Training epochs of the original model (and of Retrain) (default: examples/demo.toml's).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Only these methods, comma-separated (Retrain and the original always run).
+    #[arg(long, value_delimiter = ',')]
+    methods: Vec<String>,
+    /// Runs at once, one libtorch thread each (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -753,11 +759,7 @@ pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Train(args) => run_train(args),
-        Command::Demo(args) => crate::jobs::demo::run(&DemoJob {
-            save_dir: args.save_dir,
-            epochs: args.epochs,
-            runner: args.common.runner(),
-        }),
+        Command::Demo(args) => run_demo(args),
         Command::Info(args) => run_info(args),
         Command::Unlearn(args) => run_unlearn(*args),
         Command::Eval(args) => run_eval(args),
@@ -792,13 +794,14 @@ pub fn main() -> anyhow::Result<()> {
         }),
         Command::Report(args) => {
             parse_device(&args.device)?;
-            let table = crate::eval::report::report_with(
+            let written = crate::eval::report::report_with(
                 &args.runs,
                 args.retrain.as_deref(),
                 &args.out,
                 args.select,
             )?;
-            println!("{table}");
+            written.log_health();
+            println!("{}", written.tables);
             Ok(())
         }
         Command::Bench(BenchCommand::Train(args)) => crate::bench::bench_train(&args).map(|_| ()),
@@ -969,6 +972,40 @@ fn run_unlearn(args: UnlearnArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+    if args.common.threads.is_some() {
+        anyhow::bail!("--threads: the demo runs one thread per run; set --workers instead");
+    }
+    let demo = crate::jobs::demo::run(&DemoJob {
+        save_dir: args.save_dir,
+        epochs: args.epochs,
+        methods: args.methods,
+        workers: args.workers,
+        runner: args.common.runner(),
+    })?;
+    println!("\n{}\n{}\n", demo.tables.trim_end(), demo.reading);
+    if !demo.warnings.is_empty() {
+        println!(
+            "Health checks ({} kinds, each listed once; every run's own in its eval_result.json):",
+            demo.warnings.len()
+        );
+        for (warning, runs) in &demo.warnings {
+            println!(
+                "  [{runs} run{}] {warning}",
+                if *runs == 1 { "" } else { "s" }
+            );
+        }
+        println!();
+    }
+    println!(
+        "demo finished in {:.0} min {:02.0} s; the report: {}",
+        (demo.seconds / 60.0).floor(),
+        demo.seconds % 60.0,
+        demo.html.display()
+    );
+    Ok(())
+}
+
 fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
     let spec = crate::sweep::spec::read(&args.file)?;
     let plan = crate::sweep::spec::plan(&spec, &args.out)?;
@@ -1041,9 +1078,11 @@ fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
             plan.jobs.len()
         );
     }
-    let table = crate::eval::report::report(std::slice::from_ref(&args.out), None, &args.out)?;
+    let written = crate::eval::report::report(std::slice::from_ref(&args.out), None, &args.out)?;
+    written.log_health();
     println!(
-        "{table}\n(report.md, report.csv and report.html in {})",
+        "{}\n(report.md, report.csv and report.html in {})",
+        written.tables,
         args.out.display()
     );
     Ok(())

@@ -54,7 +54,7 @@ fn gaps_to_retrain_are_hand_computed() {
         run(t.path(), "ga", "GA", 1, 8.0, 15.0, 97.0, 91.0, 3.0),
     ];
     let out = t.path().join("out");
-    let md = report(&dirs, None, &out).unwrap();
+    let md = report(&dirs, None, &out).unwrap().tables;
     if let Ok(keep) = std::env::var("GUNLEARN_KEEP_REPORT") {
         for f in ["gap.png", "mia_confidence.png", "report.md"] {
             std::fs::copy(out.join(f), Path::new(&keep).join(f)).unwrap();
@@ -98,7 +98,9 @@ fn gaps_to_retrain_are_hand_computed() {
         .contains("class 3"));
 
     // An explicit --retrain dir outside the list gives the same gaps.
-    let md2 = report(&dirs[1..], Some(&dirs[0]), &t.path().join("out2")).unwrap();
+    let md2 = report(&dirs[1..], Some(&dirs[0]), &t.path().join("out2"))
+        .unwrap()
+        .tables;
     assert_eq!(row(&md2, "FT")[5], "2.25");
     assert!(!md2.contains("| Retrain |"));
 }
@@ -161,7 +163,7 @@ fn several_seeds_give_mean_and_sample_std() {
         run(t.path(), "ft1", "FT", 1, 2.0, 6.0, 99.0, 93.0, 10.0),
         run(t.path(), "ft2", "FT", 2, 4.0, 8.0, 97.0, 93.0, 14.0),
     ];
-    let md = report(&dirs, None, &t.path().join("out")).unwrap();
+    let md = report(&dirs, None, &t.path().join("out")).unwrap().tables;
     // UA: mean 3, sample std √2; MIA 7 ± √2; RA 98 ± √2; TA 93 ± 0.
     // Gap per run: seed 1 against Retrain seed 1: (3 + 4 + 1 + 1) / 4 = 2.25; seed 2 has no
     // Retrain of its own, so the mean over Retrain runs (seed 1): (1 + 2 + 3 + 1) / 4 = 1.75;
@@ -186,7 +188,9 @@ fn several_seeds_give_mean_and_sample_std() {
         "{doc}"
     );
     // Without any Retrain run the gap is not available but the table still renders.
-    let md = report(&dirs[1..], None, &t.path().join("out3")).unwrap();
+    let md = report(&dirs[1..], None, &t.path().join("out3"))
+        .unwrap()
+        .tables;
     assert_eq!(row(&md, "FT")[5], "n/a");
 }
 
@@ -212,7 +216,9 @@ fn bad_inputs_name_the_directories() {
         .replace("cifar10", "cifar100");
     std::fs::write(&p, s).unwrap();
     // Runs of two data sets make two tables; a given Retrain must share every run's setting.
-    let md = report(&[good.clone(), other.clone()], None, &t.path().join("o")).unwrap();
+    let md = report(&[good.clone(), other.clone()], None, &t.path().join("o"))
+        .unwrap()
+        .tables;
     assert!(
         md.contains("### cifar10, forget class 3") && md.contains("### cifar100, forget class 3"),
         "{md}"
@@ -296,7 +302,7 @@ fn methods_are_listed_in_registry_order_with_their_papers_names() {
         run(t.path(), "rt", "retrain", 1, 5.0, 10.0, 100.0, 94.0, 100.0),
         run(t.path(), "iu", "wfisher", 1, 5.0, 10.0, 99.0, 93.0, 9.0),
     ];
-    let md = report(&dirs, None, &t.path().join("out")).unwrap();
+    let md = report(&dirs, None, &t.path().join("out")).unwrap().tables;
     let names: Vec<&str> = md
         .lines()
         .skip(2)
@@ -319,7 +325,17 @@ fn methods_are_listed_in_registry_order_with_their_papers_names() {
 #[test]
 fn the_adversarial_game_is_drawn_with_its_stop_iter_marked() {
     let t = tempfile::tempdir().unwrap();
-    let retrain = run(t.path(), "retrain", "retrain", 1, 100.0, 100.0, 95.0, 90.0, 10.0);
+    let retrain = run(
+        t.path(),
+        "retrain",
+        "retrain",
+        1,
+        100.0,
+        100.0,
+        95.0,
+        90.0,
+        10.0,
+    );
     let gan = run(t.path(), "gan", "Gan", 1, 90.0, 80.0, 92.0, 88.0, 3.0);
     let other = run(t.path(), "ft", "FT", 1, 50.0, 40.0, 97.0, 91.0, 1.0);
     // Five game iterations, β = 0 from iteration 4 on (the stop-iter).
@@ -345,7 +361,12 @@ fn the_adversarial_game_is_drawn_with_its_stop_iter_marked() {
         .find(|n| n.starts_with("game-") && !n.starts_with("game-loss") && n.ends_with(".svg"))
         .expect("a game figure");
     let svg = std::fs::read_to_string(out.join(&name)).unwrap();
-    for label in ["attacker accuracy", "retain accuracy", "stop-iter", "iteration"] {
+    for label in [
+        "attacker accuracy",
+        "retain accuracy",
+        "stop-iter",
+        "iteration",
+    ] {
         assert!(svg.contains(label), "{name} lacks {label}");
     }
     let loss = std::fs::read_to_string(out.join(name.replacen("game-", "game-loss-", 1))).unwrap();
@@ -355,7 +376,12 @@ fn the_adversarial_game_is_drawn_with_its_stop_iter_marked() {
     let pngs = std::fs::read_dir(&out)
         .unwrap()
         .filter(|e| {
-            let n = e.as_ref().unwrap().file_name().to_string_lossy().to_string();
+            let n = e
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .to_string();
             n.starts_with("game") && n.ends_with(".png")
         })
         .count();

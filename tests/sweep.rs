@@ -460,6 +460,57 @@ fn a_killed_sweep_loses_nothing_finished_and_resumes_without_redoing_it() {
 }
 
 #[test]
+fn forget_requests_and_seeds_the_data_set_cannot_give_are_refused_before_any_work() {
+    let file = |scenarios: &str, seeds: &str| {
+        format!(
+            "dataset = \"digits\"\nscenarios = [{scenarios}]\nseeds = [{seeds}]\nmethods = [\"FT\"]\n"
+        )
+    };
+    let cases = [
+        (file("\"class:99\"", "1"), "no class 99"),
+        (file("\"class:3:0\"", "1"), "--num_indexes_to_replace 0"),
+        (
+            file("\"class:3:5000\"", "1"),
+            "cannot forget 5000 samples of class 3",
+        ),
+        (file("\"random:0.0001\"", "1"), "selects no sample"),
+        (file("\"class:3\"", "0"), "seeds: 0"),
+        (file("\"class:3\"", "1, 1"), "seeds: 1 is listed twice"),
+        // The data set's kind is enough, without its files.
+        (
+            "dataset = \"cifar10\"\ndata = \"/no/such/folder\"\nscenarios = [\"class:12\"]\n\
+             seeds = [1]\nmethods = [\"FT\"]\n"
+                .into(),
+            "no class 12",
+        ),
+    ];
+    for (text, says) in &cases {
+        let err = format!("{:#}", plan_of(text).expect_err(text));
+        assert!(err.contains(says), "{text}\n-> {err}\n(should say {says})");
+    }
+    // Through the binary, dry run and real run: refused before anything is written.
+    for dry in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let sweep = dir.path().join("s.toml");
+        std::fs::write(&sweep, &cases[0].0).unwrap();
+        let out = dir.path().join("out");
+        let mut args = vec![
+            "sweep",
+            sweep.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        if dry {
+            args.push("--dry-run");
+        }
+        let o = gunlearn(&args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("no class 99"));
+        assert!(!out.exists(), "{args:?} wrote {}", out.display());
+    }
+}
+
+#[test]
 fn forget_requests_whose_attackers_read_the_same_data_share_one_attacker_job() {
     let attackers = |extra: &str| -> Vec<String> {
         let plan = plan_of(&format!(
@@ -491,12 +542,13 @@ fn forget_requests_whose_attackers_read_the_same_data_share_one_attacker_job() {
             .collect()
     };
     // Augmented training: class-wise attackers see augmented non-members, random ones do not.
+    // Planned seed by seed, so that a stopped study holds whole seeds.
     assert_eq!(
         attackers(""),
         [
             "attackers/random0.1/seed1",
-            "attackers/random0.1/seed2",
             "attackers/class3/seed1",
+            "attackers/random0.1/seed2",
             "attackers/class3/seed2"
         ]
     );

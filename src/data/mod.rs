@@ -154,6 +154,16 @@ pub fn load(name: DatasetName, dir: Option<&Path>) -> anyhow::Result<DataSet> {
 }
 
 impl DatasetName {
+    /// The number of classes a data set of this kind has, where the kind fixes it (folders of
+    /// images have as many as their files name).
+    pub fn known_num_classes(&self) -> Option<usize> {
+        match self {
+            DatasetName::Cifar100 => Some(100),
+            DatasetName::PngFolder | DatasetName::ImageFolder => None,
+            _ => Some(10),
+        }
+    }
+
     /// The name used on the command line (`--dataset`).
     pub fn cli_name(&self) -> &'static str {
         match self {

@@ -656,9 +656,28 @@ pub fn csv(report: &Report) -> String {
 
 /// Builds the comparison for the runs in `run_dirs` (run folders or sweep folders searched for
 /// them), with Retrain taken from `retrain` or from the runs whose method is `retrain`; writes
-/// the report files into `out_dir` and returns the Markdown table(s).
-pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> Result<String> {
+/// the report files into `out_dir` and returns the Markdown table(s) and health findings.
+pub fn report(run_dirs: &[PathBuf], retrain: Option<&Path>, out_dir: &Path) -> Result<Written> {
     report_with(run_dirs, retrain, out_dir, false)
+}
+
+/// What [`report`] wrote, for the command to print.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The Markdown table(s) of report.md.
+    pub tables: String,
+    /// Each kind of health finding once, with the number of runs it concerns (report.md's
+    /// "Health checks").
+    pub health: Vec<(String, usize)>,
+}
+
+impl Written {
+    /// Logs each health finding once, with its run count (commands that print the tables).
+    pub fn log_health(&self) {
+        for (warning, n) in &self.health {
+            tracing::warn!("{warning} ({n} run(s))");
+        }
+    }
 }
 
 /// The held-out split a hyper-parameter choice reads in place of the test set.
@@ -820,7 +839,7 @@ pub fn report_with(
     retrain: Option<&Path>,
     out_dir: &Path,
     select: bool,
-) -> Result<String> {
+) -> Result<Written> {
     let mut rep = build(run_dirs, retrain)?;
     let choices = if select {
         choose_on_held_out(&mut rep)
@@ -888,7 +907,6 @@ pub fn report_with(
     if !warnings.is_empty() {
         doc.push_str("\n## Health checks\n\n");
         for (warning, n) in &warnings {
-            tracing::warn!("{warning} ({n} run(s))");
             let _ = writeln!(doc, "- {warning} ({n} run(s))");
         }
     }
@@ -900,7 +918,10 @@ pub fn report_with(
     )?;
     write_figures(&rep, out_dir)?;
     write_game_figures(&rep, out_dir)?;
-    Ok(tables)
+    Ok(Written {
+        tables,
+        health: warnings,
+    })
 }
 
 /// The adversarial method's game, per section and Gan group, for the group's first seed:
@@ -986,8 +1007,8 @@ struct GameLog {
 impl GameLog {
     /// Reads the log; fails when it lacks the game's columns.
     fn read(path: &Path) -> Result<GameLog> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut lines = text.lines();
         let columns: Vec<String> = lines
             .next()
@@ -1003,7 +1024,11 @@ impl GameLog {
             );
         }
         let rows: Vec<Vec<f64>> = lines
-            .map(|l| l.split(',').map(|v| v.parse().unwrap_or(f64::NAN)).collect())
+            .map(|l| {
+                l.split(',')
+                    .map(|v| v.parse().unwrap_or(f64::NAN))
+                    .collect()
+            })
             .collect();
         let mut log = GameLog {
             columns,

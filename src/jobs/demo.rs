@@ -1,14 +1,16 @@
-//! The demo: the whole pipeline on the embedded digits data set, on CPU, in a few minutes.
+//! The demo: the whole pipeline on the embedded digits data set, on CPU, in a few minutes. It
+//! is the sweep `examples/demo.toml` (embedded), run on this machine's cores, then reported
+//! with a plain reading of its tables.
 
-use super::train::TrainJob;
-use super::unlearn::UnlearnJob;
-use super::{DataConfig, ForgetConfig, Runner};
-use crate::data::DatasetName;
-use crate::model::Arch;
-use crate::train::TrainConfig;
-use crate::unlearn::UnlearnConfig;
+use crate::eval::report::{Group, Report};
+use crate::sweep::local::LocalOptions;
+use crate::sweep::spec::{MethodSpec, SweepSpec};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The demo's study: every method on a class-wise and a random request of digits.
+pub const DEMO_SWEEP: &str = include_str!("../../examples/demo.toml");
 
 /// The demo's settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -16,142 +18,197 @@ use std::path::PathBuf;
 pub struct DemoJob {
     /// Output folder for the demo's runs.
     pub save_dir: PathBuf,
-    /// Training epochs of the original model (and of Retrain).
-    pub epochs: usize,
-    /// Device, threads, quiet.
-    pub runner: Runner,
+    /// Training epochs of the original model (and of Retrain); `None`: the demo file's.
+    pub epochs: Option<usize>,
+    /// Only these methods (Retrain and the original always run); empty: every method.
+    pub methods: Vec<String>,
+    /// Runs at once, one libtorch thread each (default: one per core).
+    pub workers: Option<usize>,
+    /// Device, layout, quiet (threads: one per worker).
+    pub runner: super::Runner,
 }
 
 impl Default for DemoJob {
     fn default() -> Self {
         DemoJob {
             save_dir: PathBuf::from("runs/demo"),
-            epochs: 20,
-            runner: Runner::default(),
+            epochs: None,
+            methods: Vec::new(),
+            workers: None,
+            runner: super::Runner::default(),
         }
     }
 }
 
-/// The scaled-down training schedule of the demo's original model (digits has 1 297 training
-/// images, so batch 64 and fewer epochs).
-pub fn demo_train_config(epochs: usize) -> TrainConfig {
-    TrainConfig {
-        epochs,
-        lr: 0.1,
-        batch_size: 64,
-        milestones: vec![epochs / 2, epochs * 3 / 4],
-        augment: Some(DatasetName::Digits.default_augment()),
-        ..TrainConfig::default()
-    }
+/// What the demo did.
+#[derive(Debug, Clone)]
+pub struct DemoOutcome {
+    /// The report's tables, one per forget request.
+    pub tables: String,
+    /// The plain reading of the tables.
+    pub reading: String,
+    /// Each kind of health warning with the number of runs that gave it.
+    pub warnings: Vec<(String, usize)>,
+    /// `report.html`.
+    pub html: PathBuf,
+    /// Wall-clock seconds, set-up excluded.
+    pub seconds: f64,
 }
 
-/// Trains the original model, runs every method on a class-wise and a random forget request and
-/// writes a report for each; prints progress and the tables.
-pub fn run(job: &DemoJob) -> anyhow::Result<()> {
-    demo_train_config(job.epochs).validate()?;
-    let digits = DataConfig::default();
-    let original = job.save_dir.join("original");
-    let train = TrainJob {
-        data: digits.clone(),
-        arch: Arch::Resnet20,
-        config: demo_train_config(job.epochs),
-        save_dir: original.clone(),
-        resume: false,
-        runner: job.runner.clone(),
-    };
-    println!(
-        "demo 1/3: training ResNet-20 on the embedded digits data ({} epochs) -> {}",
-        job.epochs,
-        original.display()
-    );
-    let info = super::train::run(&train)?;
-    println!(
-        "original model: train {:.2}%, val {:.2}%, test {:.2}%\n",
-        info.accuracy["train"], info.accuracy["val"], info.accuracy["test"]
-    );
-    let ds = digits.load()?;
-    let scenarios = [
-        ("class-wise (whole class 3)", "classwise", Some(3), false),
-        ("random 10 %", "random", None, true),
-    ];
-    for (n, (title, dir, class, random)) in scenarios.into_iter().enumerate() {
-        println!("demo {}/3: {title} forgetting", n + 2);
-        let forget = ForgetConfig {
-            class_to_replace: class,
-            indexes_to_replace: random,
-            ..ForgetConfig::default()
-        };
-        let shape = digits.run_shape(&ds, &forget)?;
-        let mut runs = Vec::new();
-        for method in crate::unlearn::registry() {
-            let name = method.name();
-            if name == "FT_prune" {
-                continue; // the same method as FT_l1 under the reference's other name
-            }
-            let lr = demo_lr(name, method.defaults().0, random);
-            let save_dir = job.save_dir.join(dir).join(name);
-            let config = UnlearnConfig {
-                lr: Some(lr),
-                // Retrain repeats the original's schedule; the others' epochs come from the
-                // scale rule below.
-                epochs: (name == "retrain").then_some(job.epochs),
-                batch_size: if name == "retrain" {
-                    demo_train_config(job.epochs).batch_size
-                } else {
-                    DEMO_BATCH
-                },
-                milestones: demo_train_config(job.epochs).milestones,
-                stop_unlearn_lr: Some(0.01),
-                seed: forget.seed,
-                ..UnlearnConfig::default()
-            };
-            // The scale rule: every phase runs the reference's optimizer steps at this size.
-            let config = crate::unlearn::schedule::reference_steps(
-                name,
-                &config,
-                &shape,
-                crate::unlearn::schedule::Written::default(),
-                1.0,
-            );
-            let unlearn = UnlearnJob {
-                model: original.clone(),
-                method: name.into(),
-                data: digits.clone(),
-                forget: forget.clone(),
-                config,
-                save_dir: save_dir.clone(),
-                runner: Runner {
-                    quiet: true,
-                    ..job.runner.clone()
-                },
-                num_classes: None,
-                retrain_dir: None,
-            };
-            let result = super::unlearn::run(&unlearn)?;
-            println!("{}", super::result_line(&result));
-            runs.push(save_dir);
+/// The demo's sweep file with `job`'s changes: fewer epochs (the decay milestones at the same
+/// fractions) or fewer methods.
+fn demo_spec(job: &DemoJob) -> anyhow::Result<SweepSpec> {
+    let mut spec = crate::sweep::spec::parse(DEMO_SWEEP, "the demo's sweep (examples/demo.toml)")?;
+    if let Some(epochs) = job.epochs {
+        anyhow::ensure!(
+            epochs > 0,
+            "--epochs 0: the demo's original needs at least one epoch"
+        );
+        spec.epochs = Some(epochs);
+        let milestones = format!("{},{}", epochs / 2, epochs * 3 / 4);
+        spec.train
+            .insert("decreasing_lr".into(), toml::Value::String(milestones));
+    }
+    if !job.methods.is_empty() {
+        for m in &job.methods {
+            crate::unlearn::find(m)?;
         }
-        let out = job.save_dir.join(dir);
-        let table = crate::eval::report::report(&runs, None, &out)?;
-        println!(
-            "\n{title} forgetting on digits (report in {}):\n\n{table}\n",
-            out.join("report.md").display()
+        spec.methods.retain(|entry: &MethodSpec| {
+            entry.name() == "raw"
+                || job
+                    .methods
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(entry.name()))
+        });
+    }
+    Ok(spec)
+}
+
+/// Trains the original, runs every method on both requests (as a sweep, one run per core),
+/// writes the report and returns its tables and reading. Progress goes to the terminal.
+pub fn run(job: &DemoJob) -> anyhow::Result<DemoOutcome> {
+    let started = Instant::now();
+    let spec = demo_spec(job)?;
+    let mut plan = crate::sweep::spec::plan(&spec, &job.save_dir)?;
+    for p in &mut plan.jobs {
+        let runner = p.job.runner_mut();
+        runner.device = job.runner.device.clone();
+        runner.layout = job.runner.layout;
+    }
+    plan.write()?;
+    let workers = job
+        .workers
+        .unwrap_or_else(|| crate::device::thread_count(None))
+        .max(1);
+    println!(
+        "demo: {} runs on the embedded digits data (an original, then each method on a class-wise \
+         and a random forget request at its reference's optimizer steps), {workers} at once -> {}",
+        plan.jobs.len(),
+        job.save_dir.display()
+    );
+    let outcome = crate::sweep::local::run(
+        &plan,
+        &LocalOptions {
+            workers: Some(workers),
+            threads: Some(1),
+            gpus: Vec::new(),
+            quiet: job.runner.quiet,
+        },
+    )?;
+    if let Some((name, why)) = outcome.failed.first() {
+        anyhow::bail!(
+            "{} of the demo's {} runs failed, first {name}: {why} (its run.log says more); \
+             rerun the demo to retry them",
+            outcome.failed.len(),
+            plan.jobs.len()
         );
     }
-    Ok(())
+    let dirs = [job.save_dir.clone()];
+    let written = crate::eval::report::report(&dirs, None, &job.save_dir)?;
+    let rep = crate::eval::report::build(&dirs, None)?;
+    let original = original_accuracy(&job.save_dir.join("original"));
+    Ok(DemoOutcome {
+        tables: written.tables,
+        reading: reading(&rep, original),
+        warnings: written.health,
+        html: job.save_dir.join("report.html"),
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
-/// The unlearning batch of the demo's methods: digits has ≈ 1 300 training images, so batch 32
-/// gives an epoch of ≈ 37 retain steps (the reference's has 159), and the scale rule gives each
-/// method ≈ 4× its reference epochs.
-const DEMO_BATCH: usize = 32;
+/// (train, test) accuracy of the trained original, when recorded.
+fn original_accuracy(dir: &Path) -> Option<(f64, f64)> {
+    let info = crate::checkpoint::read_info(&dir.join("model.json")).ok()?;
+    Some((*info.accuracy.get("train")?, *info.accuracy.get("test")?))
+}
 
-/// Each method's own learning rate; Retrain repeats the original's and Gan uses the seed
-/// document's class-wise one.
-fn demo_lr(name: &str, default_lr: f64, random: bool) -> f64 {
-    match (name, random) {
-        ("retrain", _) => demo_train_config(1).lr,
-        ("Gan", false) => 0.02,
-        _ => default_lr,
+/// One paragraph per request: which methods land closest to Retrain, how the adversarial
+/// method did, and what the demo scaled down.
+fn reading(rep: &Report, original: Option<(f64, f64)>) -> String {
+    let mut out = String::new();
+    if let Some((train, test)) = original {
+        out.push_str(&format!(
+            "The original reaches train {train:.2} % and test {test:.2} %{}. ",
+            if train >= 99.5 {
+                " (it memorises its training set, as the paper's models do)"
+            } else {
+                " (it does not memorise its training set, so forgetting is hard to see)"
+            }
+        ));
     }
+    for s in &rep.sections {
+        let mut ranked: Vec<&Group> = s
+            .groups
+            .iter()
+            .filter(|g| !g.is_retrain() && g.method != "raw" && g.gap.is_some())
+            .collect();
+        ranked.sort_by(|a, b| gap_of(a).total_cmp(&gap_of(b)));
+        let Some(best) = ranked.first() else {
+            continue;
+        };
+        let closest: Vec<String> = ranked
+            .iter()
+            .take(3)
+            .map(|g| format!("{} ({:.2})", g.label(), gap_of(g)))
+            .collect();
+        out.push_str(&format!(
+            "Forget {}: closest to Retrain (Avg. gap, lower is better) {}",
+            s.scenario,
+            closest.join(", ")
+        ));
+        if let Some(raw) = s
+            .groups
+            .iter()
+            .find(|g| g.method == "raw" && g.gap.is_some())
+        {
+            out.push_str(&format!("; doing nothing is at {:.2}", gap_of(raw)));
+        }
+        out.push_str(". ");
+        if let Some((rank, gan)) = ranked.iter().enumerate().find(|(_, g)| g.method == "Gan") {
+            let cost = gan
+                .rte_fraction
+                .map(|r| format!(" at {:.2}× Retrain's time", r.mean))
+                .unwrap_or_default();
+            if std::ptr::eq(*gan, *best) {
+                out.push_str(&format!("The adversarial method lands closest{cost}. "));
+            } else {
+                out.push_str(&format!(
+                    "The adversarial method ranks {} of {} ({:.2}){cost}. ",
+                    rank + 1,
+                    ranked.len(),
+                    gap_of(gan)
+                ));
+            }
+        }
+    }
+    out.push_str(
+        "Scaled down: digits (8×8 grey, 1 297 training images) for CIFAR-10, ResNet-20 for \
+         ResNet-18, the original's 30 epochs for 182, one seed (no spread); each method keeps \
+         its reference's optimizer steps per phase at batch 32.",
+    );
+    out
+}
+
+fn gap_of(g: &Group) -> f64 {
+    g.gap.map_or(f64::INFINITY, |s| s.mean)
 }

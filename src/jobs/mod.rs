@@ -141,7 +141,14 @@ impl ForgetConfig {
             (Some(_), true) => anyhow::bail!(
                 "--class_to_replace and --indexes_to_replace both given: choose class-wise or random forgetting"
             ),
+            (Some(_), false) if self.num_indexes_to_replace == Some(0) => anyhow::bail!(
+                "--num_indexes_to_replace 0: forget at least 1 sample (leave it out to forget the whole class)"
+            ),
             (Some(class), false) => Ok(ForgetRequest::Class { class, count: self.num_indexes_to_replace }),
+            (None, true) if self.num_indexes_to_replace.is_some() => anyhow::bail!(
+                "--num_indexes_to_replace counts the samples of --class_to_replace; random forgetting \
+                 (--indexes_to_replace) takes its size from --forget_fraction instead"
+            ),
             (None, true) => {
                 if !(self.forget_fraction > 0.0 && self.forget_fraction <= 1.0) {
                     anyhow::bail!("--forget_fraction {}: must be in (0, 1]", self.forget_fraction);

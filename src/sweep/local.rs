@@ -50,18 +50,34 @@ enum Status {
 struct Board {
     status: Vec<Status>,
     running: usize,
+    /// Jobs finished (done or failed) in this run of the sweep.
+    finished: usize,
+    /// Their typical cost, against the total of the jobs to run, for the time left.
+    finished_cost: f64,
+}
+
+/// `1 min 05 s`, `42 s`, `2 h 03 min`.
+fn duration_text(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, s % 3600 / 60),
+    }
 }
 
 /// A pending job whose prerequisites are all done, marked running; `None` when nothing is left
 /// to start. Jobs whose prerequisite failed are marked failed on the way. The ready job of the
-/// latest stage goes first (in plan order among equals), so that the runs of one base model and
-/// forget request finish before the next request's Retrain starts: a sweep stopped part-way
-/// leaves complete cells rather than a Retrain for every cell and no method beside it.
+/// latest stage goes first, so that the runs of one base model and forget request finish before
+/// the next request's Retrain starts (a sweep stopped part-way leaves complete cells rather than
+/// a Retrain for every cell and no method beside it); among those, the longest (`cost`) first,
+/// so that a long run does not start last and keep one worker busy alone at the end.
 fn next_job(
     board: &Mutex<Board>,
     changed: &Condvar,
     needs: &[Vec<usize>],
     plan: &Plan,
+    cost: &[f64],
     bar: &indicatif::ProgressBar,
 ) -> Option<usize> {
     let mut b = board.lock().expect("board lock");
@@ -83,7 +99,8 @@ fn next_job(
                 continue;
             }
             if job_needs.iter().all(|&n| b.status[n] == Status::Done) {
-                if ready.is_none_or(|r| plan.jobs[i].stage > plan.jobs[r].stage) {
+                let key = |j: usize| (plan.jobs[j].stage, cost[j]);
+                if ready.is_none_or(|r| key(i) > key(r)) {
                     ready = Some(i);
                 }
                 continue;
@@ -101,6 +118,23 @@ fn next_job(
         }
         b = changed.wait(b).expect("board lock");
     }
+}
+
+/// Each job's typical cost ([`super::estimate::Costs::TYPICAL`]), which orders the ready jobs;
+/// all equal when the data set cannot be read here (its jobs will say why).
+fn job_costs(plan: &Plan) -> Vec<f64> {
+    let data = plan.jobs.iter().find_map(|p| match &p.job {
+        crate::jobs::Job::Unlearn(j) | crate::jobs::Job::Attacker(j) => Some(&j.data),
+        _ => None,
+    });
+    let Some(ds) = data.and_then(|d| d.load().ok()) else {
+        return vec![0.0; plan.jobs.len()];
+    };
+    let typical = super::estimate::Costs::TYPICAL;
+    plan.jobs
+        .iter()
+        .map(|p| super::estimate::job_seconds(&p.job, &ds, &typical).map_or(0.0, |(_, s)| s))
+        .collect()
 }
 
 /// Runs every incomplete job of `plan` (written with [`Plan::write`]), each once its
@@ -162,16 +196,28 @@ pub fn run(plan: &Plan, opts: &LocalOptions) -> anyhow::Result<Outcome> {
             outcome.skipped
         ),
     );
-    // A job starts as soon as everything it needs is done (in plan order: earlier stages
-    // first), so one slow prerequisite does not hold up the jobs that do not read it.
-    let board = Mutex::new(Board { status, running: 0 });
+    // A job starts as soon as everything it needs is done (see `next_job` for the order), so
+    // one slow prerequisite does not hold up the jobs that do not read it.
+    let cost = job_costs(plan);
+    let todo_cost: f64 = (0..plan.jobs.len())
+        .filter(|&i| status[i] == Status::Pending)
+        .map(|i| cost[i])
+        .sum();
+    let sweep_started = std::time::Instant::now();
+    let board = Mutex::new(Board {
+        status,
+        running: 0,
+        finished: 0,
+        finished_cost: 0.0,
+    });
     let changed = Condvar::new();
     std::thread::scope(|scope| {
         for w in 0..workers {
-            let (board, changed, bar, exe, needs) = (&board, &changed, &bar, &exe, &needs);
+            let (board, changed, bar, exe, needs, cost) =
+                (&board, &changed, &bar, &exe, &needs, &cost);
             let gpu = opts.gpus.get(w).copied();
             scope.spawn(move || {
-                while let Some(i) = next_job(board, changed, needs, plan, bar) {
+                while let Some(i) = next_job(board, changed, needs, plan, cost, bar) {
                     let job = &plan.jobs[i];
                     let started = std::time::Instant::now();
                     let result = run_child(exe, job.job.save_dir(), threads, gpu).and_then(|()| {
@@ -190,9 +236,25 @@ pub fn run(plan: &Plan, opts: &LocalOptions) -> anyhow::Result<Outcome> {
                         ),
                         Err(err) => format!("FAILED {}: {err:#}", job.name),
                     };
-                    say(bar, &line);
-                    bar.inc(1);
                     let mut b = board.lock().expect("board lock");
+                    b.finished += 1;
+                    b.finished_cost += cost[i];
+                    let elapsed = sweep_started.elapsed().as_secs_f64();
+                    let left = if b.finished_cost > 0.0 && todo_cost > b.finished_cost {
+                        let seconds = elapsed * (todo_cost - b.finished_cost) / b.finished_cost;
+                        format!(", ≈ {} left", duration_text(seconds))
+                    } else {
+                        String::new()
+                    };
+                    say(
+                        bar,
+                        &format!(
+                            "[{}/{todo}] {line} · {} elapsed{left}",
+                            b.finished,
+                            duration_text(elapsed)
+                        ),
+                    );
+                    bar.inc(1);
                     b.running -= 1;
                     b.status[i] = match result {
                         Ok(()) => Status::Done,

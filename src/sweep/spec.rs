@@ -23,7 +23,7 @@ use crate::jobs::{DataConfig, ForgetConfig, Job, Runner, DEFAULT_ARCH};
 use crate::model::{Arch, Layout};
 use crate::prune::PruneJob;
 use crate::train::TrainConfig;
-use crate::unlearn::schedule::{Schedule, Written};
+use crate::unlearn::schedule::{RunShape, Schedule, Written};
 use crate::unlearn::UnlearnConfig;
 use anyhow::{bail, Context};
 use serde::Deserialize;
@@ -107,7 +107,8 @@ pub enum MethodSpec {
 }
 
 impl MethodSpec {
-    fn name(&self) -> &str {
+    /// The method's name as written.
+    pub fn name(&self) -> &str {
         match self {
             MethodSpec::Name(n) | MethodSpec::Table { name: n, .. } => n,
         }
@@ -296,9 +297,14 @@ fn label_value(v: &Value) -> String {
 pub fn read(path: &Path) -> anyhow::Result<SweepSpec> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the sweep file {}", path.display()))?;
-    toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-        .with_context(|| format!("{} is not a valid sweep file", path.display()))
+    parse(&text, &path.display().to_string())
+}
+
+/// Parses a sweep file's text; `origin` names it in errors.
+pub fn parse(text: &str, origin: &str) -> anyhow::Result<SweepSpec> {
+    toml::from_str(text)
+        .map_err(|e| anyhow::anyhow!("{origin}: {e}"))
+        .with_context(|| format!("{origin} is not a valid sweep file"))
 }
 
 /// Expands `spec` into the jobs of a sweep in `out`, every setting checked.
@@ -432,7 +438,17 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
             bail!("scenarios: {} is listed twice", s.name);
         }
     }
+    let mut seen = std::collections::BTreeSet::new();
     for &seed in &spec.seeds {
+        if !seen.insert(seed) {
+            bail!("seeds: {seed} is listed twice (its runs would share one folder)");
+        }
+        if seed == 0 {
+            bail!(
+                "seeds: 0 is not a run seed: the forget set is drawn with RandomState(seed - 1), \
+                 as the reference does; use seeds from 1"
+            );
+        }
         u32::try_from(seed).context("seeds: each must fit in 32 bits (NumPy RandomState)")?;
     }
 
@@ -596,22 +612,40 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
             num_classes: None,
             retrain_dir: None,
         };
-    // The set sizes each (scenario, seed) gives, for the reference-steps schedule.
-    let loaded = match spec.schedule {
-        Schedule::AsGiven => None,
-        Schedule::ReferenceSteps => Some(data.load().context(
-            "schedule = \"reference-steps\" reads the data set to derive each phase's steps",
-        )?),
-    };
-    let schedule_of = |run: &Run, forget: &ForgetConfig| -> anyhow::Result<UnlearnConfig> {
-        let Some(ds) = &loaded else {
+    // Every forget request is drawn here once, so that one the data set cannot give (a class
+    // it lacks, more samples than the class has) is refused before any work; the set sizes
+    // also give the reference-steps schedule.
+    // Without the data at hand (a dry run on another machine), what the data set's kind
+    // tells is checked; a schedule derived from the set sizes needs the data itself.
+    let ds =
+        match (data.load(), spec.schedule) {
+            (Ok(ds), _) => Some(ds),
+            (Err(e), Schedule::ReferenceSteps) => return Err(e.context(
+                "schedule = \"reference-steps\" reads the data set to derive each phase's steps",
+            )),
+            (Err(_), Schedule::AsGiven) => None,
+        };
+    for s in &scenarios {
+        let class = s.forget.class_to_replace;
+        if let (Some(k), Some(n)) = (class, spec.dataset.known_num_classes()) {
+            if k >= n {
+                bail!(
+                    "scenarios: {}: {} has {n} classes (0 to {}); no class {k} to forget",
+                    s.name,
+                    spec.dataset.cli_name(),
+                    n - 1
+                );
+            }
+        }
+    }
+    let schedule_of = |run: &Run, shape: &Option<RunShape>| -> anyhow::Result<UnlearnConfig> {
+        let (Schedule::ReferenceSteps, Some(shape)) = (spec.schedule, shape) else {
             return Ok(run.config.clone());
         };
-        let shape = data.run_shape(ds, forget)?;
         let config = crate::unlearn::schedule::reference_steps(
             &run.method,
             &run.config,
-            &shape,
+            shape,
             run.written,
             run.stop_iter_scale,
         );
@@ -634,6 +668,17 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
             };
             let class_wise = forget.class_to_replace.is_some();
             let base = format!("runs/{}/seed{seed}", scenario.name);
+            let shape = ds
+                .as_ref()
+                .map(|ds| data.run_shape(ds, &forget))
+                .transpose()
+                .with_context(|| {
+                    format!(
+                        "scenarios: {} (seed {seed}) on {}",
+                        scenario.name,
+                        spec.dataset.cli_name()
+                    )
+                })?;
             let retrain_name = format!("{base}/retrain");
             let retrain_dir = out.join(&retrain_name);
             jobs.push(PlannedJob {
@@ -650,7 +695,7 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
             let in_scenario = |r: &&Run| r.only.as_ref().is_none_or(|o| o.contains(&scenario.name));
             let mut here = 0;
             for run in runs.iter().filter(in_scenario) {
-                let config = schedule_of(run, &forget)?;
+                let config = schedule_of(run, &shape)?;
                 let name = format!("{base}/{}", run.label);
                 let mut job = unlearn_job(&config, &run.method, &forget, out.join(&name));
                 job.retrain_dir = Some(retrain_dir.clone());
