@@ -10,6 +10,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# The study is committed without checkpoints, so a later session on another machine trains the
+# original again; libtorch picks its kernels by the CPU's instruction set (AVX-512 here, AVX2
+# elsewhere), and the two round differently, so the same training gives other weights and every
+# finished run would be stale (a sweep reruns the runs whose recorded input hash differs).
+# Pinned to AVX2, which every x86-64 machine we use has, the weights come out the same.
+export ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-avx2}
+export ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-AVX2}
+export MKL_CBWR=${MKL_CBWR:-AVX2}
 BIN=${BIN:-target/release/gunlearn}
 FILE=${FILE:-examples/study-v2-fashion-mnist.toml}
 V1_FILE=${V1_FILE:-examples/study-fashion-mnist.toml}

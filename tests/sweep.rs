@@ -457,6 +457,59 @@ fn a_killed_sweep_loses_nothing_finished_and_resumes_without_redoing_it() {
     let o = ok(&args);
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("0 run now"), "{stdout}");
+
+    // Kept without its weights (as a study folder is committed), the sweep trains its models
+    // again; the same weights come out here, so no finished run is redone.
+    let audits = |dirs: &[PathBuf]| -> Vec<Vec<u8>> {
+        dirs.iter()
+            .filter(|d| d.join("audit.json").is_file())
+            .map(|d| std::fs::read(d.join("audit.json")).unwrap())
+            .collect()
+    };
+    let all = job_dirs(&out);
+    let finished = audits(&all);
+    let weights = out.join("original/model.safetensors");
+    let trained = std::fs::read(&weights).unwrap();
+    for file in walk_files(&out) {
+        if file.extension().is_some_and(|e| e == "safetensors") {
+            std::fs::remove_file(file).unwrap();
+        }
+    }
+    ok(&args);
+    assert_eq!(
+        std::fs::read(&weights).unwrap(),
+        trained,
+        "training is deterministic here"
+    );
+    assert_eq!(audits(&all), finished, "a finished run was redone");
+    // Other weights under the same name (trained again on a machine whose kernels round
+    // differently, say) make every run from them stale: none counts as complete.
+    let mut other = trained.clone();
+    let last = other.len() - 1;
+    other[last] ^= 1;
+    std::fs::write(&weights, &other).unwrap();
+    for dir in &all {
+        let job = gunlearn::jobs::read_job(&dir.join("job.json")).unwrap();
+        let from_original = matches!(&job, Job::Unlearn(j) if j.model == out.join("original"));
+        assert_eq!(job.is_complete(), !from_original, "{}", dir.display());
+    }
+}
+
+/// Every file under `dir`.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 #[test]

@@ -373,7 +373,9 @@ impl Job {
     /// Whether the job's outputs are all there: a finished run is never redone. Each job writes
     /// its completion mark last, so an interrupted job is never complete. A model that later
     /// jobs read counts only with its weights: a study folder kept without its checkpoints (its
-    /// results committed, say) retrains the models it needs and skips the finished runs.
+    /// results committed, say) retrains the models it needs and skips the finished runs that
+    /// started from the same weights ([`unlearn::started_from`]); a run whose model is absent
+    /// or changed is not complete.
     pub fn is_complete(&self) -> bool {
         match self {
             Job::Train(j) => {
@@ -392,7 +394,9 @@ impl Job {
                 j.save_dir.join(unlearn::ATTACKER_MARK).is_file()
                     && j.save_dir.join(unlearn::ATTACKER_WEIGHTS).is_file()
             }
-            Job::Unlearn(j) => unlearn::is_complete(&j.save_dir),
+            Job::Unlearn(j) => {
+                unlearn::is_complete(&j.save_dir) && unlearn::started_from(&j.save_dir, &j.model)
+            }
         }
     }
 

@@ -52,6 +52,21 @@ pub fn is_complete(dir: &Path) -> bool {
             .is_some_and(|b| serde_json::from_slice::<EvalResult>(&b).is_ok())
 }
 
+/// Whether the run recorded in `dir/audit.json` started from the weights now at `model` (a run
+/// folder or checkpoint file). A run recorded against other weights is stale: the model was
+/// trained again since (on another machine whose kernels round differently, say), and its
+/// results describe a model that is gone.
+pub fn started_from(dir: &Path, model: &Path) -> bool {
+    let Ok(record) = crate::audit::read(dir) else {
+        return false;
+    };
+    let Ok((weights, _)) = checkpoint::resolve(model) else {
+        return false;
+    };
+    crate::audit::sha256_file(&weights)
+        .is_ok_and(|(hash, _)| hash == record.input_checkpoint.safetensors.sha256)
+}
+
 /// Pre-trains the adversarial method's attacker for `job`'s forget request (or finds it in the
 /// cache beside the model), so that the Gan runs sharing it only read it; writes
 /// [`ATTACKER_MARK`] into `job.save_dir` with the cache's path.
