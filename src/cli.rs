@@ -73,7 +73,7 @@ pub struct Common {
     #[arg(long, default_value_t = Runner::default().device)]
     pub device: String,
     /// libtorch intra-op threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::device::parse_threads)]
     pub threads: Option<usize>,
     /// No progress bars; log lines only.
     #[arg(long)]
@@ -293,7 +293,7 @@ struct BenchMiaArgs {
     #[arg(long, default_value_t = 20_000)]
     n: usize,
     /// Threads of our solver (scikit-learn's libsvm is single-threaded).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::device::parse_threads)]
     threads: Option<usize>,
     /// Accepted as on every command and checked; the SVC solvers on both sides run on the CPU.
     #[arg(long, default_value_t = Runner::default().device)]
@@ -372,6 +372,9 @@ struct UnlearnArgs {
     /// Number of classes (checked against the checkpoint).
     #[arg(long = "num_classes", alias = "num-classes")]
     num_classes: Option<usize>,
+    /// Replace another method's finished run in --save_dir (refused without it).
+    #[arg(long)]
+    overwrite: bool,
     /// Learning rate (default: the method's reference value).
     #[arg(long = "unlearn_lr", alias = "unlearn-lr")]
     unlearn_lr: Option<f64>,
@@ -684,7 +687,7 @@ struct WorkerFlags {
     #[arg(long)]
     workers: Option<usize>,
     /// libtorch threads per job (default: the cores divided among the workers).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::device::parse_threads)]
     threads: Option<usize>,
     /// Comma-separated GPU indices, one worker each.
     #[arg(long, value_delimiter = ',')]
@@ -747,7 +750,7 @@ struct RunJobArgs {
     /// A job.json written by `gunlearn sweep`.
     job: PathBuf,
     /// libtorch intra-op threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::device::parse_threads)]
     threads: Option<usize>,
     /// Device: auto, cpu, cuda or cuda:N (default: the job's).
     #[arg(long)]
@@ -965,7 +968,10 @@ impl UnlearnArgs {
 }
 
 fn run_unlearn(args: UnlearnArgs) -> anyhow::Result<()> {
+    let overwrite = args.overwrite;
     let job = args.job()?;
+    let method = crate::unlearn::find(&job.method)?.name();
+    crate::jobs::unlearn::check_folder_free(&job.save_dir, method, overwrite)?;
     let result = crate::jobs::unlearn::run(&job)?;
     println!("{}", result_line(&result));
     println!("-> {}", job.save_dir.display());
@@ -1010,6 +1016,7 @@ fn run_sweep(args: SweepArgs) -> anyhow::Result<()> {
     let spec = crate::sweep::spec::read(&args.file)?;
     let plan = crate::sweep::spec::plan(&spec, &args.out)?;
     let slurm = args.slurm_options.options()?;
+    let _lock = crate::lock::FolderLock::acquire(&args.out, "sweep")?;
     plan.write()?;
     if args.slurm {
         let ids = submit_to_slurm(&plan, &slurm, args.dry_run)?;

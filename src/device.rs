@@ -48,6 +48,25 @@ pub fn thread_count(threads: Option<usize>) -> usize {
         .max(1)
 }
 
+/// More libtorch threads than this many per core only make the cores wait on each other.
+const MAX_THREADS_PER_CORE: usize = 4;
+
+/// Parses a `--threads` value: at least 1 and at most four per core of
+/// this machine (a value of 100 000 would stall for minutes starting threads).
+pub fn parse_threads(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a whole number of threads"))?;
+    let cores = thread_count(None);
+    let most = cores * MAX_THREADS_PER_CORE;
+    if n == 0 || n > most {
+        return Err(format!(
+            "{n}: give 1 to {most} ({MAX_THREADS_PER_CORE} per core; this machine has {cores} core(s))"
+        ));
+    }
+    Ok(n)
+}
+
 /// Sets libtorch's intra-op threads: `Some(n)`, or all cores when `None`.
 pub fn set_threads(threads: Option<usize>) {
     tch::set_num_threads(thread_count(threads) as i32);

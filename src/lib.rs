@@ -12,6 +12,7 @@ pub mod epoch_loop;
 pub mod eval;
 pub mod fsutil;
 pub mod jobs;
+pub mod lock;
 pub mod model;
 pub mod optim;
 pub mod pickle;

@@ -43,6 +43,8 @@ fn write_run_with_selection(
         v["accuracy"]["selection"] = json!(sel);
     }
     std::fs::write(dir.join("eval_result.json"), v.to_string()).unwrap();
+    // A finished run's completion mark (report reads only that it is there).
+    std::fs::write(dir.join("audit.json"), "{}").unwrap();
 }
 
 #[test]

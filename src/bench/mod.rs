@@ -21,7 +21,7 @@ use tch::{Device, Kind, Tensor};
 #[derive(Args, Debug, Clone)]
 pub struct BenchEnv {
     /// Threads for both sides (default: all cores).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::device::parse_threads)]
     pub threads: Option<usize>,
     /// Device for both sides.
     #[arg(long, default_value = "cpu")]

@@ -286,6 +286,31 @@ pub struct Report {
     pub reference_note: String,
     /// The per-example forgetting audits found (`audit_result.json`), with their folders.
     pub audits: Vec<(PathBuf, AuditResult)>,
+    /// Run folders left out, with why: an unlearning run without its completion mark, or one
+    /// made from weights that have changed since.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// Why the run in `dir` is not a result to report, if it is not: an unlearning run must have
+/// its completion mark (`audit.json`, written last) and, where its input model is still at the
+/// recorded path, have started from those weights.
+fn not_a_result(dir: &Path, result: &EvalResult) -> Option<String> {
+    if result.config.get("command").and_then(|c| c.as_str()) != Some("unlearn") {
+        return None;
+    }
+    if !dir.join(crate::audit::FILE_NAME).is_file() {
+        return Some("no completion mark (audit.json): the run did not finish; rerun it".into());
+    }
+    let model = result.config.get("model").and_then(|m| m.as_str())?;
+    let model = Path::new(model);
+    if model.is_file() && !crate::jobs::unlearn::started_from(dir, model) {
+        return Some(format!(
+            "made from other weights than {} holds now (the model was trained again since); \
+             rerun it",
+            model.display()
+        ));
+    }
+    None
 }
 
 /// The folders under `paths` holding an `audit_result.json` (`gunlearn audit`'s output).
@@ -370,9 +395,21 @@ pub fn build(paths: &[PathBuf], retrain: Option<&Path>) -> Result<Report> {
     ensure!(!paths.is_empty(), "report: no run directories given");
     let dirs = find_runs(paths)?;
     let mut runs = Vec::new();
+    let mut skipped = Vec::new();
     for d in dirs {
         let result = load_run(&d)?;
-        runs.push(Run { dir: d, result });
+        match not_a_result(&d, &result) {
+            Some(why) => skipped.push((d, why)),
+            None => runs.push(Run { dir: d, result }),
+        }
+    }
+    if runs.is_empty() {
+        let (dir, why) = &skipped[0];
+        bail!(
+            "no finished run to report: {} run folder(s) left out, first {}: {why}",
+            skipped.len(),
+            dir.display()
+        );
     }
     let explicit = match retrain {
         Some(d) => Some(Run {
@@ -560,6 +597,7 @@ pub fn build(paths: &[PathBuf], retrain: Option<&Path>) -> Result<Report> {
         per_run,
         reference_note,
         audits: find_audits(paths)?,
+        skipped,
     })
 }
 
@@ -669,11 +707,17 @@ pub struct Written {
     /// Each kind of health finding once, with the number of runs it concerns (report.md's
     /// "Health checks").
     pub health: Vec<(String, usize)>,
+    /// Run folders left out, with why ([`Report::skipped`]).
+    pub skipped: Vec<(PathBuf, String)>,
 }
 
 impl Written {
-    /// Logs each health finding once, with its run count (commands that print the tables).
+    /// Logs the folders left out and each health finding once, with its run count (for the
+    /// commands that print the tables).
     pub fn log_health(&self) {
+        for (dir, why) in &self.skipped {
+            tracing::warn!("left out {}: {why}", dir.display());
+        }
         for (warning, n) in &self.health {
             tracing::warn!("{warning} ({n} run(s))");
         }
@@ -903,6 +947,12 @@ pub fn report_with(
             audit_markdown(audit)
         );
     }
+    if !rep.skipped.is_empty() {
+        doc.push_str("\n## Run folders left out\n\n");
+        for (dir, why) in &rep.skipped {
+            let _ = writeln!(doc, "- {}: {why}", md_text(&dir.display().to_string()));
+        }
+    }
     let warnings = health_warnings(&rep);
     if !warnings.is_empty() {
         doc.push_str("\n## Health checks\n\n");
@@ -921,6 +971,7 @@ pub fn report_with(
     Ok(Written {
         tables,
         health: warnings,
+        skipped: rep.skipped.clone(),
     })
 }
 

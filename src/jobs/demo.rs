@@ -89,6 +89,7 @@ fn demo_spec(job: &DemoJob) -> anyhow::Result<SweepSpec> {
 pub fn run(job: &DemoJob) -> anyhow::Result<DemoOutcome> {
     let started = Instant::now();
     let spec = demo_spec(job)?;
+    let _lock = crate::lock::FolderLock::acquire(&job.save_dir, "demo")?;
     let mut plan = crate::sweep::spec::plan(&spec, &job.save_dir)?;
     for p in &mut plan.jobs {
         let runner = p.job.runner_mut();

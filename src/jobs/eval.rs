@@ -28,6 +28,7 @@ pub fn run(job: &EvalJob) -> anyhow::Result<EvalResult> {
         anyhow::bail!("--batch_size must be at least 1");
     }
     let run = load_for_run(&job.model, &job.data, &job.forget, &job.runner, None)?;
+    let _lock = crate::lock::FolderLock::acquire(&job.save_dir, "eval")?;
     let method = match run.ckpt.info.produced_by.strip_prefix("unlearn:") {
         Some(m) => m.to_string(),
         None => "raw".to_string(),

@@ -37,6 +37,7 @@ pub fn run(job: &TrainJob) -> anyhow::Result<ModelInfo> {
     job.config.validate()?;
     let device = job.runner.start()?;
     let ds = job.data.load()?;
+    let _lock = crate::lock::FolderLock::acquire(&job.save_dir, "train")?;
     // An image folder's augmentation depends on its images, known only now.
     let config = TrainConfig {
         augment: job.config.augment.map(|_| ds.default_augment()),

@@ -52,6 +52,46 @@ pub fn is_complete(dir: &Path) -> bool {
             .is_some_and(|b| serde_json::from_slice::<EvalResult>(&b).is_ok())
 }
 
+/// Where [`set_aside_earlier_run`] keeps an earlier run's results.
+pub const EARLIER_RESULT: &str = "eval_result.earlier.json";
+
+/// Moves an earlier run's results in `dir` out of the way before a new run starts: its
+/// completion mark first (`audit.json`, removed), then `eval_result.json` (kept as
+/// [`EARLIER_RESULT`]), so that a rerun that fails never leaves old numbers beside new weights.
+pub fn set_aside_earlier_run(dir: &Path) -> anyhow::Result<()> {
+    let mark = dir.join(crate::audit::FILE_NAME);
+    if mark.exists() {
+        std::fs::remove_file(&mark)
+            .with_context(|| format!("removing the earlier run's {}", mark.display()))?;
+    }
+    let result = dir.join("eval_result.json");
+    if result.exists() {
+        std::fs::rename(&result, dir.join(EARLIER_RESULT))
+            .with_context(|| format!("setting aside the earlier run's {}", result.display()))?;
+    }
+    Ok(())
+}
+
+/// Refuses to run `method` into `dir` when it holds another method's finished run (which the
+/// new run would replace), unless `overwrite`.
+pub fn check_folder_free(dir: &Path, method: &str, overwrite: bool) -> anyhow::Result<()> {
+    if overwrite || !is_complete(dir) {
+        return Ok(());
+    }
+    let earlier = std::fs::read(dir.join("eval_result.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<EvalResult>(&b).ok())
+        .map(|r| r.method);
+    match earlier {
+        Some(m) if !m.eq_ignore_ascii_case(method) => anyhow::bail!(
+            "{} holds a finished {m} run, which this {method} run would replace: choose \
+             another --save_dir, or pass --overwrite to replace it",
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Whether the run recorded in `dir/audit.json` started from the weights now at `model` (a run
 /// folder or checkpoint file). A run recorded against other weights is stale: the model was
 /// trained again since (on another machine whose kernels round differently, say), and its
@@ -73,6 +113,7 @@ pub fn started_from(dir: &Path, model: &Path) -> bool {
 pub fn pretrain_attacker(job: &UnlearnJob) -> anyhow::Result<PathBuf> {
     let harness = crate::unlearn::find(&job.method)?.forget_harness();
     let run = prepare(job, false)?;
+    let _lock = crate::lock::FolderLock::acquire(&job.save_dir, "attacker pre-training")?;
     let ctx = context(job, &run, harness);
     let cache = crate::unlearn::gan::attacker_cache_path(&ctx, job.config.attacker_iters)?;
     tch::manual_seed(job.config.seed as i64);
@@ -106,8 +147,6 @@ fn prepare(job: &UnlearnJob, nothing_to_forget_ok: bool) -> anyhow::Result<Loade
     if !run.splits.forget.is_empty() {
         crate::eval::mia::check_shadow_sizes(run.splits.retain.len(), run.splits.test.len())?;
     }
-    std::fs::create_dir_all(&job.save_dir)
-        .with_context(|| format!("creating {}", job.save_dir.display()))?;
     Ok(run)
 }
 
@@ -138,6 +177,8 @@ fn context<'a>(
 pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     let method = crate::unlearn::find(&job.method)?;
     let run = prepare(job, method.name() == "raw")?;
+    let _lock = crate::lock::FolderLock::acquire(&job.save_dir, "unlearn")?;
+    set_aside_earlier_run(&job.save_dir)?;
     let audit_inputs = crate::audit::begin(&job.save_dir, &run.ckpt.path, &job.data)?;
     let ctx = context(job, &run, method.forget_harness());
     // The original's UA, for the check that the method changed anything (before the seed is

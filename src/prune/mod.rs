@@ -259,6 +259,7 @@ pub fn run(args: &PruneJob) -> Result<PruningSummary> {
     args.train.validate()?;
     let device = args.runner.start()?;
     let ds = args.data.load()?;
+    let _lock = crate::lock::FolderLock::acquire(&args.save_dir, "prune")?;
     let splits = make_splits(&ds, &args.data.split_config(1, ForgetRequest::None))?;
     tch::manual_seed(args.train.seed as i64);
     let spec = model_spec(&ds, args.arch)?;
