@@ -61,6 +61,21 @@ pub struct AuditRecord {
     pub gap_to_retrain: Option<f64>,
     /// Timings (s), as in `eval_result.json`, plus `run_total` for the whole command.
     pub timings: BTreeMap<String, f64>,
+    /// SHA-256 of this record written without this field ([`AuditRecord::sha256`]), so that
+    /// an edit of any field after the run is found; `None` in records of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_sha256: Option<String>,
+}
+
+impl AuditRecord {
+    /// SHA-256 of the record's JSON without its `record_sha256`.
+    pub fn sha256(&self) -> String {
+        let bare = AuditRecord {
+            record_sha256: None,
+            ..self.clone()
+        };
+        sha256_hex(&serde_json::to_vec(&bare).expect("an audit record serialises"))
+    }
 }
 
 /// Software versions.
@@ -361,12 +376,17 @@ pub fn build(
         },
         gap_to_retrain: None,
         timings,
+        record_sha256: None,
     })
 }
 
-/// Writes `dir/audit.json` atomically.
+/// Writes `dir/audit.json` atomically, with the hash of its fields ([`AuditRecord::sha256`]).
 pub fn write(dir: &Path, record: &AuditRecord) -> anyhow::Result<()> {
-    crate::fsutil::write_json_atomic(&dir.join(FILE_NAME), record)
+    let sealed = AuditRecord {
+        record_sha256: Some(record.sha256()),
+        ..record.clone()
+    };
+    crate::fsutil::write_json_atomic(&dir.join(FILE_NAME), &sealed)
 }
 
 /// Reads `dir/audit.json`, checking its format.
@@ -431,10 +451,15 @@ impl std::fmt::Display for Check {
         let (what, name) = (&self.what, &self.name);
         match &self.status {
             Status::Ok => write!(f, "ok        {what}: {name}"),
-            Status::Mismatch { recorded, found } => write!(
-                f,
-                "MISMATCH  {what}: {name} (recorded sha256 {recorded}, now {found})"
-            ),
+            Status::Mismatch { recorded, found } => {
+                let is_hash =
+                    recorded.len() == 64 && recorded.bytes().all(|b| b.is_ascii_hexdigit());
+                let kind = if is_hash { "sha256 " } else { "" };
+                write!(
+                    f,
+                    "MISMATCH  {what}: {name} (recorded {kind}{recorded}, now {found})"
+                )
+            }
             Status::Missing(why) => write!(f, "missing   {what}: {name} ({why})"),
             Status::NotRederived(why) => write!(f, "not re-derived  {what}: {name} ({why})"),
         }
@@ -538,12 +563,22 @@ fn check_indices(record: &AuditRecord, data_intact: bool) -> Vec<Check> {
             status,
         }
     };
-    let mut checks = vec![check(
+    let mut forget = check(
         "forget indices",
         record.forget.forget_indices_count,
         &record.forget.forget_indices_sha256,
         derived.as_ref().map(|s| s.forget.as_slice()),
-    )];
+    );
+    // The count is what a reader takes from the record: it must be the hashed set's size.
+    if let (Ok(s), Status::Ok) = (&derived, &forget.status) {
+        if s.forget.len() != record.forget.forget_indices_count {
+            forget.status = Status::Mismatch {
+                recorded: format!("{} indices", record.forget.forget_indices_count),
+                found: format!("{} indices", s.forget.len()),
+            };
+        }
+    }
+    let mut checks = vec![forget];
     if let Some(selection) = &record.data.selection {
         let mut c = check(
             "selection split",
@@ -584,7 +619,74 @@ pub fn check_all(dir: &Path) -> anyhow::Result<Vec<Check>> {
             .map(|f| check_file("output", f, &dir.join(&f.path))),
     );
     checks.extend(check_indices(&record, data_intact));
+    checks.push(check_summary(dir, &record));
+    checks.push(check_seal(&record));
     Ok(checks)
+}
+
+/// The record's method, configuration and metrics against the run's `eval_result.json` (whose
+/// bytes the outputs' hashes cover): what the record summarises must say the same.
+fn check_summary(dir: &Path, record: &AuditRecord) -> Check {
+    let path = dir.join("eval_result.json");
+    let status = match std::fs::read(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice::<EvalResult>(&b).map_err(|e| e.to_string()))
+    {
+        Err(why) => Status::Missing(format!("{}: {why}", path.display())),
+        Ok(result) => {
+            let summary = |method: &str, m: &Metrics, config: &serde_json::Value| {
+                format!(
+                    "{method} UA {:?} RA {} TA {} MIA-efficacy {:?} RTE {} s, config {}",
+                    m.ua, m.ra, m.ta, m.mia_efficacy, m.rte_seconds, config
+                )
+            };
+            let from_result = Metrics {
+                ua: result.ua,
+                ra: result.ra,
+                ta: result.ta,
+                mia_efficacy: result.mia_efficacy,
+                rte_seconds: result.rte_seconds,
+            };
+            let recorded = summary(&record.method, &record.metrics, &record.config);
+            let found = summary(&result.method, &from_result, &result.config);
+            if recorded == found {
+                Status::Ok
+            } else {
+                Status::Mismatch { recorded, found }
+            }
+        }
+    };
+    Check {
+        what: "summary".into(),
+        name: "method, config and metrics vs eval_result.json".into(),
+        status,
+    }
+}
+
+/// The record's own hash: any field edited after the run (a count, a metric, a timing, the
+/// gap to Retrain) changes it.
+fn check_seal(record: &AuditRecord) -> Check {
+    let status = match &record.record_sha256 {
+        None => {
+            Status::NotRederived("a record of an older version, written without its hash".into())
+        }
+        Some(sealed) => {
+            let found = record.sha256();
+            if &found == sealed {
+                Status::Ok
+            } else {
+                Status::Mismatch {
+                    recorded: sealed.clone(),
+                    found,
+                }
+            }
+        }
+    };
+    Check {
+        what: "record".into(),
+        name: "audit.json's own fields".into(),
+        status,
+    }
 }
 
 /// The failed checks of `dir/audit.json` (mismatches and missing files); empty when all match.

@@ -360,3 +360,59 @@ fn a_failed_run_writes_no_audit_record() {
     assert!(!out.status.success());
     assert!(text(&out).contains("no audit record"), "{}", text(&out));
 }
+
+/// Rewrites `run`'s audit.json with `edit` applied; with `reseal`, the record's own hash is
+/// recomputed as a forger would.
+fn edit_record(run: &Path, reseal: bool, edit: impl Fn(&mut gunlearn::audit::AuditRecord)) {
+    let mut record = gunlearn::audit::read(run).unwrap();
+    edit(&mut record);
+    if reseal {
+        record.record_sha256 = Some(record.sha256());
+    }
+    std::fs::write(
+        run.join("audit.json"),
+        serde_json::to_string_pretty(&record).unwrap(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn verify_checks_every_field_of_the_record_not_only_the_hashed_files() {
+    let t = tempfile::tempdir().unwrap();
+    let run = t.path().join("ft");
+    unlearn_ft(digits_model(), &run, "digits", None);
+    let original = std::fs::read(run.join("audit.json")).unwrap();
+    ok(&["verify-audit", run.to_str().unwrap()]);
+    let fails = |what: &str| {
+        let out = verify(&run);
+        assert!(!out.status.success(), "{what}: verify-audit passed");
+        text(&out)
+    };
+    // Edited in place: the record's own hash names it.
+    let cases: [(&str, &dyn Fn(&mut gunlearn::audit::AuditRecord)); 4] = [
+        ("count", &|r| r.forget.forget_indices_count -= 1),
+        ("UA", &|r| r.metrics.ua = r.metrics.ua.map(|u| u + 1.0)),
+        ("timing", &|r| {
+            r.timings.insert("unlearn".into(), 0.001);
+        }),
+        ("gap", &|r| r.gap_to_retrain = Some(0.0)),
+    ];
+    for (what, edit) in cases {
+        edit_record(&run, false, edit);
+        assert!(fails(what).contains("audit.json's own fields"), "{what}");
+        std::fs::write(run.join("audit.json"), &original).unwrap();
+    }
+    // Resealed by hand: what the fields summarise still gives them away.
+    edit_record(&run, true, |r| r.forget.forget_indices_count -= 1);
+    let out = fails("resealed count");
+    assert!(
+        out.contains("forget indices") && out.contains("MISMATCH"),
+        "{out}"
+    );
+    std::fs::write(run.join("audit.json"), &original).unwrap();
+    edit_record(&run, true, |r| r.metrics.ua = r.metrics.ua.map(|u| u + 1.0));
+    let out = fails("resealed UA");
+    assert!(out.contains("method, config and metrics"), "{out}");
+    std::fs::write(run.join("audit.json"), &original).unwrap();
+    ok(&["verify-audit", run.to_str().unwrap()]);
+}
