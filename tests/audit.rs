@@ -361,7 +361,8 @@ fn a_failed_run_writes_no_audit_record() {
     assert!(text(&out).contains("no audit record"), "{}", text(&out));
 }
 
-type Record = gunlearn::audit::AuditRecord;
+/// A change to an audit record.
+type Edit = dyn Fn(&mut gunlearn::audit::AuditRecord);
 
 /// Rewrites `run`'s audit.json with `edit` applied; with `reseal`, the record's own hash is
 /// recomputed as a forger would.
@@ -391,7 +392,7 @@ fn verify_checks_every_field_of_the_record_not_only_the_hashed_files() {
         text(&out)
     };
     // Edited in place: the record's own hash names it.
-    let cases: [(&str, &dyn Fn(&mut Record)); 4] = [
+    let cases: [(&str, &Edit); 4] = [
         ("count", &|r| r.forget.forget_indices_count -= 1),
         ("UA", &|r| r.metrics.ua = r.metrics.ua.map(|u| u + 1.0)),
         ("timing", &|r| {
