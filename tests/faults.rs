@@ -188,7 +188,42 @@ fn settings_that_cannot_mean_anything_are_refused_by_name() {
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &[
+                "--unlearn",
+                "FT",
+                "--class_to_replace",
+                "3",
+                "--unlearn_epochs",
+                "0",
+            ],
+            "--unlearn_epochs 0",
+        ),
+        (
+            &[
+                "--unlearn",
+                "Gan",
+                "--class_to_replace",
+                "3",
+                "--attacker_iters",
+                "0",
+            ],
+            "--attacker_iters 0",
+        ),
+        (
+            &[
+                "--unlearn",
+                "FT_l1",
+                "--class_to_replace",
+                "3",
+                "--unlearn_epochs",
+                "2",
+                "--no-l1-epochs",
+                "3",
+            ],
+            "--no-l1-epochs 3",
+        ),
         (
             &[
                 "--unlearn",
@@ -387,4 +422,32 @@ fn a_lock_left_by_a_killed_sweep_is_taken_over() {
     let o = ok(&args);
     assert!(String::from_utf8_lossy(&o.stdout).contains("0 failed"));
     assert_ne!(read_json(&lock)["pid"], holder["pid"]);
+}
+
+#[test]
+fn a_split_mismatch_is_told_in_flags_not_in_rust_debug_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("m");
+    let m = model.to_str().unwrap();
+    ok(&[
+        "train",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--train_subset",
+        "500",
+        "--save_dir",
+        m,
+        "--quiet",
+    ]);
+    let run = tmp.path().join("r");
+    let o = gunlearn(&unlearn_args(m, "FT", run.to_str().unwrap()));
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("--train_subset 500") && err.contains("all training images"),
+        "{err}"
+    );
+    assert!(!err.contains("Some(") && !err.contains("None"), "{err}");
 }

@@ -529,6 +529,11 @@ fn forget_requests_and_seeds_the_data_set_cannot_give_are_refused_before_any_wor
         (file("\"random:0.0001\"", "1"), "selects no sample"),
         (file("\"class:3\"", "0"), "seeds: 0"),
         (file("\"class:3\"", "1, 1"), "seeds: 1 is listed twice"),
+        (
+            file("\"class:3\"", "1")
+                .replace("[\"FT\"]", "[{ name = \"Gan\", attacker_iters = 0 }]"),
+            "--attacker_iters 0",
+        ),
         // The data set's kind is enough, without its files.
         (
             "dataset = \"cifar10\"\ndata = \"/no/such/folder\"\nscenarios = [\"class:12\"]\n\

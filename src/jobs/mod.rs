@@ -268,11 +268,15 @@ pub fn load_for_run(
         .and_then(|v| v.as_u64())
         .map(|n| n as usize);
     if ckpt.info.extra.get("train_subset").is_some() && trained_subset != data.train_subset {
+        let subset = |n: Option<usize>| match n {
+            Some(n) => format!("--train_subset {n}"),
+            None => "all training images (no --train_subset)".to_string(),
+        };
         anyhow::bail!(
-            "{} was trained with --train_subset {:?}, this run has {:?}: pass the same value so the splits match",
+            "{} was trained on {}, this run reads {}: pass the same so the splits match",
             ckpt.path.display(),
-            trained_subset,
-            data.train_subset
+            subset(trained_subset),
+            subset(data.train_subset)
         );
     }
     let trained_selection = ckpt

@@ -133,7 +133,7 @@ pub fn pretrain_attacker(job: &UnlearnJob) -> anyhow::Result<PathBuf> {
 /// model and data, refuses an empty forget set (unless `nothing_to_forget_ok`) and a retain set
 /// smaller than the test set (the attack's shadow members), and creates the run's folder.
 fn prepare(job: &UnlearnJob, nothing_to_forget_ok: bool) -> anyhow::Result<Loaded> {
-    job.config.validate()?;
+    job.config.validate_for(&job.method)?;
     let run = load_for_run(
         &job.model,
         &job.data,

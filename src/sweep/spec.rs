@@ -548,7 +548,7 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
             if let Some(v) = scale_value {
                 point.insert("stop_iter_scale".into(), v);
             }
-            config.validate().with_context(|| what.clone())?;
+            config.validate_for(&name).with_context(|| what.clone())?;
             let label = std::iter::once(name.clone())
                 .chain(
                     varied
@@ -650,7 +650,7 @@ pub fn plan(spec: &SweepSpec, out: &Path) -> anyhow::Result<Plan> {
             run.stop_iter_scale,
         );
         config
-            .validate()
+            .validate_for(&run.method)
             .with_context(|| format!("{} (derived schedule)", run.label))?;
         Ok(config)
     };

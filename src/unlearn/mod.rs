@@ -209,7 +209,35 @@ impl UnlearnConfig {
         positive("--kd_T", self.kd_t)?;
         non_negative("--gamma", self.scrub_gamma)?;
         positive("--lr_decay_rate", self.lr_decay_rate)?;
+        if self.epochs == Some(0) {
+            bail!("--unlearn_epochs 0: give at least 1 (leave it out for the method's default)");
+        }
         Ok(())
+    }
+
+    /// [`UnlearnConfig::validate`], plus the settings that mean nothing for `method`.
+    pub fn validate_for(&self, method: &str) -> anyhow::Result<()> {
+        self.validate()?;
+        let found = find(method)?;
+        match found.name() {
+            "Gan" if self.attacker_iters == 0 && self.attacker.is_none() => bail!(
+                "--attacker_iters 0: Gan's game starts from an attacker pre-trained for that many \
+                 iterations; give at least 1, or --attacker PATH to start from a saved one"
+            ),
+            "FT_l1" => {
+                let epochs = self.epochs.unwrap_or(found.defaults().1);
+                if self.no_l1_epochs > epochs {
+                    bail!(
+                        "--no-l1-epochs {}: more than the {epochs} epochs of the run; give at \
+                         most {epochs} ({epochs} keeps α constant throughout, as the reference \
+                         does when no epoch is left to decay it)",
+                        self.no_l1_epochs
+                    );
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 }
 
