@@ -616,3 +616,59 @@ fn forget_requests_whose_attackers_read_the_same_data_share_one_attacker_job() {
         ["attackers/random0.1/seed1", "attackers/random0.1/seed2"]
     );
 }
+
+#[test]
+fn a_copied_or_renamed_sweep_folder_resumes_and_a_changed_setting_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("s.toml");
+    let text = "dataset = \"digits\"\narch = \"resnet20\"\nepochs = 1\n\
+                scenarios = [\"class:3\"]\nseeds = [1]\n\
+                methods = [\"FT\"]\n[unlearn]\nunlearn_epochs = 1\n";
+    std::fs::write(&file, text).unwrap();
+    let run = |out: &Path| {
+        gunlearn(&[
+            "sweep",
+            file.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--threads",
+            "1",
+            "--quiet",
+        ])
+    };
+    let first = tmp.path().join("first");
+    assert!(run(&first).status.success());
+    // Renamed: nothing to redo, and its jobs point inside the new folder.
+    let renamed = tmp.path().join("renamed");
+    std::fs::rename(&first, &renamed).unwrap();
+    let o = run(&renamed);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && stdout.contains("0 run now"),
+        "{stdout}"
+    );
+    let job = gunlearn::jobs::read_job(&renamed.join("runs/class3/seed1/FT/job.json")).unwrap();
+    let Job::Unlearn(ft) = &job else { panic!() };
+    assert_eq!(ft.save_dir, renamed.join("runs/class3/seed1/FT"));
+    assert_eq!(ft.model, renamed.join("original"));
+    assert!(job.is_complete());
+    // Copied (the original left in place): the same.
+    let copy = tmp.path().join("copy");
+    let cp = std::process::Command::new("cp")
+        .args(["-r", renamed.to_str().unwrap(), copy.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let o = run(&copy);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 run now"));
+    // A changed setting is refused naming it.
+    std::fs::write(
+        &file,
+        text.replace("epochs = 1\nscenarios", "epochs = 2\nscenarios"),
+    )
+    .unwrap();
+    let o = run(&copy);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("config.epochs: 1 then, 2 now"), "{err}");
+}

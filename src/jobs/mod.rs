@@ -365,6 +365,27 @@ impl Job {
         }
     }
 
+    /// Moves every path of the job under `from` to the same place under `to`: a sweep folder
+    /// copied or renamed keeps its jobs pointing inside it. Paths elsewhere (the data, a model
+    /// the user gave) stay as they are.
+    pub fn rebase(&mut self, from: &Path, to: &Path) {
+        let paths: Vec<&mut PathBuf> = match self {
+            Job::Train(j) => vec![&mut j.save_dir],
+            Job::Prune(j) => vec![&mut j.save_dir],
+            Job::Attacker(j) | Job::Unlearn(j) => {
+                let mut v = vec![&mut j.save_dir, &mut j.model];
+                v.extend(j.retrain_dir.as_mut());
+                v.extend(j.config.attacker.as_mut());
+                v
+            }
+        };
+        for p in paths {
+            if let Ok(rest) = p.strip_prefix(from) {
+                *p = to.join(rest);
+            }
+        }
+    }
+
     /// The runner settings, for a scheduler to override threads and device.
     pub fn runner_mut(&mut self) -> &mut Runner {
         match self {
@@ -426,6 +447,10 @@ impl Job {
 }
 
 /// Reads a `job.json` written by a sweep.
+///
+/// A sweep writes where its folder was ([`SWEEP_DIR_KEY`]) and how deep the job lies in it
+/// ([`SWEEP_DEPTH_KEY`]); the job's paths inside the sweep are moved to where the file is now,
+/// so that a copied or renamed sweep folder resumes.
 pub fn read_job(path: &Path) -> anyhow::Result<Job> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
@@ -433,5 +458,26 @@ pub fn read_job(path: &Path) -> anyhow::Result<Job> {
             path.display()
         )
     })?;
-    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let planned_in = value
+        .get(SWEEP_DIR_KEY)
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from);
+    let depth = value.get(SWEEP_DEPTH_KEY).and_then(|v| v.as_u64());
+    let mut job: Job =
+        serde_json::from_value(value).with_context(|| format!("parsing {}", path.display()))?;
+    if let (Some(from), Some(depth)) = (planned_in, depth) {
+        let folder = path.parent().unwrap_or(Path::new(""));
+        if let Some(to) = folder.ancestors().nth(depth as usize) {
+            job.rebase(&from, to);
+        }
+    }
+    Ok(job)
 }
+
+/// The key of a sweep's `job.json` naming the sweep folder it was planned in.
+pub const SWEEP_DIR_KEY: &str = "planned_in_sweep";
+
+/// The key of a sweep's `job.json` telling how many folders below the sweep folder it lies.
+pub const SWEEP_DEPTH_KEY: &str = "depth_in_sweep";

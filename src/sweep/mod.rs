@@ -63,24 +63,68 @@ impl Plan {
             let dir = planned.job.save_dir();
             let path = dir.join(JOB_FILE);
             let wanted = serde_json::to_value(&planned.job)?;
-            if let Ok(text) = std::fs::read_to_string(&path) {
+            if path.exists() {
                 // Read back as a job, so settings added since it was written take their
-                // defaults instead of counting as a difference.
-                let existing: Job = serde_json::from_str(&text)
-                    .with_context(|| format!("parsing {}", path.display()))?;
-                let existing = serde_json::to_value(&existing)?;
-                if without_runner(existing) != without_runner(wanted.clone()) {
+                // defaults instead of counting as a difference (and moved to where the sweep
+                // folder is now).
+                let existing = serde_json::to_value(crate::jobs::read_job(&path)?)?;
+                if let Some(diff) = difference(
+                    &without_runner(existing),
+                    &without_runner(wanted.clone()),
+                    "",
+                ) {
                     bail!(
-                        "{} was planned with other settings than this sweep file gives it; \
-                         use another --out, or delete that folder to redo it",
+                        "{} was planned with other settings than this sweep file gives it \
+                         ({diff}); use another --out, or delete that folder to redo it",
                         dir.display()
                     );
                 }
             }
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            crate::fsutil::write_json_atomic(&path, &planned.job)?;
+            let mut record = wanted;
+            if let (Ok(inside), Some(map)) = (dir.strip_prefix(&self.out), record.as_object_mut()) {
+                map.insert(
+                    crate::jobs::SWEEP_DIR_KEY.into(),
+                    serde_json::Value::String(self.out.to_string_lossy().into_owned()),
+                );
+                map.insert(
+                    crate::jobs::SWEEP_DEPTH_KEY.into(),
+                    serde_json::Value::from(inside.components().count()),
+                );
+            }
+            crate::fsutil::write_json_atomic(&path, &record)?;
         }
         crate::fsutil::write_json_atomic(&self.out.join("plan.json"), self)
+    }
+}
+
+/// The first setting in which `was` and `now` differ, as `key: was → now` (`None`: equal).
+fn difference(was: &serde_json::Value, now: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    let key = |k: &str| {
+        if at.is_empty() {
+            k.to_string()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match (was, now) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter().find_map(|k| {
+                let null = Value::Null;
+                difference(
+                    a.get(k).unwrap_or(&null),
+                    b.get(k).unwrap_or(&null),
+                    &key(k),
+                )
+            })
+        }
+        (a, b) if a == b => None,
+        (a, b) => Some(format!(
+            "{}: {a} then, {b} now",
+            if at.is_empty() { "job" } else { at }
+        )),
     }
 }
 
