@@ -219,6 +219,7 @@ pub struct MemorySample {
 /// freed memory glibc kept, the rest: code, libraries, stacks).
 pub struct MemorySampler {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    readings: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     thread: std::thread::JoinHandle<Option<MemorySample>>,
 }
 
@@ -227,6 +228,8 @@ impl MemorySampler {
     pub fn start(interval: std::time::Duration) -> MemorySampler {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
+        let readings = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = readings.clone();
         let thread = std::thread::spawn(move || {
             let mut peak: Option<MemorySample> = None;
             loop {
@@ -243,6 +246,7 @@ impl MemorySampler {
                             })
                         }
                     }
+                    count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
                 if done {
                     return peak;
@@ -250,7 +254,16 @@ impl MemorySampler {
                 std::thread::sleep(interval);
             }
         });
-        MemorySampler { stop, thread }
+        MemorySampler {
+            stop,
+            readings,
+            thread,
+        }
+    }
+
+    /// How many readings it has taken so far.
+    pub fn readings(&self) -> usize {
+        self.readings.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Stops sampling; the reading with the highest resident memory, `None` where none could

@@ -231,8 +231,10 @@ fn bench_gan_times_the_reference_loop_of_a_checkout_it_is_given() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no seconds in {line:?}"));
+    // The stand-in sleeps 0.25 s per iteration, so the time measured is at least that; how
+    // much more depends on the machine's load, which a test must not assume.
     assert!(
-        (0.25..2.0).contains(&seconds),
+        seconds.is_finite() && seconds >= 0.25,
         "the stand-in sleeps 0.25 s per iteration, reported {seconds} s: {line}"
     );
     assert!(line.contains("ratio ours/reference"), "{line}");

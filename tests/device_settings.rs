@@ -66,13 +66,25 @@ fn memory_sampler_sees_a_short_lived_buffer() {
     let (before, _) = resident_memory().expect("/proc/self/status");
     let heap_before = heap_stats().expect("glibc mallinfo2").in_use;
     let sampler = MemorySampler::start(std::time::Duration::from_millis(1));
-    std::thread::sleep(std::time::Duration::from_millis(30));
+    // Waits for readings, not for time: on a loaded machine the sampler may run late.
+    let readings_after = |sampler: &MemorySampler, n: usize| {
+        let from = sampler.readings();
+        let started = std::time::Instant::now();
+        while sampler.readings() < from + n {
+            assert!(
+                started.elapsed().as_secs() < 60,
+                "the sampler took no reading"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    };
+    readings_after(&sampler, 3);
     // ones() writes every page, so all of it becomes resident.
     let buffer = tch::Tensor::ones([(size / 4) as i64], (tch::Kind::Float, Device::Cpu));
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    readings_after(&sampler, 3);
     let held = heap_stats().unwrap().in_use;
     drop(buffer);
-    std::thread::sleep(std::time::Duration::from_millis(30));
+    readings_after(&sampler, 3);
     let after = heap_stats().unwrap().in_use;
     let peak = sampler.stop().expect("a reading");
     let mib = |b: f64| b / f64::from(1 << 20);
