@@ -992,7 +992,8 @@ fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     println!("\n{}\n{}\n", demo.tables.trim_end(), demo.reading);
     if !demo.warnings.is_empty() {
         println!(
-            "Health checks ({} kinds, each listed once; every run's own in its eval_result.json):",
+            "Health checks ({} kinds, each once; report.md lists them per method, and every \
+             run's own are in its eval_result.json):",
             demo.warnings.len()
         );
         for (warning, runs) in &demo.warnings {

@@ -387,3 +387,43 @@ fn the_adversarial_game_is_drawn_with_its_stop_iter_marked() {
         .count();
     assert_eq!(pngs, 2, "one accuracy and one loss figure, for Gan only");
 }
+
+#[test]
+fn health_findings_fold_into_one_line_per_kind_naming_the_methods() {
+    let health = [
+        (
+            "FT ran with settings other than its reference defaults: epochs 43 (reference 10)"
+                .to_string(),
+            2,
+        ),
+        (
+            "GA ran with settings other than its reference defaults: epochs 18 (reference 5)"
+                .to_string(),
+            2,
+        ),
+        (
+            "FT left UA where it was (0.78 before, 0.78 after)".to_string(),
+            1,
+        ),
+        (
+            "GA left UA where it was (1.00 before, 1.00 after)".to_string(),
+            1,
+        ),
+        (
+            "FT ran with settings other than its reference defaults: lr 0.02 (reference 0.01)"
+                .to_string(),
+            1,
+        ),
+    ];
+    let kinds = gunlearn::eval::report::health_kinds(&health);
+    assert_eq!(
+        kinds,
+        [
+            (
+                "ran with settings other than its reference defaults: FT, GA".to_string(),
+                5
+            ),
+            ("left UA where it was: FT, GA".to_string(), 2),
+        ]
+    );
+}

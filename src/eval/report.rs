@@ -718,10 +718,42 @@ impl Written {
         for (dir, why) in &self.skipped {
             tracing::warn!("left out {}: {why}", dir.display());
         }
-        for (warning, n) in &self.health {
-            tracing::warn!("{warning} ({n} run(s))");
+        for (kind, n) in health_kinds(&self.health) {
+            tracing::warn!("{kind} ({n} run(s); report.md lists each)");
         }
     }
+}
+
+/// The health findings folded into one line per kind: a finding reads "METHOD what (detail)"
+/// or "METHOD what: detail", and the kind is "what" with the methods it concerns, e.g.
+/// `left UA where it was: FT, GA` over the runs of both.
+pub fn health_kinds(health: &[(String, usize)]) -> Vec<(String, usize)> {
+    let mut kinds: Vec<(String, Vec<String>, usize)> = Vec::new();
+    for (warning, n) in health {
+        let (method, rest) = warning.split_once(' ').unwrap_or(("", warning));
+        let what = rest
+            .split([':', '('])
+            .next()
+            .unwrap_or(rest)
+            .trim()
+            .to_string();
+        match kinds.iter_mut().find(|(w, ..)| *w == what) {
+            Some((_, methods, runs)) => {
+                if !methods.iter().any(|m| m == method) {
+                    methods.push(method.to_string());
+                }
+                *runs += n;
+            }
+            None => kinds.push((what, vec![method.to_string()], *n)),
+        }
+    }
+    kinds
+        .into_iter()
+        .map(|(what, mut methods, runs)| {
+            methods.sort();
+            (format!("{what}: {}", methods.join(", ")), runs)
+        })
+        .collect()
 }
 
 /// The held-out split a hyper-parameter choice reads in place of the test set.

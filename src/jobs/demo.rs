@@ -131,7 +131,7 @@ pub fn run(job: &DemoJob) -> anyhow::Result<DemoOutcome> {
     Ok(DemoOutcome {
         tables: written.tables,
         reading: reading(&rep, original),
-        warnings: written.health,
+        warnings: crate::eval::report::health_kinds(&written.health),
         html: job.save_dir.join("report.html"),
         seconds: started.elapsed().as_secs_f64(),
     })
