@@ -730,7 +730,14 @@ impl Written {
 pub fn health_kinds(health: &[(String, usize)]) -> Vec<(String, usize)> {
     let mut kinds: Vec<(String, Vec<String>, usize)> = Vec::new();
     for (warning, n) in health {
-        let (method, rest) = warning.split_once(' ').unwrap_or(("", warning));
+        let (method, rest) = match warning.split_once(' ') {
+            Some((first, rest)) if crate::unlearn::find(first).is_ok() => (first, rest),
+            _ => {
+                // A finding about the study rather than a method: its own kind.
+                kinds.push((warning.clone(), Vec::new(), *n));
+                continue;
+            }
+        };
         let what = rest
             .split([':', '('])
             .next()
@@ -751,7 +758,11 @@ pub fn health_kinds(health: &[(String, usize)]) -> Vec<(String, usize)> {
         .into_iter()
         .map(|(what, mut methods, runs)| {
             methods.sort();
-            (format!("{what}: {}", methods.join(", ")), runs)
+            if methods.is_empty() {
+                (what, runs)
+            } else {
+                (format!("{what}: {}", methods.join(", ")), runs)
+            }
         })
         .collect()
 }
