@@ -414,6 +414,10 @@ fn health_findings_fold_into_one_line_per_kind_naming_the_methods() {
                 .to_string(),
             1,
         ),
+        (
+            "the original model does not memorise its training set (train 100.00%)".to_string(),
+            4,
+        ),
     ];
     let kinds = gunlearn::eval::report::health_kinds(&health);
     assert_eq!(
@@ -424,6 +428,10 @@ fn health_findings_fold_into_one_line_per_kind_naming_the_methods() {
                 5
             ),
             ("left UA where it was: FT, GA".to_string(), 2),
+            (
+                "the original model does not memorise its training set (train 100.00%)".to_string(),
+                4
+            ),
         ]
     );
 }
