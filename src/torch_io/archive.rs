@@ -11,6 +11,8 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
+use crate::data::formats::dims_text;
+
 /// Magic number that opens a legacy (non-zip) torch.save file (an 80-bit int).
 const LEGACY_MAGIC: u128 = 0x1950a86a20f9469cfc6c;
 
@@ -67,8 +69,15 @@ impl TorchFile {
                 let mut entry = archive.by_name(&name).with_context(|| {
                     format!("{}: storage record {name} is missing", self.path.display())
                 })?;
-                let mut buf = Vec::with_capacity(entry.size() as usize);
-                entry
+                // The sizes in the zip header and the pickle are the file's word: reserve at
+                // most 64 MiB up front (a crafted header could ask for terabytes); the buffer
+                // grows only as real bytes arrive.
+                let need = t.storage.numel.saturating_mul(t.storage.dtype.size());
+                let reserve = entry.size().min(need as u64).min(1 << 26);
+                let mut buf = Vec::with_capacity(reserve as usize);
+                // At most what the storage needs: a compressed entry could inflate far beyond.
+                (&mut entry)
+                    .take(need as u64)
                     .read_to_end(&mut buf)
                     .with_context(|| format!("{}: reading {name}", self.path.display()))?;
                 std::borrow::Cow::Owned(buf)
@@ -88,48 +97,54 @@ impl TorchFile {
 fn strided(bytes: &[u8], t: &TensorRef) -> Result<Tensor> {
     let dtype = t.storage.dtype;
     let numel = t.storage.numel;
-    if bytes.len() < numel * dtype.size() {
+    let view = || {
+        format!(
+            "size {}, stride {}, offset {}",
+            dims_text(&t.size),
+            dims_text(&t.stride),
+            t.offset
+        )
+    };
+    // Every size below comes from the file: checked, so a crafted one cannot wrap around.
+    let need = numel
+        .checked_mul(dtype.size())
+        .filter(|&n| n <= bytes.len());
+    let Some(need) = need else {
         bail!(
-            "holds {} bytes, {} elements of {:?} need {}",
+            "holds {} bytes, but the pickle declares {numel} elements of {} bytes ({}): the \
+             file is truncated or corrupt",
             bytes.len(),
-            numel,
-            dtype,
-            numel * dtype.size()
+            dtype.size(),
+            dtype.storage_class()
         );
-    }
+    };
     if t.size.len() != t.stride.len()
         || t.size.iter().chain(&t.stride).any(|&v| v < 0)
         || t.offset < 0
     {
-        bail!(
-            "invalid tensor view: size {:?}, stride {:?}, offset {}",
-            t.size,
-            t.stride,
-            t.offset
-        );
+        bail!("invalid tensor view ({}): the file is corrupt", view());
     }
-    let count: i64 = t.size.iter().product();
+    let count = t
+        .size
+        .iter()
+        .try_fold(1i64, |a, &s| a.checked_mul(s))
+        .with_context(|| format!("tensor view ({}) has too many elements", view()))?;
     if count > 0 {
-        let last: i64 = t.offset
-            + t.size
-                .iter()
-                .zip(&t.stride)
-                .map(|(s, st)| (s - 1) * st)
-                .sum::<i64>();
-        if last as usize >= numel {
+        let last = t
+            .size
+            .iter()
+            .zip(&t.stride)
+            .try_fold(t.offset, |a, (&s, &st)| {
+                a.checked_add((s - 1).checked_mul(st)?)
+            });
+        if last.is_none_or(|l| l as u64 >= numel as u64) {
             bail!(
-                "tensor view (size {:?}, stride {:?}, offset {}) reaches past its {numel} elements",
-                t.size,
-                t.stride,
-                t.offset
+                "tensor view ({}) reaches past its storage's {numel} elements: the file is corrupt",
+                view()
             );
         }
     }
-    let base = Tensor::f_from_data_size(
-        &bytes[..numel * dtype.size()],
-        &[numel as i64],
-        dtype.kind(),
-    )?;
+    let base = Tensor::f_from_data_size(&bytes[..need], &[numel as i64], dtype.kind())?;
     Ok(base
         .f_as_strided(t.size.as_slice(), t.stride.as_slice(), t.offset)?
         .contiguous())
@@ -220,8 +235,9 @@ fn open_legacy(path: &Path, data: &[u8]) -> Result<TorchFile> {
             .ok()
             .and_then(|n| n.checked_mul(dtype.size()))
             .context("bad storage size")?;
-        let bytes = data
-            .get(pos..pos + len)
+        let bytes = pos
+            .checked_add(len)
+            .and_then(|end| data.get(pos..end))
             .with_context(|| format!("truncated in storage {key} (byte {pos})"))?;
         storages.insert(key, bytes.to_vec());
         pos += len;
