@@ -2,6 +2,7 @@
 //! `<conv>.weight_mask` for pruned layers, as `torch.nn.utils.prune` names them) and `NAME.json`
 //! (how to rebuild the model and where it came from). Both are written atomically.
 
+use crate::data::formats::dims_text;
 use crate::data::DatasetName;
 use crate::fsutil::write_atomic;
 use crate::model::mask::Mask;
@@ -200,10 +201,10 @@ pub fn load(path: &Path, device: Device) -> anyhow::Result<Checkpoint> {
             match names.get(name) {
                 Some(w) if w.size() == m.size() => {}
                 Some(w) => bail!(
-                    "{}: mask {name} has shape {:?}, weight has {:?}",
+                    "{}: mask {name} has shape {}, its weight has {}",
                     weights_path.display(),
-                    m.size(),
-                    w.size()
+                    dims_text(&m.size()),
+                    dims_text(&w.size())
                 ),
                 None => bail!(
                     "{}: mask for {name}, which the {} model does not have",
@@ -222,8 +223,27 @@ pub fn load(path: &Path, device: Device) -> anyhow::Result<Checkpoint> {
     })
 }
 
+/// The safetensors name of a tensor type, for messages (`F32`, `I32`, ...).
+pub fn kind_name(kind: tch::Kind) -> String {
+    use tch::Kind::*;
+    match kind {
+        Float => "F32".into(),
+        Double => "F64".into(),
+        Half => "F16".into(),
+        BFloat16 => "BF16".into(),
+        Int => "I32".into(),
+        Int64 => "I64".into(),
+        Int16 => "I16".into(),
+        Int8 => "I8".into(),
+        Uint8 => "U8".into(),
+        Bool => "BOOL".into(),
+        other => format!("{other:?}").to_uppercase(),
+    }
+}
+
 /// Copies tensors into the variables of `vs` by name; every variable must be present with the
-/// same shape, and no unknown names may remain.
+/// same shape and type (a header that declares weights as integers over float bytes would
+/// otherwise be cast, value by value, into nonsense), and no unknown names may remain.
 pub fn copy_into(vs: &VarStore, mut tensors: HashMap<String, Tensor>) -> anyhow::Result<()> {
     let variables = vs.variables();
     let mut names: Vec<&String> = variables.keys().collect();
@@ -237,7 +257,21 @@ pub fn copy_into(vs: &VarStore, mut tensors: HashMap<String, Tensor>) -> anyhow:
                 );
             };
             if src.size() != var.size() {
-                bail!("tensor {name:?} has shape {:?}, the model expects {:?} (another architecture or class count?)", src.size(), var.size());
+                bail!(
+                    "tensor {name:?} has shape {}, the model expects {} (another architecture \
+                     or class count?)",
+                    dims_text(&src.size()),
+                    dims_text(&var.size())
+                );
+            }
+            if src.kind() != var.kind() {
+                bail!(
+                    "tensor {name:?} is stored as {}, but the model's {name:?} is {}: the \
+                     file's header does not match its weights (a damaged or hand-edited file); \
+                     write the checkpoint again (train, or import-torch from the original)",
+                    kind_name(src.kind()),
+                    kind_name(var.kind())
+                );
             }
             var.shallow_clone()
                 .copy_(&src.to_kind(var.kind()).to_device(var.device()));

@@ -237,6 +237,15 @@ impl Attacker {
                     self.num_classes
                 );
             }
+            if src.kind() != var.kind() {
+                bail!(
+                    "{}: tensor `{key}` is stored as {}, but the attacker's weights are {}: the \
+                     file's header does not match its weights; write the attacker again",
+                    path.display(),
+                    crate::checkpoint::kind_name(src.kind()),
+                    crate::checkpoint::kind_name(var.kind())
+                );
+            }
         }
         tch::no_grad(|| {
             for (name, var) in &mut vars {
