@@ -8,10 +8,10 @@
 //! A reader may only ever return a clear error naming the file, or a well-formed value. A
 //! crash is a panic (caught here), an abort (caught by the supervising process of
 //! `examples/fuzz.rs`), memory beyond a fixed multiple of the input's size (measured by
-//! [`CountingAlloc`] when the binary installs it), an error that does not name the file, or an
-//! accepted image set that is not self-consistent. Without coverage feedback the corpus grows
-//! by outcome instead: a mutant whose error message (digits removed) was never seen before is
-//! kept as a new starting point.
+//! [`CountingAlloc`] when the binary installs it), an error that does not name the file or
+//! carries a C++ backtrace, or an accepted image set that is not self-consistent. Without
+//! coverage feedback the corpus grows by outcome instead: a mutant whose error message (digits
+//! removed) was never seen before is kept as a new starting point.
 
 use crate::data::rng::SmallRng;
 use crate::data::ImageSet;
@@ -325,7 +325,7 @@ pub enum Outcome {
     /// The reader refused it with this message (naming the file).
     Refused(String),
     /// The reader broke its contract: the kind (`panic`, `memory`, `unnamed error`,
-    /// `inconsistent`, `slow`) and what happened.
+    /// `unreadable error`, `inconsistent`, `slow`) and what happened.
     Crash(String, String),
 }
 
@@ -408,7 +408,12 @@ impl Harness {
                 Err(e) => {
                     let text = format!("{e:#}");
                     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                    if text.contains(name) {
+                    if text.contains("Exception raised from") || text.contains("frame #") {
+                        Err(Crashed(
+                            "unreadable error".into(),
+                            format!("the error carries a C++ backtrace: {text}"),
+                        ))
+                    } else if text.contains(name) {
                         Ok(Some(text))
                     } else {
                         Err(Crashed(
@@ -912,7 +917,7 @@ fn bucket(message: &str) -> String {
 /// One contract violation: what happened and the input that did it.
 #[derive(Debug, Clone)]
 pub struct Crash {
-    /// `panic`, `memory`, `unnamed error`, `inconsistent`, `slow`.
+    /// `panic`, `memory`, `unnamed error`, `unreadable error`, `inconsistent`, `slow`.
     pub kind: String,
     /// What happened.
     pub message: String,

@@ -120,7 +120,7 @@ fn runs_are_reproducible() {
 }
 
 /// What each kept input's refusal must say (a new file needs its line here).
-const REGRESSIONS: [(&str, &str); 6] = [
+const REGRESSIONS: [(&str, &str); 7] = [
     // Issue #25: dimensions 5 × 859006559 × 4294901798 wrap past 2^64.
     ("wrapping-dims-idx3-ubyte", "does not fit in 64 bits"),
     ("side-zero-idx3-ubyte", "a side must be 1 to 65536"),
@@ -133,6 +133,11 @@ const REGRESSIONS: [(&str, &str); 6] = [
         "declares 4611686018427387905 elements",
     ),
     ("overflowing-view.pth", "too many elements"),
+    // Shape [0, 2^64 − 1]: no bytes, but libtorch threw with a C++ backtrace.
+    (
+        "zero-by-2e64-shape.safetensors",
+        "beyond what a tensor can hold",
+    ),
 ];
 
 /// Inputs that crashed a reader once (found by the campaign or crafted for issue #25) are

@@ -446,3 +446,54 @@ fn import_torch_converts_other_float_precisions_only() {
         "{e}"
     );
 }
+
+/// Writes a safetensors file whose header is `header` (JSON) over `data`.
+fn write_raw_safetensors(path: &Path, header: &serde_json::Value, data: &[u8]) {
+    let text = serde_json::to_vec(header).unwrap();
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&text);
+    out.extend_from_slice(data);
+    std::fs::write(path, out).unwrap();
+}
+
+/// Shapes whose dimensions do not fit libtorch's signed 64-bit sizes hold no bytes (a zero
+/// dimension), so the safetensors check passes them; libtorch then threw, and the message was
+/// a 25-frame C++ backtrace. They are refused by name, in words; so is a damaged header.
+#[test]
+fn safetensors_shapes_beyond_64_bit_sizes_are_refused_in_words() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, shape) in [
+        serde_json::json!([0u64, u64::MAX]),
+        serde_json::json!([0u64, 1u64 << 63, 1u64 << 63]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let path = tmp.path().join(format!("huge{i}.safetensors"));
+        let header = serde_json::json!({
+            "conv1.weight": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}
+        });
+        write_raw_safetensors(&path, &header, &[]);
+        let e = err_text(checkpoint::read_safetensors(&path));
+        assert!(
+            e.contains(&format!("huge{i}.safetensors"))
+                && e.contains("\"conv1.weight\" has shape 0×")
+                && e.contains("beyond what a tensor can hold"),
+            "{e}"
+        );
+        assert!(!e.contains("frame #") && !e.contains("Exception"), "{e}");
+    }
+    // Data cut short: the byte ranges no longer cover the file.
+    let path = tmp.path().join("short.safetensors");
+    let header = serde_json::json!({
+        "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}
+    });
+    write_raw_safetensors(&path, &header, &[0u8; 6]);
+    let e = err_text(checkpoint::read_safetensors(&path));
+    assert!(
+        e.contains("short.safetensors") && e.contains("cut short, or bytes appended"),
+        "{e}"
+    );
+    assert_no_debug(&e);
+    assert!(!e.contains("MetadataIncompleteBuffer"), "{e}");
+}
