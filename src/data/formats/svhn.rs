@@ -47,10 +47,10 @@ pub fn read_svhn_file(path: &Path, bytes: &[u8]) -> Result<ImageSet> {
         [SIDE, SIDE, CHANNELS, n] => n,
         [SIDE, SIDE, CHANNELS] => 1,
         _ => bail!(
-            "{p}: `X` (byte offset {}) has dimensions {}, expected 32×32×3×N (height, width, \
+            "{p}: `X` (byte offset {}) has dimensions {:?}, expected 32×32×3×N (height, width, \
              RGB, image)",
             x.offset,
-            super::dims_text(&x.dims)
+            x.dims
         ),
     };
     if n == 0 {
@@ -66,10 +66,10 @@ pub fn read_svhn_file(path: &Path, bytes: &[u8]) -> Result<ImageSet> {
     }
     if y.numel() != n || y.dims.iter().filter(|&&d| d != 1).count() > 1 {
         bail!(
-            "{p}: `y` (byte offset {}) has dimensions {} but `X` holds {n} images; expected \
+            "{p}: `y` (byte offset {}) has dimensions {:?} but `X` holds {n} images; expected \
              {n}×1 labels",
             y.offset,
-            super::dims_text(&y.dims)
+            y.dims
         );
     }
     let mut labels = Vec::with_capacity(n);
