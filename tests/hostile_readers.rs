@@ -497,3 +497,45 @@ fn safetensors_shapes_beyond_64_bit_sizes_are_refused_in_words() {
     assert_no_debug(&e);
     assert!(!e.contains("MetadataIncompleteBuffer"), "{e}");
 }
+
+/// A `byteorder` record that is not text made the reader fail with a bare "stream did not
+/// contain valid UTF-8", naming no file; a record compressed with a method torch.save never
+/// uses (zstd, bzip2) sized its decoder from the stream's own header. Both are refused by name.
+#[test]
+fn torch_zip_records_are_read_as_torch_writes_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkl = one_tensor_pickle(1, &[1]);
+    let path = tmp.path().join("order.pth");
+    {
+        let mut zw = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let stored =
+            zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        zw.start_file("archive/byteorder", stored).unwrap();
+        zw.write_all(&[0xff, 0xfe, 0x00]).unwrap();
+        zw.start_file("archive/data.pkl", stored).unwrap();
+        zw.write_all(&pkl).unwrap();
+        zw.start_file("archive/data/0", stored).unwrap();
+        zw.write_all(&[0u8; 4]).unwrap();
+        zw.finish().unwrap();
+    }
+    let e = err_text(import_torch(&path, &ImportOptions::default(), Device::Cpu));
+    assert!(
+        e.contains("order.pth") && e.contains("reading archive/byteorder"),
+        "{e}"
+    );
+
+    let path = tmp.path().join("zstd.pth");
+    {
+        let mut zw = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let zstd =
+            zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Zstd);
+        zw.start_file("archive/data.pkl", zstd).unwrap();
+        zw.write_all(&pkl).unwrap();
+        zw.finish().unwrap();
+    }
+    let e = err_text(import_torch(&path, &ImportOptions::default(), Device::Cpu));
+    assert!(
+        e.contains("zstd.pth") && e.contains("archive/data.pkl is compressed with Zstd"),
+        "{e}"
+    );
+}

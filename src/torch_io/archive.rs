@@ -69,6 +69,7 @@ impl TorchFile {
                 let mut entry = archive.by_name(&name).with_context(|| {
                     format!("{}: storage record {name} is missing", self.path.display())
                 })?;
+                plain_entry(&self.path, &entry)?;
                 // The sizes in the zip header and the pickle are the file's word: reserve at
                 // most 64 MiB up front (a crafted header could ask for terabytes); the buffer
                 // grows only as real bytes arrive.
@@ -150,6 +151,21 @@ fn strided(bytes: &[u8], t: &TensorRef) -> Result<Tensor> {
         .contiguous())
 }
 
+/// torch.save stores its records uncompressed; a deflated one (a re-zipped file) reads too.
+/// Other methods (bzip2, zstd, ...) are refused: no torch file uses them, and their decoders
+/// size their buffers from the stream's own header.
+fn plain_entry(path: &Path, entry: &zip::read::ZipFile<'_>) -> Result<()> {
+    match entry.compression() {
+        zip::CompressionMethod::Stored | zip::CompressionMethod::Deflated => Ok(()),
+        other => bail!(
+            "{}: the record {} is compressed with {other}, which torch.save never writes \
+             (it stores records uncompressed); save the checkpoint again with torch.save",
+            path.display(),
+            entry.name()
+        ),
+    }
+}
+
 fn open_zip(path: &Path, file: File) -> Result<TorchFile> {
     let mut archive = zip::ZipArchive::new(file)
         .with_context(|| format!("{}: a corrupt zip archive", path.display()))?;
@@ -166,8 +182,13 @@ fn open_zip(path: &Path, file: File) -> Result<TorchFile> {
         })?;
     let prefix = pkl.trim_end_matches("data.pkl").to_string();
     if let Ok(mut entry) = archive.by_name(&format!("{prefix}byteorder")) {
+        let name = format!("{prefix}byteorder");
+        plain_entry(path, &entry)?;
         let mut order = String::new();
-        entry.read_to_string(&mut order)?;
+        (&mut entry)
+            .take(64)
+            .read_to_string(&mut order)
+            .with_context(|| format!("{}: reading {name}", path.display()))?;
         if order.trim() != "little" {
             bail!(
                 "{}: {order:?}-endian storages are not supported",
@@ -176,11 +197,14 @@ fn open_zip(path: &Path, file: File) -> Result<TorchFile> {
         }
     }
     let mut data = Vec::new();
-    archive
+    let mut entry = archive
         .by_name(&pkl)
-        .with_context(|| format!("{}: reading {pkl}", path.display()))?
+        .with_context(|| format!("{}: reading {pkl}", path.display()))?;
+    plain_entry(path, &entry)?;
+    entry
         .read_to_end(&mut data)
         .with_context(|| format!("{}: reading {pkl}", path.display()))?;
+    drop(entry);
     let (root, _) = pickle::parse(&data)
         .with_context(|| format!("{}: {pkl} is not a readable pickle", path.display()))?;
     Ok(TorchFile {
