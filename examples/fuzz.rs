@@ -7,7 +7,8 @@
 //! Options: `--target NAME` (idx, gzip, cifar-bin, cifar-pickle, mat5, safetensors,
 //! torch-pickle, sweep-toml, job-json, audit-json), `--seconds N` or `--iterations N`,
 //! `--seed N`, `--seeds DIR` (default `tests/fuzz-seeds`), `--crashes DIR` (default
-//! `fuzz-crashes`), `--work DIR` (scratch folder, default a temporary one).
+//! `fuzz-crashes`), `--work DIR` (scratch folder, default a temporary one), `--replay FILE`
+//! (run one saved input through the target's reader and print the outcome).
 //!
 //! The process supervises a child copy of itself: when the child aborts (a crash no
 //! `catch_unwind` sees, e.g. a refused 2 GiB allocation or a stack overflow), the input it was
@@ -33,6 +34,7 @@ struct Args {
     seeds: PathBuf,
     crashes: PathBuf,
     work: Option<PathBuf>,
+    replay: Option<PathBuf>,
     child: bool,
 }
 
@@ -45,6 +47,7 @@ fn parse_args() -> Result<Args> {
         seeds: PathBuf::from("tests/fuzz-seeds"),
         crashes: PathBuf::from("fuzz-crashes"),
         work: None,
+        replay: None,
         child: false,
     };
     let mut target = None;
@@ -59,12 +62,13 @@ fn parse_args() -> Result<Args> {
             "--seeds" => args.seeds = value()?.into(),
             "--crashes" => args.crashes = value()?.into(),
             "--work" => args.work = Some(value()?.into()),
+            "--replay" => args.replay = Some(value()?.into()),
             "--child" => args.child = true,
             other => bail!("unknown argument {other:?} (see the top of examples/fuzz.rs)"),
         }
     }
     args.target = target.context("--target NAME is required")?;
-    if args.seconds.is_none() && args.iterations.is_none() {
+    if args.seconds.is_none() && args.iterations.is_none() && args.replay.is_none() {
         bail!("give --seconds N or --iterations N");
     }
     Ok(args)
@@ -122,6 +126,13 @@ fn main() -> Result<()> {
         }
     };
     std::fs::create_dir_all(&work)?;
+    if let Some(input) = &args.replay {
+        let bytes = std::fs::read(input).with_context(|| format!("reading {}", input.display()))?;
+        let outcome = fuzz::Harness::new(args.target, &work)?.run(&bytes);
+        println!("{}: {outcome:?}", input.display());
+        let _ = std::fs::remove_dir_all(&work);
+        return Ok(());
+    }
     if args.child {
         return child(&args, &work);
     }

@@ -120,7 +120,7 @@ fn runs_are_reproducible() {
 }
 
 /// What each kept input's refusal must say (a new file needs its line here).
-const REGRESSIONS: [(&str, &str); 7] = [
+const REGRESSIONS: [(&str, &str); 9] = [
     // Issue #25: dimensions 5 × 859006559 × 4294901798 wrap past 2^64.
     ("wrapping-dims-idx3-ubyte", "does not fit in 64 bits"),
     ("side-zero-idx3-ubyte", "a side must be 1 to 65536"),
@@ -133,6 +133,16 @@ const REGRESSIONS: [(&str, &str); 7] = [
         "declares 4611686018427387905 elements",
     ),
     ("overflowing-view.pth", "too many elements"),
+    // Found by the campaign (torch-pickle, 2026-12-07): a mutated byteorder record failed
+    // with "Invalid checksum" or "stream did not contain valid UTF-8", naming no file.
+    (
+        "byteorder-bad-checksum.pth",
+        "fuzz-input.pth: reading state-dict/byteorder: Invalid checksum",
+    ),
+    (
+        "byteorder-not-utf8.pth",
+        "fuzz-input.pth: reading checkpoint.pth/byteorder",
+    ),
     // Shape [0, 2^64 − 1]: no bytes, but libtorch threw with a C++ backtrace.
     (
         "zero-by-2e64-shape.safetensors",
