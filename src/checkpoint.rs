@@ -2,6 +2,7 @@
 //! `<conv>.weight_mask` for pruned layers, as `torch.nn.utils.prune` names them) and `NAME.json`
 //! (how to rebuild the model and where it came from). Both are written atomically.
 
+use crate::data::formats::dims_text;
 use crate::data::DatasetName;
 use crate::fsutil::write_atomic;
 use crate::model::mask::Mask;
@@ -106,14 +107,94 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> anyhow::R
 }
 
 /// Reads every tensor of a safetensors file, with a clear error for a missing or corrupt file.
+///
+/// The header is checked here before libtorch sees it: the safetensors crate checks that every
+/// tensor's byte range fits the file (with checked arithmetic), and every dimension must fit
+/// libtorch's 64-bit signed sizes (a `[0, 2^64 − 1]` shape holds no bytes yet made libtorch
+/// throw with a C++ backtrace).
 pub fn read_safetensors(path: &Path) -> anyhow::Result<HashMap<String, Tensor>> {
     if !path.exists() {
         bail!("{}: no such file", path.display());
     }
-    let tensors = Tensor::read_safetensors(path)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
-    Ok(tensors.into_iter().collect())
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let corrupt = || {
+        format!(
+            "{}: not a readable safetensors file (damaged, cut short or not safetensors); write \
+             it again",
+            path.display()
+        )
+    };
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}", safetensors_error(&e)))
+        .with_context(corrupt)?;
+    let mut out = HashMap::new();
+    for (name, view) in file.tensors() {
+        let shape = view.shape();
+        let fits = shape
+            .iter()
+            .filter(|&&d| d != 0)
+            .try_fold(1i64, |a, &d| a.checked_mul(i64::try_from(d).ok()?));
+        if fits.is_none() {
+            bail!(
+                "{}: tensor {name:?} has shape {}, beyond what a tensor can hold: the header \
+                 is corrupt; write the file again",
+                path.display(),
+                dims_text(shape)
+            );
+        }
+        let kind = match view.dtype() {
+            safetensors::Dtype::BOOL => tch::Kind::Bool,
+            safetensors::Dtype::U8 => tch::Kind::Uint8,
+            safetensors::Dtype::I8 => tch::Kind::Int8,
+            safetensors::Dtype::I16 => tch::Kind::Int16,
+            safetensors::Dtype::I32 => tch::Kind::Int,
+            safetensors::Dtype::I64 => tch::Kind::Int64,
+            safetensors::Dtype::BF16 => tch::Kind::BFloat16,
+            safetensors::Dtype::F16 => tch::Kind::Half,
+            safetensors::Dtype::F32 => tch::Kind::Float,
+            safetensors::Dtype::F64 => tch::Kind::Double,
+            other => bail!(
+                "{}: tensor {name:?} has type {other:?}, which gunlearn does not read",
+                path.display()
+            ),
+        };
+        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
+        let t = Tensor::f_from_data_size(view.data(), &dims, kind)
+            .map_err(|e| anyhow::anyhow!("{}", first_line(&e.to_string())))
+            .with_context(|| format!("{}: tensor {name:?}", path.display()))?;
+        out.insert(name, t);
+    }
+    Ok(out)
+}
+
+/// What a safetensors header error means, in words.
+fn safetensors_error(e: &safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::HeaderTooSmall => "it is shorter than the 8 bytes that give its header's length".into(),
+        E::HeaderTooLarge => "its header is declared larger than 100 MB".into(),
+        E::InvalidHeaderLength => {
+            "its header's declared length reaches past the end of the file".into()
+        }
+        E::InvalidHeader | E::InvalidHeaderStart | E::InvalidHeaderDeserialization => {
+            "its header is not the JSON object a safetensors file starts with".into()
+        }
+        E::JsonError(j) => format!("its header is not valid JSON ({j})"),
+        E::InvalidOffset(name) => {
+            format!("the byte range of tensor {name:?} does not follow the previous tensor's")
+        }
+        E::TensorInvalidInfo => "a tensor's byte range does not match its shape and type".into(),
+        E::ValidationOverflow => "a tensor's shape multiplies past 2^64 bytes".into(),
+        E::MetadataIncompleteBuffer => {
+            "its tensors do not cover its data exactly (cut short, or bytes appended)".into()
+        }
+        other => format!("{other}"),
+    }
+}
+
+/// The first line of a libtorch error (the rest is a C++ backtrace, no use to a user).
+pub fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or(message)
 }
 
 /// Resolves what the user passed to `--model`: a run folder (its `model.safetensors`), a
@@ -200,10 +281,10 @@ pub fn load(path: &Path, device: Device) -> anyhow::Result<Checkpoint> {
             match names.get(name) {
                 Some(w) if w.size() == m.size() => {}
                 Some(w) => bail!(
-                    "{}: mask {name} has shape {:?}, weight has {:?}",
+                    "{}: mask {name} has shape {}, its weight has {}",
                     weights_path.display(),
-                    m.size(),
-                    w.size()
+                    dims_text(&m.size()),
+                    dims_text(&w.size())
                 ),
                 None => bail!(
                     "{}: mask for {name}, which the {} model does not have",
@@ -222,8 +303,27 @@ pub fn load(path: &Path, device: Device) -> anyhow::Result<Checkpoint> {
     })
 }
 
+/// The safetensors name of a tensor type, for messages (`F32`, `I32`, ...).
+pub fn kind_name(kind: tch::Kind) -> String {
+    use tch::Kind::*;
+    match kind {
+        Float => "F32".into(),
+        Double => "F64".into(),
+        Half => "F16".into(),
+        BFloat16 => "BF16".into(),
+        Int => "I32".into(),
+        Int64 => "I64".into(),
+        Int16 => "I16".into(),
+        Int8 => "I8".into(),
+        Uint8 => "U8".into(),
+        Bool => "BOOL".into(),
+        other => format!("{other:?}").to_uppercase(),
+    }
+}
+
 /// Copies tensors into the variables of `vs` by name; every variable must be present with the
-/// same shape, and no unknown names may remain.
+/// same shape and type (a header that declares weights as integers over float bytes would
+/// otherwise be cast, value by value, into nonsense), and no unknown names may remain.
 pub fn copy_into(vs: &VarStore, mut tensors: HashMap<String, Tensor>) -> anyhow::Result<()> {
     let variables = vs.variables();
     let mut names: Vec<&String> = variables.keys().collect();
@@ -237,7 +337,21 @@ pub fn copy_into(vs: &VarStore, mut tensors: HashMap<String, Tensor>) -> anyhow:
                 );
             };
             if src.size() != var.size() {
-                bail!("tensor {name:?} has shape {:?}, the model expects {:?} (another architecture or class count?)", src.size(), var.size());
+                bail!(
+                    "tensor {name:?} has shape {}, the model expects {} (another architecture \
+                     or class count?)",
+                    dims_text(&src.size()),
+                    dims_text(&var.size())
+                );
+            }
+            if src.kind() != var.kind() {
+                bail!(
+                    "tensor {name:?} is stored as {}, but the model's {name:?} is {}: the \
+                     file's header does not match its weights (a damaged or hand-edited file); \
+                     write the checkpoint again (train, or import-torch from the original)",
+                    kind_name(src.kind()),
+                    kind_name(var.kind())
+                );
             }
             var.shallow_clone()
                 .copy_(&src.to_kind(var.kind()).to_device(var.device()));

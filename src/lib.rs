@@ -11,6 +11,7 @@ pub mod device;
 pub mod epoch_loop;
 pub mod eval;
 pub mod fsutil;
+pub mod fuzz;
 pub mod jobs;
 pub mod lock;
 pub mod model;

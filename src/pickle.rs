@@ -215,10 +215,51 @@ impl Value {
     }
 }
 
-/// Stack entries: values, or the MARK sentinel.
+/// A value for messages: a number or short string itself, else its type.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Int(i) => i.to_string(),
+        Value::Str(s) if s.len() <= 40 => format!("'{s}'"),
+        other => format!("a {}", other.type_name()),
+    }
+}
+
+/// Stack entries: values with their nesting depth, or the MARK sentinel.
 enum Slot {
     Mark,
-    Value(Value),
+    Value(Value, usize),
+}
+
+/// Deepest nesting of containers a pickle may build. torch.save and NumPy files nest a few
+/// levels; a crafted file could nest millions (one TUPLE1 byte each), and dropping such a value
+/// would overflow the stack.
+pub const MAX_DEPTH: usize = 1000;
+
+/// Approximate heap bytes of a value, to bound what copies of memo entries (DUP, GET, PUT)
+/// may allocate: a few bytes of pickle can otherwise double a value again and again.
+fn heap_cost(v: &Value) -> usize {
+    let own = std::mem::size_of::<Value>();
+    let inner = match v {
+        Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) => 0,
+        Value::BigInt(b) | Value::Bytes(b) => b.len(),
+        Value::Str(s) => s.len(),
+        Value::Tuple(items) | Value::List(items) => items.iter().map(heap_cost).sum(),
+        Value::Dict(items) => items
+            .iter()
+            .map(|(k, v)| heap_cost(k).saturating_add(heap_cost(v)))
+            .sum(),
+        Value::Global(m, n) => m.len() + n.len(),
+        Value::Object {
+            callable,
+            args,
+            state,
+        } => heap_cost(callable)
+            .saturating_add(heap_cost(args))
+            .saturating_add(state.as_deref().map_or(0, heap_cost)),
+        Value::Storage(s) => s.key.len(),
+        Value::Tensor(t) => t.storage.key.len() + 8 * (t.size.len() + t.stride.len()),
+    };
+    own.saturating_add(inner)
 }
 
 struct Reader<'a> {
@@ -302,7 +343,14 @@ fn storage_from_pid(pid: Value) -> Result<Value> {
         bail!("pickle: persistent id is a {}, expected a tuple ('storage', type, key, location, size)", pid.type_name());
     };
     if items.len() < 5 || items[0].as_str() != Some("storage") {
-        bail!("pickle: unsupported persistent id {pid:?} (not a torch storage)");
+        let first = items
+            .first()
+            .map_or_else(|| "nothing".to_string(), describe);
+        bail!(
+            "pickle: unsupported persistent id: a tuple of {} items starting with {first}, \
+             expected ('storage', type, key, location, size) (not a torch storage)",
+            items.len()
+        );
     }
     let dtype = match &items[1] {
         Value::Global(_, name) => DType::from_storage_class(name)
@@ -319,7 +367,10 @@ fn storage_from_pid(pid: Value) -> Result<Value> {
     };
     let numel = match &items[4] {
         Value::Int(n) if *n >= 0 => *n as usize,
-        other => bail!("pickle: storage size {other:?} is not a non-negative int"),
+        other => bail!(
+            "pickle: storage size {} is not a non-negative int",
+            describe(other)
+        ),
     };
     if items.len() > 5 && items[5] != Value::None {
         bail!("pickle: storage views (legacy torch < 0.4 files) are not supported");
@@ -517,37 +568,81 @@ fn unescape_py2_str(s: &str, at: usize) -> Result<Vec<u8>> {
 pub fn parse_with(data: &[u8], py2_str: Py2Str) -> Result<(Value, usize)> {
     let mut r = Reader { data, pos: 0 };
     let mut stack: Vec<Slot> = Vec::new();
-    let mut memo: HashMap<u64, Value> = HashMap::new();
+    let mut memo: HashMap<u64, (Value, usize)> = HashMap::new();
+    // Heap bytes that copies of values may still take (see `heap_cost`): far more than any
+    // real file needs (torch.save and NumPy memoise each value once), far less than a
+    // doubling attack would.
+    let mut copy_budget = data.len().saturating_mul(16).saturating_add(1 << 20);
+    let mut copy = |v: &Value, at: usize| -> Result<Value> {
+        let cost = heap_cost(v);
+        if cost > copy_budget {
+            bail!(
+                "corrupt pickle: the memo copies at offset {at} would take more than 16 times \
+                 the pickle's {} bytes of memory; a real file copies far less",
+                data.len()
+            );
+        }
+        copy_budget -= cost;
+        Ok(v.clone())
+    };
 
-    fn pop(stack: &mut Vec<Slot>, at: usize) -> Result<Value> {
+    fn pop_d(stack: &mut Vec<Slot>, at: usize) -> Result<(Value, usize)> {
         match stack.pop() {
-            Some(Slot::Value(v)) => Ok(v),
+            Some(Slot::Value(v, d)) => Ok((v, d)),
             Some(Slot::Mark) => bail!("corrupt pickle: unexpected MARK at offset {at}"),
             None => bail!("corrupt pickle: stack underflow at offset {at}"),
         }
     }
-    fn pop_mark(stack: &mut Vec<Slot>, at: usize) -> Result<Vec<Value>> {
+    fn pop(stack: &mut Vec<Slot>, at: usize) -> Result<Value> {
+        Ok(pop_d(stack, at)?.0)
+    }
+    /// The values above the last MARK and their deepest nesting.
+    fn pop_mark(stack: &mut Vec<Slot>, at: usize) -> Result<(Vec<Value>, usize)> {
         let Some(m) = stack.iter().rposition(|s| matches!(s, Slot::Mark)) else {
             bail!("corrupt pickle: no MARK for the opcode at offset {at}");
         };
         let items = stack.split_off(m + 1);
         stack.pop();
-        Ok(items
+        let mut depth = 0;
+        let values = items
             .into_iter()
             .map(|s| match s {
-                Slot::Value(v) => v,
+                Slot::Value(v, d) => {
+                    depth = depth.max(d);
+                    v
+                }
                 Slot::Mark => unreachable!("marks after the last one"),
             })
-            .collect())
+            .collect();
+        Ok((values, depth))
     }
-    fn top(stack: &mut [Slot], at: usize) -> Result<&mut Value> {
+    fn top_d(stack: &mut [Slot], at: usize) -> Result<(&mut Value, &mut usize)> {
         match stack.last_mut() {
-            Some(Slot::Value(v)) => Ok(v),
+            Some(Slot::Value(v, d)) => Ok((v, d)),
             _ => bail!("corrupt pickle: no value on the stack at offset {at}"),
         }
     }
+    /// The top value, about to hold a child of nesting `child`: its depth grows to fit.
+    fn top_holding(stack: &mut [Slot], child: usize, at: usize) -> Result<&mut Value> {
+        let (v, d) = top_d(stack, at)?;
+        *d = (*d).max(deeper(child, at)?);
+        Ok(v)
+    }
+    /// The depth of a container holding values nested `child` deep, refused past MAX_DEPTH.
+    fn deeper(child: usize, at: usize) -> Result<usize> {
+        if child >= MAX_DEPTH {
+            bail!(
+                "corrupt pickle: containers nested more than {MAX_DEPTH} deep at offset {at}; \
+                 a real checkpoint or data file nests a few levels"
+            );
+        }
+        Ok(child + 1)
+    }
     fn push(stack: &mut Vec<Slot>, v: Value) {
-        stack.push(Slot::Value(v));
+        stack.push(Slot::Value(v, 0));
+    }
+    fn push_d(stack: &mut Vec<Slot>, v: Value, depth: usize) {
+        stack.push(Slot::Value(v, depth));
     }
     fn set_items(target: &mut Value, items: Vec<Value>, at: usize) -> Result<()> {
         let Value::Dict(d) = target else {
@@ -605,8 +700,9 @@ pub fn parse_with(data: &[u8], py2_str: Py2Str) -> Result<(Value, usize)> {
                 pop_mark(&mut stack, at)?;
             }
             b'2' => {
-                let v = top(&mut stack, at)?.clone();
-                push(&mut stack, v);
+                let (v, d) = top_d(&mut stack, at)?;
+                let (v, d) = (copy(v, at)?, *d);
+                push_d(&mut stack, v, d);
             }
             b'N' => push(&mut stack, Value::None),
             0x88 => push(&mut stack, Value::Bool(true)),
@@ -732,55 +828,58 @@ pub fn parse_with(data: &[u8], py2_str: Py2Str) -> Result<(Value, usize)> {
             }
             b')' => push(&mut stack, Value::Tuple(Vec::new())),
             b't' => {
-                let items = pop_mark(&mut stack, at)?;
-                push(&mut stack, Value::Tuple(items));
+                let (items, d) = pop_mark(&mut stack, at)?;
+                push_d(&mut stack, Value::Tuple(items), deeper(d, at)?);
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
                 let mut items = Vec::with_capacity(n);
+                let mut depth = 0;
                 for _ in 0..n {
-                    items.push(pop(&mut stack, at)?);
+                    let (v, d) = pop_d(&mut stack, at)?;
+                    depth = depth.max(d);
+                    items.push(v);
                 }
                 items.reverse();
-                push(&mut stack, Value::Tuple(items));
+                push_d(&mut stack, Value::Tuple(items), deeper(depth, at)?);
             }
             b']' => push(&mut stack, Value::List(Vec::new())),
             b'l' => {
-                let items = pop_mark(&mut stack, at)?;
-                push(&mut stack, Value::List(items));
+                let (items, d) = pop_mark(&mut stack, at)?;
+                push_d(&mut stack, Value::List(items), deeper(d, at)?);
             }
             b'}' => push(&mut stack, Value::Dict(Vec::new())),
             b'd' => {
-                let items = pop_mark(&mut stack, at)?;
-                let mut d = Value::Dict(Vec::new());
-                set_items(&mut d, items, at)?;
-                push(&mut stack, d);
+                let (items, d) = pop_mark(&mut stack, at)?;
+                let mut dict = Value::Dict(Vec::new());
+                set_items(&mut dict, items, at)?;
+                push_d(&mut stack, dict, deeper(d, at)?);
             }
             0x8f => push(&mut stack, Value::List(Vec::new())), // EMPTY_SET
             0x90 => {
-                let items = pop_mark(&mut stack, at)?;
-                append(top(&mut stack, at)?, items, at)?;
+                let (items, d) = pop_mark(&mut stack, at)?;
+                append(top_holding(&mut stack, d, at)?, items, at)?;
             }
             0x91 => {
-                let items = pop_mark(&mut stack, at)?;
-                push(&mut stack, Value::List(items));
+                let (items, d) = pop_mark(&mut stack, at)?;
+                push_d(&mut stack, Value::List(items), deeper(d, at)?);
             }
             b'a' => {
-                let v = pop(&mut stack, at)?;
-                append(top(&mut stack, at)?, vec![v], at)?;
+                let (v, d) = pop_d(&mut stack, at)?;
+                append(top_holding(&mut stack, d, at)?, vec![v], at)?;
             }
             b'e' => {
-                let items = pop_mark(&mut stack, at)?;
-                append(top(&mut stack, at)?, items, at)?;
+                let (items, d) = pop_mark(&mut stack, at)?;
+                append(top_holding(&mut stack, d, at)?, items, at)?;
             }
             b's' => {
-                let v = pop(&mut stack, at)?;
-                let k = pop(&mut stack, at)?;
-                set_items(top(&mut stack, at)?, vec![k, v], at)?;
+                let (v, dv) = pop_d(&mut stack, at)?;
+                let (k, dk) = pop_d(&mut stack, at)?;
+                set_items(top_holding(&mut stack, dv.max(dk), at)?, vec![k, v], at)?;
             }
             b'u' => {
-                let items = pop_mark(&mut stack, at)?;
-                set_items(top(&mut stack, at)?, items, at)?;
+                let (items, d) = pop_mark(&mut stack, at)?;
+                set_items(top_holding(&mut stack, d, at)?, items, at)?;
             }
             b'c' => {
                 let module = r.line()?.to_string();
@@ -796,27 +895,27 @@ pub fn parse_with(data: &[u8], py2_str: Py2Str) -> Result<(Value, usize)> {
                 }
             }
             b'R' => {
-                let args = pop(&mut stack, at)?;
-                let callable = pop(&mut stack, at)?;
+                let (args, da) = pop_d(&mut stack, at)?;
+                let (callable, dc) = pop_d(&mut stack, at)?;
                 let v = call(callable, args).with_context(|| format!("at pickle offset {at}"))?;
-                push(&mut stack, v);
+                push_d(&mut stack, v, deeper(da.max(dc), at)?);
             }
             0x81 => {
-                let args = pop(&mut stack, at)?;
-                let class = pop(&mut stack, at)?;
+                let (args, da) = pop_d(&mut stack, at)?;
+                let (class, dc) = pop_d(&mut stack, at)?;
                 let v = call(class, args).with_context(|| format!("at pickle offset {at}"))?;
-                push(&mut stack, v);
+                push_d(&mut stack, v, deeper(da.max(dc), at)?);
             }
             0x92 => {
                 let _kwargs = pop(&mut stack, at)?;
-                let args = pop(&mut stack, at)?;
-                let class = pop(&mut stack, at)?;
+                let (args, da) = pop_d(&mut stack, at)?;
+                let (class, dc) = pop_d(&mut stack, at)?;
                 let v = call(class, args).with_context(|| format!("at pickle offset {at}"))?;
-                push(&mut stack, v);
+                push_d(&mut stack, v, deeper(da.max(dc), at)?);
             }
             b'b' => {
-                let state = pop(&mut stack, at)?;
-                match top(&mut stack, at)? {
+                let (state, ds) = pop_d(&mut stack, at)?;
+                match top_holding(&mut stack, ds, at)? {
                     // OrderedDict attributes (`_metadata`) and tensor state are irrelevant here.
                     Value::Dict(_) | Value::Tensor(_) => {}
                     Value::Object { state: s, .. } => *s = Some(Box::new(state)),
@@ -833,22 +932,38 @@ pub fn parse_with(data: &[u8], py2_str: Py2Str) -> Result<(Value, usize)> {
             }
             b'q' => {
                 let i = r.u8()? as u64;
-                memo.insert(i, top(&mut stack, at)?.clone());
+                {
+                    let (v, d) = top_d(&mut stack, at)?;
+                    let entry = (copy(v, at)?, *d);
+                    memo.insert(i, entry);
+                }
             }
             b'r' => {
                 let i = r.u32()? as u64;
-                memo.insert(i, top(&mut stack, at)?.clone());
+                {
+                    let (v, d) = top_d(&mut stack, at)?;
+                    let entry = (copy(v, at)?, *d);
+                    memo.insert(i, entry);
+                }
             }
             b'p' => {
                 let i: u64 = r
                     .line()?
                     .parse()
                     .with_context(|| format!("pickle: bad PUT at offset {at}"))?;
-                memo.insert(i, top(&mut stack, at)?.clone());
+                {
+                    let (v, d) = top_d(&mut stack, at)?;
+                    let entry = (copy(v, at)?, *d);
+                    memo.insert(i, entry);
+                }
             }
             0x94 => {
                 let i = memo.len() as u64;
-                memo.insert(i, top(&mut stack, at)?.clone());
+                {
+                    let (v, d) = top_d(&mut stack, at)?;
+                    let entry = (copy(v, at)?, *d);
+                    memo.insert(i, entry);
+                }
             }
             b'h' | b'j' | b'g' => {
                 let i = match op {
@@ -859,10 +974,11 @@ pub fn parse_with(data: &[u8], py2_str: Py2Str) -> Result<(Value, usize)> {
                         .parse()
                         .with_context(|| format!("pickle: bad GET at offset {at}"))?,
                 };
-                let v = memo.get(&i).with_context(|| {
+                let (v, d) = memo.get(&i).with_context(|| {
                     format!("corrupt pickle: memo entry {i} unset at offset {at}")
                 })?;
-                push(&mut stack, v.clone());
+                let v = copy(v, at)?;
+                push_d(&mut stack, v, *d);
             }
             other => bail!("pickle: unsupported opcode 0x{other:02x} at offset {at}"),
         }

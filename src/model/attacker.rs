@@ -212,10 +212,8 @@ impl Attacker {
         prefix: &str,
     ) -> Result<()> {
         let path = path.as_ref();
-        let tensors: HashMap<String, Tensor> = Tensor::read_safetensors(path)
-            .with_context(|| format!("reading attacker weights from {}", path.display()))?
-            .into_iter()
-            .collect();
+        let tensors: HashMap<String, Tensor> = crate::checkpoint::read_safetensors(path)
+            .with_context(|| format!("reading attacker weights from {}", path.display()))?;
         let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         // Check everything before copying anything, so a bad file leaves the model untouched.
@@ -235,6 +233,15 @@ impl Attacker {
                     src.size(),
                     var.size(),
                     self.num_classes
+                );
+            }
+            if src.kind() != var.kind() {
+                bail!(
+                    "{}: tensor `{key}` is stored as {}, but the attacker's weights are {}: the \
+                     file's header does not match its weights; write the attacker again",
+                    path.display(),
+                    crate::checkpoint::kind_name(src.kind()),
+                    crate::checkpoint::kind_name(var.kind())
                 );
             }
         }

@@ -230,10 +230,8 @@ impl Mask {
     /// model's conv weights with their shapes and holds only 0/1 values.
     pub fn load(path: impl AsRef<Path>, model: &Classifier) -> Result<Mask> {
         let path = path.as_ref();
-        let mut file: HashMap<String, Tensor> = Tensor::read_safetensors(path)
-            .with_context(|| format!("reading mask {}", path.display()))?
-            .into_iter()
-            .collect();
+        let mut file: HashMap<String, Tensor> = crate::checkpoint::read_safetensors(path)
+            .with_context(|| format!("reading mask {}", path.display()))?;
         let mut masks = BTreeMap::new();
         for (name, w) in conv_weights(model) {
             let Some(m) = file.remove(&name) else {

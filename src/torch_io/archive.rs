@@ -11,6 +11,8 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use tch::Tensor;
 
+use crate::data::formats::dims_text;
+
 /// Magic number that opens a legacy (non-zip) torch.save file (an 80-bit int).
 const LEGACY_MAGIC: u128 = 0x1950a86a20f9469cfc6c;
 
@@ -67,8 +69,16 @@ impl TorchFile {
                 let mut entry = archive.by_name(&name).with_context(|| {
                     format!("{}: storage record {name} is missing", self.path.display())
                 })?;
-                let mut buf = Vec::with_capacity(entry.size() as usize);
-                entry
+                plain_entry(&self.path, &entry)?;
+                // The sizes in the zip header and the pickle are the file's word: reserve at
+                // most 64 MiB up front (a crafted header could ask for terabytes); the buffer
+                // grows only as real bytes arrive.
+                let need = t.storage.numel.saturating_mul(t.storage.dtype.size());
+                let reserve = entry.size().min(need as u64).min(1 << 26);
+                let mut buf = Vec::with_capacity(reserve as usize);
+                // At most what the storage needs: a compressed entry could inflate far beyond.
+                (&mut entry)
+                    .take(need as u64)
                     .read_to_end(&mut buf)
                     .with_context(|| format!("{}: reading {name}", self.path.display()))?;
                 std::borrow::Cow::Owned(buf)
@@ -88,51 +98,72 @@ impl TorchFile {
 fn strided(bytes: &[u8], t: &TensorRef) -> Result<Tensor> {
     let dtype = t.storage.dtype;
     let numel = t.storage.numel;
-    if bytes.len() < numel * dtype.size() {
+    let view = || {
+        format!(
+            "size {}, stride {}, offset {}",
+            dims_text(&t.size),
+            dims_text(&t.stride),
+            t.offset
+        )
+    };
+    // Every size below comes from the file: checked, so a crafted one cannot wrap around.
+    let need = numel
+        .checked_mul(dtype.size())
+        .filter(|&n| n <= bytes.len());
+    let Some(need) = need else {
         bail!(
-            "holds {} bytes, {} elements of {:?} need {}",
+            "holds {} bytes, but the pickle declares {numel} elements of {} bytes ({}): the \
+             file is truncated or corrupt",
             bytes.len(),
-            numel,
-            dtype,
-            numel * dtype.size()
+            dtype.size(),
+            dtype.storage_class()
         );
-    }
+    };
     if t.size.len() != t.stride.len()
         || t.size.iter().chain(&t.stride).any(|&v| v < 0)
         || t.offset < 0
     {
-        bail!(
-            "invalid tensor view: size {:?}, stride {:?}, offset {}",
-            t.size,
-            t.stride,
-            t.offset
-        );
+        bail!("invalid tensor view ({}): the file is corrupt", view());
     }
-    let count: i64 = t.size.iter().product();
+    let count = t
+        .size
+        .iter()
+        .try_fold(1i64, |a, &s| a.checked_mul(s))
+        .with_context(|| format!("tensor view ({}) has too many elements", view()))?;
     if count > 0 {
-        let last: i64 = t.offset
-            + t.size
-                .iter()
-                .zip(&t.stride)
-                .map(|(s, st)| (s - 1) * st)
-                .sum::<i64>();
-        if last as usize >= numel {
+        let last = t
+            .size
+            .iter()
+            .zip(&t.stride)
+            .try_fold(t.offset, |a, (&s, &st)| {
+                a.checked_add((s - 1).checked_mul(st)?)
+            });
+        if last.is_none_or(|l| l as u64 >= numel as u64) {
             bail!(
-                "tensor view (size {:?}, stride {:?}, offset {}) reaches past its {numel} elements",
-                t.size,
-                t.stride,
-                t.offset
+                "tensor view ({}) reaches past its storage's {numel} elements: the file is corrupt",
+                view()
             );
         }
     }
-    let base = Tensor::f_from_data_size(
-        &bytes[..numel * dtype.size()],
-        &[numel as i64],
-        dtype.kind(),
-    )?;
+    let base = Tensor::f_from_data_size(&bytes[..need], &[numel as i64], dtype.kind())?;
     Ok(base
         .f_as_strided(t.size.as_slice(), t.stride.as_slice(), t.offset)?
         .contiguous())
+}
+
+/// torch.save stores its records uncompressed; a deflated one (a re-zipped file) reads too.
+/// Other methods (bzip2, zstd, ...) are refused: no torch file uses them, and their decoders
+/// size their buffers from the stream's own header.
+fn plain_entry(path: &Path, entry: &zip::read::ZipFile<'_>) -> Result<()> {
+    match entry.compression() {
+        zip::CompressionMethod::Stored | zip::CompressionMethod::Deflated => Ok(()),
+        other => bail!(
+            "{}: the record {} is compressed with {other}, which torch.save never writes \
+             (it stores records uncompressed); save the checkpoint again with torch.save",
+            path.display(),
+            entry.name()
+        ),
+    }
 }
 
 fn open_zip(path: &Path, file: File) -> Result<TorchFile> {
@@ -151,8 +182,13 @@ fn open_zip(path: &Path, file: File) -> Result<TorchFile> {
         })?;
     let prefix = pkl.trim_end_matches("data.pkl").to_string();
     if let Ok(mut entry) = archive.by_name(&format!("{prefix}byteorder")) {
+        let name = format!("{prefix}byteorder");
+        plain_entry(path, &entry)?;
         let mut order = String::new();
-        entry.read_to_string(&mut order)?;
+        (&mut entry)
+            .take(64)
+            .read_to_string(&mut order)
+            .with_context(|| format!("{}: reading {name}", path.display()))?;
         if order.trim() != "little" {
             bail!(
                 "{}: {order:?}-endian storages are not supported",
@@ -161,11 +197,14 @@ fn open_zip(path: &Path, file: File) -> Result<TorchFile> {
         }
     }
     let mut data = Vec::new();
-    archive
+    let mut entry = archive
         .by_name(&pkl)
-        .with_context(|| format!("{}: reading {pkl}", path.display()))?
+        .with_context(|| format!("{}: reading {pkl}", path.display()))?;
+    plain_entry(path, &entry)?;
+    entry
         .read_to_end(&mut data)
         .with_context(|| format!("{}: reading {pkl}", path.display()))?;
+    drop(entry);
     let (root, _) = pickle::parse(&data)
         .with_context(|| format!("{}: {pkl} is not a readable pickle", path.display()))?;
     Ok(TorchFile {
@@ -220,8 +259,9 @@ fn open_legacy(path: &Path, data: &[u8]) -> Result<TorchFile> {
             .ok()
             .and_then(|n| n.checked_mul(dtype.size()))
             .context("bad storage size")?;
-        let bytes = data
-            .get(pos..pos + len)
+        let bytes = pos
+            .checked_add(len)
+            .and_then(|end| data.get(pos..end))
             .with_context(|| format!("truncated in storage {key} (byte {pos})"))?;
         storages.insert(key, bytes.to_vec());
         pos += len;

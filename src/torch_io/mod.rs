@@ -266,8 +266,8 @@ pub fn import_tensors(
         }
         (None, None) => {
             notes.push(format!(
-                "no normalize.mean/std in the file: using the {:?} normalisation",
-                opts.dataset
+                "no normalize.mean/std in the file: using the {} normalisation",
+                opts.dataset.cli_name()
             ));
             let (m, s) = opts.dataset.normalization(in_channels);
             sd.insert(
@@ -335,6 +335,21 @@ pub fn import_tensors(
             }
         }
     }
+    // Floating weights of another precision (a model saved in half or double) convert without
+    // losing their meaning; integer or bool weights are refused by `copy_into`, naming them.
+    let mut converted = BTreeMap::<String, usize>::new();
+    for (name, t) in sd.iter_mut() {
+        let want = vars[name].kind();
+        if t.kind() != want && t.is_floating_point() && want == Kind::Float {
+            *converted
+                .entry(checkpoint::kind_name(t.kind()))
+                .or_default() += 1;
+            *t = t.to_kind(want);
+        }
+    }
+    for (from, n) in converted {
+        notes.push(format!("{n} tensors stored as {from} converted to F32"));
+    }
     checkpoint::copy_into(&model.vs, sd.into_iter().collect::<HashMap<_, _>>())?;
     let mask = if kept.is_empty() {
         if opts.mask_from_zeros {
@@ -355,6 +370,12 @@ pub fn import_tensors(
     Ok(Imported { model, mask, notes })
 }
 
+/// Reads the tensors of the state dict in a `torch.save` file (`module.` prefixes stripped).
+pub fn read_torch_state_dict(path: &Path) -> Result<BTreeMap<String, Tensor>> {
+    let mut file = TorchFile::open(path)?;
+    read_state_dict(&mut file).with_context(|| format!("{}", path.display()))
+}
+
 /// Reads a `torch.save` file and converts it.
 pub fn import_torch(path: &Path, opts: &ImportOptions, device: Device) -> Result<Imported> {
     let sd = if path.extension().is_some_and(|e| e == "safetensors") {
@@ -366,8 +387,7 @@ pub fn import_torch(path: &Path, opts: &ImportOptions, device: Device) -> Result
         }
         sd
     } else {
-        let mut file = TorchFile::open(path)?;
-        read_state_dict(&mut file).with_context(|| format!("{}", path.display()))?
+        read_torch_state_dict(path)?
     };
     import_tensors(sd, opts, device).with_context(|| format!("{}", path.display()))
 }

@@ -49,7 +49,9 @@ fn pixels(path: &Path, data: &Value) -> Result<(Vec<u8>, usize)> {
             data.type_name()
         );
     };
-    let mut out = Vec::with_capacity(rows.len() * PIXELS);
+    // Grown as rows are read: a crafted list of many empty rows must not reserve 3 072 bytes
+    // for each.
+    let mut out = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let before = out.len();
         match row {
@@ -58,9 +60,14 @@ fn pixels(path: &Path, data: &Value) -> Result<(Vec<u8>, usize)> {
                 for (j, v) in vals.iter().enumerate() {
                     match v {
                         Value::Int(p) if (0..=255).contains(p) => out.push(*p as u8),
-                        other => bail!(
-                            "{}: row {i}, value {j} is {other:?}, expected an int 0..255",
+                        Value::Int(p) => bail!(
+                            "{}: row {i}, value {j} is {p}, expected an int 0..255",
                             at()
+                        ),
+                        other => bail!(
+                            "{}: row {i}, value {j} is a {}, expected an int 0..255",
+                            at(),
+                            other.type_name()
                         ),
                     }
                 }

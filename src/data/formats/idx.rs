@@ -50,18 +50,31 @@ fn parse_idx<'a>(
             u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize
         })
         .collect();
-    let expected: usize = dims.iter().product();
+    let dims_s = dims
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("×");
     let data = &bytes[header..];
-    if data.len() != expected {
-        let dims_s: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+    // Checked: crafted dimensions can multiply, wrapping past 2^64, to the real data length.
+    let expected = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let Some(expected) = expected else {
         bail!(
-            "{}: IDX header declares {} = {expected} data bytes (from byte offset {header}) \
-             but {} follow{}",
+            "{}: the IDX header declares dimensions {dims_s}, whose product (the data bytes \
+             they need) does not fit in 64 bits, but only {} data bytes follow the {header}-byte \
+             header: the header is corrupt or this is not an IDX {what} file; fetch it again",
             path.display(),
-            dims_s.join("×"),
+            data.len()
+        );
+    };
+    if data.len() != expected {
+        bail!(
+            "{}: the IDX header declares {dims_s} = {expected} data bytes (from byte offset \
+             {header}) but {} follow{}: the file is truncated or corrupt; fetch it again",
+            path.display(),
             data.len(),
             if data.len() < expected {
-                format!("; data ends early at byte offset {}", bytes.len())
+                format!("; the data ends early at byte offset {}", bytes.len())
             } else {
                 format!("; {} extra bytes", data.len() - expected)
             }
@@ -70,31 +83,50 @@ fn parse_idx<'a>(
     Ok((dims, data))
 }
 
+/// Largest image side an IDX images file may declare; larger headers are refused as corrupt.
+const MAX_SIDE: usize = 1 << 16;
+
 /// Reads an IDX image file (magic 0x803, N×H×W unsigned bytes) as 1-channel images
 /// with placeholder labels 0.
 pub fn read_idx_images(path: &Path) -> Result<ImageSet> {
-    let bytes = read_maybe_gz(path)?;
+    parse_idx_images(path, &read_maybe_gz(path)?)
+}
+
+/// Parses the (gunzipped) bytes of an IDX image file; `path` is only used in messages.
+pub fn parse_idx_images(path: &Path, bytes: &[u8]) -> Result<ImageSet> {
     let (dims, data) = parse_idx(
         path,
-        &bytes,
+        bytes,
         MAGIC_IMAGES,
         "images, unsigned bytes, 3 dimensions",
     )?;
+    let (n, h, w) = (dims[0], dims[1], dims[2]);
+    if !(1..=MAX_SIDE).contains(&h) || !(1..=MAX_SIDE).contains(&w) {
+        bail!(
+            "{}: the IDX header declares {n} images of {h}×{w} pixels; a side must be 1 to \
+             {MAX_SIDE}: the header is corrupt; fetch the file again",
+            path.display()
+        );
+    }
     Ok(ImageSet {
         images: data.to_vec(),
-        labels: vec![0; dims[0]],
+        labels: vec![0; n],
         channels: 1,
-        height: dims[1],
-        width: dims[2],
+        height: h,
+        width: w,
     })
 }
 
 /// Reads an IDX label file (magic 0x801) and checks every label is below `num_classes`.
 pub fn read_idx_labels(path: &Path, num_classes: usize) -> Result<Vec<i64>> {
-    let bytes = read_maybe_gz(path)?;
+    parse_idx_labels(path, &read_maybe_gz(path)?, num_classes)
+}
+
+/// Parses the (gunzipped) bytes of an IDX label file; `path` is only used in messages.
+pub fn parse_idx_labels(path: &Path, bytes: &[u8], num_classes: usize) -> Result<Vec<i64>> {
     let (_, data) = parse_idx(
         path,
-        &bytes,
+        bytes,
         MAGIC_LABELS,
         "labels, unsigned bytes, 1 dimension",
     )?;
@@ -106,7 +138,7 @@ pub fn read_idx_labels(path: &Path, num_classes: usize) -> Result<Vec<i64>> {
                 l,
                 i,
                 8 + i,
-                num_classes - 1
+                num_classes.saturating_sub(1)
             );
         }
     }

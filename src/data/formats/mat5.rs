@@ -81,9 +81,13 @@ pub(crate) struct MatVar {
 }
 
 impl MatVar {
-    /// Number of elements (product of the dimensions).
+    /// Number of elements (product of the dimensions); `usize::MAX` when it overflows, which
+    /// no array read from a file can hold.
     pub fn numel(&self) -> usize {
-        self.dims.iter().product()
+        self.dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 
     /// The real part as `f64`s, whatever its storage type.
@@ -240,8 +244,15 @@ fn parse_matrix(
         .collect();
     if dims.contains(&usize::MAX) {
         bail!(
-            "corrupt array at byte offset {offset} {}: negative dimension in {dims:?}",
-            c.place
+            "corrupt array at byte offset {offset} {}: a negative dimension in {}",
+            c.place,
+            super::dims_text(
+                &dims_r
+                    .clone()
+                    .step_by(4)
+                    .map(|at| sub.u32_at(at) as i32)
+                    .collect::<Vec<_>>()
+            )
         );
     }
     let (t, name_r) = sub.element("array name")?;
@@ -280,13 +291,22 @@ fn parse_matrix(
         .dims
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .context("array dimensions overflow")?;
+        .with_context(|| {
+            format!(
+                "variable {:?} at byte offset {offset} {}: its dimensions {} multiply past 2^64 \
+                 elements (the file holds {} data bytes): the file is corrupt",
+                var.name,
+                c.place,
+                super::dims_text(&var.dims),
+                data_r.len()
+            )
+        })?;
     if numel.checked_mul(size) != Some(data_r.len()) {
         bail!(
-            "variable {:?} at byte offset {offset} {}: dimensions {:?} need {numel} elements of {size} bytes, but its data has {} bytes",
+            "variable {:?} at byte offset {offset} {}: dimensions {} need {numel} elements of {size} bytes, but its data has {} bytes",
             var.name,
             c.place,
-            var.dims,
+            super::dims_text(&var.dims),
             data_r.len()
         );
     }
@@ -343,8 +363,10 @@ pub(crate) fn read_mat_vars(path: &Path, bytes: &[u8], wanted: &[&str]) -> Resul
         b"IM" => false,
         b"MI" => true,
         other => bail!(
-            "{p}: corrupt MAT-file header: endian indicator at byte offset 126 is {other:?}, \
-             expected \"IM\" or \"MI\""
+            "{p}: corrupt MAT-file header: the endian indicator at byte offset 126 is {:02x} {:02x}, \
+             expected \"IM\" or \"MI\"",
+            other[0],
+            other[1]
         ),
     };
     let mut c = Cursor {

@@ -15,7 +15,10 @@ mod svhn;
 pub use cifar::{read_cifar10, read_cifar100, read_cifar_records, CifarKind};
 pub use cifar_pickle::read_cifar_pickle;
 pub use digits::{load_digits, parse_digits_csv, DIGITS_MEAN, DIGITS_STD};
-pub use idx::{read_idx_images, read_idx_labels, read_idx_pair, read_mnist_dir};
+pub use idx::{
+    parse_idx_images, parse_idx_labels, read_idx_images, read_idx_labels, read_idx_pair,
+    read_mnist_dir,
+};
 pub use image_folder::read_image_folder;
 pub use png_folder::{label_from_file_name, read_png_dir, read_png_folder};
 pub use svhn::{read_svhn, read_svhn_file};
@@ -23,6 +26,17 @@ pub use svhn::{read_svhn, read_svhn_file};
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+
+/// Dimensions as a message writes them: `50000×3072` (`scalar` for none).
+pub fn dims_text<T: std::fmt::Display>(dims: &[T]) -> String {
+    if dims.is_empty() {
+        return "scalar".into();
+    }
+    dims.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("×")
+}
 
 /// Reads a whole file, with an error naming it.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
@@ -32,11 +46,23 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>> {
 /// Reads a file and gunzips it when it starts with the gzip magic bytes (1f 8b).
 pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     let raw = read_file(path)?;
+    gunzip_maybe(path, raw)
+}
+
+/// `raw` gunzipped when it starts with the gzip magic bytes (1f 8b), else unchanged; `path`
+/// is only used in messages.
+pub fn gunzip_maybe(path: &Path, raw: Vec<u8>) -> Result<Vec<u8>> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::MultiGzDecoder::new(&raw[..])
             .read_to_end(&mut out)
-            .with_context(|| format!("{}: corrupt gzip stream", path.display()))?;
+            .with_context(|| {
+                format!(
+                    "{}: corrupt gzip stream (the file is damaged or was cut short; fetch it \
+                     again)",
+                    path.display()
+                )
+            })?;
         Ok(out)
     } else {
         Ok(raw)

@@ -138,7 +138,11 @@ fn shape_of(v: &Value) -> Result<Vec<usize>> {
         .iter()
         .map(|x| match int_value(x) {
             Some(i) if i >= 0 => Ok(i as usize),
-            _ => bail!("NumPy array shape {v:?} is not a tuple of non-negative ints"),
+            Some(i) => bail!("NumPy array shape holds {i}, expected non-negative ints"),
+            None => bail!(
+                "NumPy array shape holds a {}, expected non-negative ints",
+                x.type_name()
+            ),
         })
         .collect()
 }
@@ -261,7 +265,8 @@ pub(crate) fn np_array(v: &Value) -> Result<Option<NpArray<'_>>> {
         .context("NumPy array size overflows")?;
     if data.len() != want {
         bail!(
-            "NumPy {dtype} array of shape {shape:?} needs {want} bytes but holds {}",
+            "NumPy {dtype} array of shape {} needs {want} bytes but holds {}",
+            super::dims_text(&shape),
             data.len()
         );
     }
