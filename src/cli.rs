@@ -42,7 +42,7 @@ enum Command {
     Report(ReportArgs),
     /// Run a grid of scenarios × seeds × methods (a TOML sweep file) into one folder, resumably.
     Sweep(SweepArgs),
-    /// Per-example forgetting audit (SPEC §6b): F, F_null, final score and U-LiRA per method,
+    /// Per-example forgetting audit: F, F_null, final score and U-LiRA per method,
     /// against a cached pool of retrained models.
     Audit(AuditArgs),
     /// Run one job of a sweep from its job.json (what `sweep` and its Slurm tasks call).
@@ -51,7 +51,7 @@ enum Command {
     /// Recompute every hash in a run folder's audit.json and say what no longer matches.
     #[command(name = "verify-audit")]
     VerifyAudit(VerifyAuditArgs),
-    /// Prune: OMP, IMP, SynFlow or random, with rewinding (SPEC §3).
+    /// Prune: OMP, IMP, SynFlow or random, with rewinding.
     Prune(PruneArgs),
     /// Convert a PyTorch checkpoint (torch.save or safetensors state dict, pruned or not) to ours.
     #[command(name = "import-torch")]
@@ -94,7 +94,7 @@ pub struct DeviceFlag {
     pub device: String,
 }
 
-/// Where the data comes from and how it is split (SPEC §1).
+/// Where the data comes from and how it is split.
 #[derive(Args, Debug, Clone)]
 pub struct DataArgs {
     /// Data set.
@@ -279,7 +279,7 @@ enum BenchCommand {
     Train(crate::bench::BenchTrainArgs),
     /// SVC fit + predict on shadow points, ours vs scikit-learn.
     Mia(BenchMiaArgs),
-    /// Seconds per adversarial-unlearning iteration (SPEC §5), ours vs PyTorch.
+    /// Seconds per adversarial-unlearning iteration, ours vs PyTorch.
     Gan(crate::bench::gan::BenchGanArgs),
     /// Evaluation throughput (softmax outputs, accuracy, MIA features), ours vs PyTorch.
     Eval(crate::bench::eval::BenchEvalArgs),
@@ -300,7 +300,7 @@ struct BenchMiaArgs {
     device: String,
 }
 
-/// Which samples to forget (SPEC §1), with the reference's flag names.
+/// Which samples to forget, with the reference's flag names.
 #[derive(Args, Debug, Clone)]
 pub struct ForgetArgs {
     /// Class-wise forgetting of class k.

@@ -768,7 +768,7 @@ impl Unlearner for Adversarial {
         (0.01, 3)
     }
     fn summary(&self) -> &'static str {
-        "adversarial unlearning (SPEC §5): min-max game against a membership-inference attacker (class-wise: --stop-iter, --stop-unlearn-lr)"
+        "adversarial unlearning: a min-max game against a membership-inference attacker (class-wise: --stop-iter, --stop-unlearn-lr)"
     }
     fn run(&self, ctx: &UnlearnContext, log: &mut UnlearnLog) -> anyhow::Result<()> {
         let cfg = ctx.config;
