@@ -406,3 +406,56 @@ fn gan_recomputes_by_itself_when_keeping_every_graph_would_not_fit() {
         "the weights differ by {relative:e} (relative L2)"
     );
 }
+
+#[test]
+fn a_gan_runs_epoch_lines_name_their_values_and_never_print_nan() {
+    let dir = tempfile::tempdir().unwrap();
+    // A copy of the model, so that its attacker is cached beside the copy, not the shared one.
+    let model = dir.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    for file in ["model.safetensors", "model.json"] {
+        std::fs::copy(model_dir().join(file), model.join(file)).unwrap();
+    }
+    let run = dir.path().join("run");
+    let t = threads();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gunlearn"))
+        .args([
+            "unlearn",
+            "--model",
+            model.to_str().unwrap(),
+            "--dataset",
+            "digits",
+            "--unlearn",
+            "Gan",
+            "--class_to_replace",
+            "3",
+            "--unlearn_epochs",
+            "2",
+            "--stop-iter",
+            "3",
+            "--attacker_iters",
+            "5",
+            "--batch_size",
+            "64",
+            "--device",
+            "cpu",
+            "--threads",
+            &t,
+            "--quiet",
+            "--save_dir",
+            run.to_str().unwrap(),
+        ])
+        .env("GUNLEARN_LOG", "info")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let epochs: Vec<&str> = log.lines().filter(|l| l.contains(" epoch ")).collect();
+    assert_eq!(epochs.len(), 2, "{log}");
+    for line in &epochs {
+        for name in ["attacker acc", "retain acc", "L_adv", "β", "lr"] {
+            assert!(line.contains(name), "{name} missing: {line}");
+        }
+    }
+    assert!(!log.contains("NaN"), "NaN in the Gan run's log:\n{log}");
+}
