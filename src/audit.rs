@@ -270,8 +270,13 @@ fn hash_entry(path: &Path) -> anyhow::Result<FileHash> {
     })
 }
 
-/// Starts the record of a run into `dir`: removes an `audit.json` left there by an earlier run
-/// (so the folder does not look complete before this one finishes) and hashes the inputs.
+/// Where [`begin`] keeps an earlier run's `eval_result.json`.
+pub const EARLIER_RESULT: &str = "eval_result.earlier.json";
+
+/// Starts the record of a run into `dir` and hashes its inputs. An earlier run's results are
+/// moved out of the way first: its `audit.json` removed (so the folder does not look complete
+/// before this run finishes), then its `eval_result.json` kept as [`EARLIER_RESULT`] (so a
+/// rerun that fails never leaves old numbers beside new weights).
 pub fn begin(dir: &Path, weights: &Path, data: &DataConfig) -> anyhow::Result<Inputs> {
     let stale = dir.join(FILE_NAME);
     if stale.exists() {
@@ -281,6 +286,11 @@ pub fn begin(dir: &Path, weights: &Path, data: &DataConfig) -> anyhow::Result<In
                 stale.display()
             )
         })?;
+    }
+    let result = dir.join("eval_result.json");
+    if result.exists() {
+        std::fs::rename(&result, dir.join(EARLIER_RESULT))
+            .with_context(|| format!("setting aside the earlier run's {}", result.display()))?;
     }
     hash_inputs(weights, data)
 }

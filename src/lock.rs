@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The lock file's name inside a locked folder.
 pub const FILE_NAME: &str = ".gunlearn.lock";
@@ -41,7 +41,6 @@ impl Holder {
 pub struct FolderLock {
     /// Kept open: closing it releases the lock.
     _file: File,
-    path: PathBuf,
 }
 
 impl FolderLock {
@@ -100,12 +99,7 @@ impl FolderLock {
         std::fs::write(&probe, b"")
             .and_then(|()| std::fs::remove_file(&probe))
             .with_context(unwritable)?;
-        Ok(FolderLock { _file: file, path })
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(FolderLock { _file: file })
     }
 }
 

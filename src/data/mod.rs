@@ -114,34 +114,28 @@ pub fn load(name: DatasetName, dir: Option<&Path>) -> anyhow::Result<DataSet> {
             )
         })
     };
-    let (train, test, num_classes) = match name {
-        DatasetName::Digits => {
-            let (train, test) = formats::load_digits()?;
-            (train, test, 10)
-        }
+    // Folders of images count their classes; every other kind has a fixed number.
+    let ((train, test), counted) = match name {
+        DatasetName::Digits => (formats::load_digits()?, None),
         DatasetName::Mnist | DatasetName::FashionMnist => {
-            let (train, test) = formats::read_mnist_dir(need_dir()?, 10)?;
-            (train, test, 10)
+            (formats::read_mnist_dir(need_dir()?, 10)?, None)
         }
-        DatasetName::Cifar10 => {
-            let (train, test) = formats::read_cifar10(need_dir()?)?;
-            (train, test, 10)
+        DatasetName::Cifar10 => (formats::read_cifar10(need_dir()?)?, None),
+        DatasetName::Cifar100 => (formats::read_cifar100(need_dir()?)?, None),
+        DatasetName::PngFolder => {
+            let (train, test, classes) = formats::read_png_folder(need_dir()?, None)?;
+            ((train, test), Some(classes))
         }
-        DatasetName::Cifar100 => {
-            let (train, test) = formats::read_cifar100(need_dir()?)?;
-            (train, test, 100)
-        }
-        DatasetName::PngFolder => formats::read_png_folder(need_dir()?, None)?,
-        DatasetName::Svhn => {
-            // extra_32x32.mat is left out, as the reference does; formats::read_svhn opts in.
-            let (train, test) = formats::read_svhn(need_dir()?, false)?;
-            (train, test, 10)
-        }
+        // extra_32x32.mat is left out, as the reference does; formats::read_svhn opts in.
+        DatasetName::Svhn => (formats::read_svhn(need_dir()?, false)?, None),
         DatasetName::ImageFolder => {
             let (train, test, classes) = formats::read_image_folder(need_dir()?)?;
-            (train, test, classes.len())
+            ((train, test), Some(classes.len()))
         }
     };
+    let num_classes = counted
+        .or(name.known_num_classes())
+        .expect("a data set's kind fixes its class count unless its folder counts them");
     let (mean, std) = name.normalization(train.channels);
     Ok(DataSet {
         name,

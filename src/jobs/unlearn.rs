@@ -52,26 +52,6 @@ pub fn is_complete(dir: &Path) -> bool {
             .is_some_and(|b| serde_json::from_slice::<EvalResult>(&b).is_ok())
 }
 
-/// Where [`set_aside_earlier_run`] keeps an earlier run's results.
-pub const EARLIER_RESULT: &str = "eval_result.earlier.json";
-
-/// Moves an earlier run's results in `dir` out of the way before a new run starts: its
-/// completion mark first (`audit.json`, removed), then `eval_result.json` (kept as
-/// [`EARLIER_RESULT`]), so that a rerun that fails never leaves old numbers beside new weights.
-pub fn set_aside_earlier_run(dir: &Path) -> anyhow::Result<()> {
-    let mark = dir.join(crate::audit::FILE_NAME);
-    if mark.exists() {
-        std::fs::remove_file(&mark)
-            .with_context(|| format!("removing the earlier run's {}", mark.display()))?;
-    }
-    let result = dir.join("eval_result.json");
-    if result.exists() {
-        std::fs::rename(&result, dir.join(EARLIER_RESULT))
-            .with_context(|| format!("setting aside the earlier run's {}", result.display()))?;
-    }
-    Ok(())
-}
-
 /// Refuses to run `method` into `dir` when it holds another method's finished run (which the
 /// new run would replace), unless `overwrite`.
 pub fn check_folder_free(dir: &Path, method: &str, overwrite: bool) -> anyhow::Result<()> {
@@ -178,7 +158,6 @@ pub fn run(job: &UnlearnJob) -> anyhow::Result<EvalResult> {
     let method = crate::unlearn::find(&job.method)?;
     let run = prepare(job, method.name() == "raw")?;
     let _lock = crate::lock::FolderLock::acquire(&job.save_dir, "unlearn")?;
-    set_aside_earlier_run(&job.save_dir)?;
     let audit_inputs = crate::audit::begin(&job.save_dir, &run.ckpt.path, &job.data)?;
     let ctx = context(job, &run, method.forget_harness());
     // The original's UA, for the check that the method changed anything (before the seed is
