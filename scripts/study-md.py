@@ -16,45 +16,9 @@ import statistics
 import sys
 from datetime import date
 
-from page_facts import commit, load, machine
+from page_facts import chapter, commit, load, machine, number, sections_of, title_of
 
 NAMES = {"retrain": "Retrain", "raw": "raw (original)"}
-
-
-def sections_of(report_md):
-    """title -> (table lines) from report.md's `## title` sections."""
-    out, title, lines = {}, None, []
-    for line in open(report_md).read().splitlines():
-        if line.startswith("## "):
-            if title is not None:
-                out[title] = lines
-            title, lines = line[3:], []
-        elif title is not None and line.startswith("|"):
-            lines.append(line)
-    if title is not None:
-        out[title] = lines
-    return out
-
-
-def chapter(report_md, head):
-    """The text of report.md's `## head` section, without its heading."""
-    text = open(report_md).read()
-    marker = f"\n## {head}\n"
-    if marker not in text:
-        return ""
-    body = text.split(marker, 1)[1]
-    return body.split("\n## ", 1)[0].strip()
-
-
-def title_of(row):
-    model = row["model"]
-    if model == "dense":
-        return f"{row['dataset']}, forget {row['forget']}"
-    return f"{row['dataset']} ({model}), forget {row['forget']}"
-
-
-def number(text):
-    return float(text) if text not in ("", None) else None
 
 
 def scenario_key(result):

@@ -19,39 +19,9 @@ import statistics
 import sys
 from datetime import date
 
-from page_facts import commit, load, machine
+from page_facts import chapter, commit, load, machine, number, sections_of, title_of
 
 HEAD = "## Evidence study v2 on fashion-mnist"
-
-
-def sections_of(report_md):
-    """title -> table lines, from report.md's `## title` sections."""
-    out, title, lines = {}, None, []
-    for line in open(report_md).read().splitlines():
-        if line.startswith("## "):
-            if title is not None:
-                out[title] = lines
-            title, lines = line[3:], []
-        elif title is not None and line.startswith("|"):
-            lines.append(line)
-    if title is not None:
-        out[title] = lines
-    return out
-
-
-def chapter(report_md, head):
-    """The text of report.md's `## head` section, without its heading."""
-    text = open(report_md).read()
-    marker = f"\n## {head}\n"
-    if marker not in text:
-        return ""
-    return text.split(marker, 1)[1].split("\n## ", 1)[0].strip()
-
-
-def title_of(row):
-    if row["model"] == "dense":
-        return f"{row['dataset']}, forget {row['forget']}"
-    return f"{row['dataset']} ({row['model']}), forget {row['forget']}"
 
 
 def slug(title):
@@ -63,10 +33,6 @@ def slug(title):
         elif not out.endswith("-"):
             out += "-"
     return out.strip("-")
-
-
-def number(text):
-    return float(text) if text not in ("", None) else None
 
 
 def steps_rows(path):

@@ -4,7 +4,6 @@
 mod common;
 
 use common::{digits_model, gunlearn, ok, read_json};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn stderr(o: &std::process::Output) -> String {
@@ -290,36 +289,16 @@ methods = [{ name = "FT", unlearn_epochs = [1, 2] }, { name = "GA", unlearn_epoc
 batch_size = 128
 "#;
 
-/// Whether any `run-job` process of the sweep in `out` is alive.
-fn children_alive(out: &Path) -> bool {
-    let needle = out.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-            .unwrap_or(false)
-    })
-}
-
 #[test]
 fn two_sweeps_on_one_folder_give_one_running_sweep_and_one_refusal() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("s.toml");
     std::fs::write(&file, SWEEP).unwrap();
     let out = tmp.path().join("out");
-    let args = [
-        "sweep",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--workers",
-        "2",
-        "--threads",
-        "1",
-        "--quiet",
-    ];
+    let args = common::sweep_args(&file, &out, 2);
     let spawn = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_gunlearn"))
-            .args(args)
+            .args(&args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -347,6 +326,14 @@ fn two_sweeps_on_one_folder_give_one_running_sweep_and_one_refusal() {
     let count = names.len();
     names.dedup();
     assert_eq!((count, names.len()), (5, 5), "each job once: {done}"); // original, Retrain, FT × 2, GA
+                                                                       // Each finished job's line counts it among the jobs to run, with the time so far and, but
+                                                                       // for the last, an estimate of the time left.
+    let lines: Vec<&str> = done.lines().filter(|l| l.contains("] done ")).collect();
+    for (k, line) in lines.iter().enumerate() {
+        assert!(line.starts_with(&format!("[{}/5] ", k + 1)), "{line}");
+        assert!(line.contains(" elapsed"), "{line}");
+        assert_eq!(line.contains(" left"), k + 1 < lines.len(), "{line}");
+    }
     let refusal = stderr(&lost);
     assert!(
         refusal.contains("is in use by sweep (pid ") && refusal.contains("wait for it"),
@@ -379,23 +366,9 @@ fn a_lock_left_by_a_killed_sweep_is_taken_over() {
     let file = tmp.path().join("s.toml");
     std::fs::write(&file, SWEEP).unwrap();
     let out = tmp.path().join("out");
-    let args = [
-        "sweep",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--workers",
-        "1",
-        "--threads",
-        "1",
-        "--quiet",
-    ];
-    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_gunlearn"))
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let owned = common::sweep_args(&file, &out, 1);
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let mut first = common::spawn_quietly(&owned);
     // Killed once it holds the lock and has started a job.
     let lock = out.join(gunlearn::lock::FILE_NAME);
     let started = Instant::now();
@@ -410,14 +383,7 @@ fn a_lock_left_by_a_killed_sweep_is_taken_over() {
     first.wait().unwrap();
     assert!(lock.is_file(), "the lock file stays behind");
     // Its run-job child dies with it, and with it that job folder's lock.
-    let killed = Instant::now();
-    while children_alive(&out) {
-        assert!(
-            killed.elapsed() < Duration::from_secs(30),
-            "run-job outlived its sweep"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_children_to_end(&out);
     // The next sweep takes both locks over and finishes.
     let o = ok(&args);
     assert!(String::from_utf8_lossy(&o.stdout).contains("0 failed"));

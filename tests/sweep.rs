@@ -318,16 +318,6 @@ fn job_dirs(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Whether `run-job` processes of this sweep are still alive.
-fn children_alive(dir: &Path) -> bool {
-    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
-            let c = String::from_utf8_lossy(&c);
-            c.contains("run-job") && c.contains(dir.to_str().unwrap())
-        })
-    })
-}
-
 const SMALL_SWEEP: &str = r#"
 dataset = "digits"
 arch = "resnet20"
@@ -351,23 +341,9 @@ fn a_killed_sweep_loses_nothing_finished_and_resumes_without_redoing_it() {
     let file = tmp.path().join("sweep.toml");
     std::fs::write(&file, SMALL_SWEEP).unwrap();
     let out = tmp.path().join("out");
-    let args = [
-        "sweep",
-        file.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--workers",
-        "2",
-        "--threads",
-        "1",
-        "--quiet",
-    ];
-    let mut sweep = std::process::Command::new(env!("CARGO_BIN_EXE_gunlearn"))
-        .args(args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let owned = common::sweep_args(&file, &out, 2);
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let mut sweep = common::spawn_quietly(&owned);
     // Kill it as soon as the first unlearning run is complete, others still running.
     let start = Instant::now();
     let complete_runs = || {
@@ -397,14 +373,7 @@ fn a_killed_sweep_loses_nothing_finished_and_resumes_without_redoing_it() {
         })
         .collect();
     // The runs it had started die with it: nothing goes on writing behind the next start.
-    let killed = Instant::now();
-    while children_alive(&out) {
-        assert!(
-            killed.elapsed() < Duration::from_secs(30),
-            "run-job processes survived the sweep"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_children_to_end(&out);
     // Whatever looks complete is: its audit record checks out against its files.
     for (dir, _) in &before {
         ok(&["verify-audit", dir.to_str().unwrap()]);
@@ -496,6 +465,16 @@ fn a_killed_sweep_loses_nothing_finished_and_resumes_without_redoing_it() {
         let from_original = matches!(&job, Job::Unlearn(j) if j.model == out.join("original"));
         assert_eq!(job.is_complete(), !from_original, "{}", dir.display());
     }
+    // Nor does report show them as results.
+    let o = gunlearn(&[
+        "report",
+        out.to_str().unwrap(),
+        "-o",
+        tmp.path().join("stale-report").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "stale runs were reported");
+    assert!(err.contains("made from other weights"), "{err}");
 }
 
 /// Every file under `dir`.

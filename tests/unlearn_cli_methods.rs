@@ -50,23 +50,24 @@ fn model_dir() -> &'static Path {
 
 /// `gunlearn unlearn --model <trained> --dataset digits … extra` into `save_dir`.
 fn unlearn(save_dir: &Path, extra: &[&str]) -> Output {
-    let t = threads();
-    let mut args = vec![
-        "unlearn",
-        "--model",
-        model_dir().to_str().unwrap(),
-        "--dataset",
-        "digits",
-        "--device",
-        "cpu",
-        "--threads",
-        &t,
-        "--quiet",
-        "--save_dir",
-        save_dir.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    ok(&args)
+    let args = unlearn_args(model_dir(), save_dir, extra);
+    ok(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// The arguments of [`unlearn`] from `model`.
+fn unlearn_args(model: &Path, save_dir: &Path, extra: &[&str]) -> Vec<String> {
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    let mut args: Vec<String> = ["unlearn", "--model"].map(String::from).to_vec();
+    args.push(path(model));
+    args.extend(["--dataset", "digits", "--device", "cpu", "--threads"].map(String::from));
+    args.push(threads());
+    args.extend([
+        "--quiet".to_string(),
+        "--save_dir".to_string(),
+        path(save_dir),
+    ]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
 }
 
 /// Whitespace runs collapsed to one space (help text may be wrapped).
@@ -417,14 +418,10 @@ fn a_gan_runs_epoch_lines_name_their_values_and_never_print_nan() {
         std::fs::copy(model_dir().join(file), model.join(file)).unwrap();
     }
     let run = dir.path().join("run");
-    let t = threads();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gunlearn"))
-        .args([
-            "unlearn",
-            "--model",
-            model.to_str().unwrap(),
-            "--dataset",
-            "digits",
+    let args = unlearn_args(
+        &model,
+        &run,
+        &[
             "--unlearn",
             "Gan",
             "--class_to_replace",
@@ -437,14 +434,10 @@ fn a_gan_runs_epoch_lines_name_their_values_and_never_print_nan() {
             "5",
             "--batch_size",
             "64",
-            "--device",
-            "cpu",
-            "--threads",
-            &t,
-            "--quiet",
-            "--save_dir",
-            run.to_str().unwrap(),
-        ])
+        ],
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gunlearn"))
+        .args(&args)
         .env("GUNLEARN_LOG", "info")
         .output()
         .unwrap();

@@ -315,3 +315,49 @@ pub fn fashion_mnist() -> std::path::PathBuf {
         })
         .clone()
 }
+
+/// The arguments of a quiet local sweep of `file` into `out` on `workers` workers × 1 thread.
+pub fn sweep_args(file: &std::path::Path, out: &std::path::Path, workers: usize) -> Vec<String> {
+    let text = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    ["sweep".to_string(), text(file), "--out".into(), text(out)]
+        .into_iter()
+        .chain([
+            "--workers".into(),
+            workers.to_string(),
+            "--threads".into(),
+            "1".into(),
+        ])
+        .chain(["--quiet".to_string()])
+        .collect()
+}
+
+/// The gunlearn binary started with `args`, its output discarded (a process to kill).
+pub fn spawn_quietly(args: &[String]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gunlearn"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (at most 30 s, else fails) until no `run-job` process of the sweep in `out` is left:
+/// a killed sweep's children die with it.
+pub fn wait_for_children_to_end(out: &std::path::Path) {
+    let alive = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let c = String::from_utf8_lossy(&c);
+                c.contains("run-job") && c.contains(out.to_str().unwrap())
+            })
+        })
+    };
+    let killed = std::time::Instant::now();
+    while alive() {
+        assert!(
+            killed.elapsed() < std::time::Duration::from_secs(30),
+            "run-job processes outlived their sweep"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
