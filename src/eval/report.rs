@@ -707,15 +707,15 @@ pub struct Written {
     /// Each kind of health finding once, with the number of runs it concerns (report.md's
     /// "Health checks").
     pub health: Vec<(String, usize)>,
-    /// Run folders left out, with why ([`Report::skipped`]).
-    pub skipped: Vec<(PathBuf, String)>,
+    /// The comparison the files show.
+    pub report: Report,
 }
 
 impl Written {
     /// Logs the folders left out and each health finding once, with its run count (for the
     /// commands that print the tables).
     pub fn log_health(&self) {
-        for (dir, why) in &self.skipped {
+        for (dir, why) in &self.report.skipped {
             tracing::warn!("left out {}: {why}", dir.display());
         }
         for (kind, n) in health_kinds(&self.health) {
@@ -1014,7 +1014,7 @@ pub fn report_with(
     Ok(Written {
         tables,
         health: warnings,
-        skipped: rep.skipped.clone(),
+        report: rep,
     })
 }
 

@@ -126,11 +126,10 @@ pub fn run(job: &DemoJob) -> anyhow::Result<DemoOutcome> {
     }
     let dirs = [job.save_dir.clone()];
     let written = crate::eval::report::report(&dirs, None, &job.save_dir)?;
-    let rep = crate::eval::report::build(&dirs, None)?;
     let original = original_accuracy(&job.save_dir.join("original"));
     Ok(DemoOutcome {
+        reading: reading(&written.report, original),
         tables: written.tables,
-        reading: reading(&rep, original),
         warnings: crate::eval::report::health_kinds(&written.health),
         html: job.save_dir.join("report.html"),
         seconds: started.elapsed().as_secs_f64(),
